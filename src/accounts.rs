@@ -1,0 +1,267 @@
+//! Connected amoCRM accounts: storage and status.
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::{
+    amocrm::{AccountInfo, TokenSet},
+    crypto::{self, Cipher},
+};
+
+/// Where an account stands. Only `active` accounts get calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    /// The refresh token is dead (revoked, reused, expired): someone in the
+    /// account has to install the integration again.
+    ReauthRequired,
+    /// The account uninstalled the integration; its tokens are erased.
+    Disconnected,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::ReauthRequired => "reauth_required",
+            AccountStatus::Disconnected => "disconnected",
+        }
+    }
+
+    fn parse(text: &str) -> AccountStatus {
+        match text {
+            "active" => AccountStatus::Active,
+            "reauth_required" => AccountStatus::ReauthRequired,
+            // The column's check constraint allows nothing else.
+            _ => AccountStatus::Disconnected,
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct AccountRow {
+    account_id: i64,
+    domain: String,
+    subdomain: String,
+    name: String,
+    timezone: Option<String>,
+    status: String,
+    status_reason: Option<String>,
+    webhooks_subscribed: bool,
+    webhooks_error: Option<String>,
+    installed_at: DateTime<Utc>,
+    connected_at: DateTime<Utc>,
+    disconnected_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Account {
+    pub account_id: i64,
+    pub domain: String,
+    pub subdomain: String,
+    pub name: String,
+    pub timezone: Option<String>,
+    pub status: AccountStatus,
+    pub status_reason: Option<String>,
+    pub webhooks_subscribed: bool,
+    pub webhooks_error: Option<String>,
+    pub installed_at: DateTime<Utc>,
+    pub connected_at: DateTime<Utc>,
+    pub disconnected_at: Option<DateTime<Utc>>,
+}
+
+impl From<AccountRow> for Account {
+    fn from(r: AccountRow) -> Self {
+        Account {
+            account_id: r.account_id,
+            domain: r.domain,
+            subdomain: r.subdomain,
+            name: r.name,
+            timezone: r.timezone,
+            status: AccountStatus::parse(&r.status),
+            status_reason: r.status_reason,
+            webhooks_subscribed: r.webhooks_subscribed,
+            webhooks_error: r.webhooks_error,
+            installed_at: r.installed_at,
+            connected_at: r.connected_at,
+            disconnected_at: r.disconnected_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "account_id, domain, subdomain, name, timezone, status, status_reason, \
+    webhooks_subscribed, webhooks_error, installed_at, connected_at, disconnected_at";
+
+pub fn hook_key_context(account_id: i64) -> String {
+    format!("account:{account_id}:hook_key")
+}
+
+pub fn token_context(account_id: i64, column: &str) -> String {
+    format!("account:{account_id}:{column}")
+}
+
+pub async fn find(db: &mut PgConnection, account_id: i64) -> sqlx::Result<Option<Account>> {
+    let row: Option<AccountRow> =
+        sqlx::query_as(&format!("select {COLUMNS} from accounts where account_id = $1"))
+            .bind(account_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(Account::from))
+}
+
+/// The account a hook key belongs to.
+pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Option<Account>> {
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from accounts where hook_key_sha256 = $1"
+    ))
+    .bind(crypto::sha256_hex(hook_key))
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Account::from))
+}
+
+/// The account's hook key, decrypted.
+pub async fn hook_key(db: &PgPool, cipher: &Cipher, account_id: i64) -> anyhow::Result<SecretString> {
+    let sealed: Vec<u8> = sqlx::query_scalar("select hook_key from accounts where account_id = $1")
+        .bind(account_id)
+        .fetch_one(db)
+        .await?;
+    Ok(cipher.decrypt(&sealed, &hook_key_context(account_id))?)
+}
+
+/// Inserts a newly installed account, or brings a known one back to
+/// `active` (a reinstall): its history and its hook key stay, so hook URLs
+/// that were added by hand keep working.
+pub async fn upsert_installed(
+    tx: &mut Transaction<'_, Postgres>,
+    cipher: &Cipher,
+    info: &AccountInfo,
+    domain: &str,
+    tokens: &TokenSet,
+) -> anyhow::Result<Account> {
+    let candidate_key = crypto::random_token(24);
+    let row: AccountRow = sqlx::query_as(&format!(
+        "insert into accounts (account_id, domain, subdomain, name, timezone, hook_key_sha256, hook_key)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         on conflict (account_id) do update set
+             domain = excluded.domain,
+             subdomain = excluded.subdomain,
+             name = excluded.name,
+             timezone = coalesce(excluded.timezone, accounts.timezone),
+             status = 'active',
+             status_reason = null,
+             connected_at = now(),
+             disconnected_at = null,
+             updated_at = now()
+         returning {COLUMNS}"
+    ))
+    .bind(info.id)
+    .bind(domain)
+    .bind(if info.subdomain.is_empty() {
+        domain.split('.').next().unwrap_or_default()
+    } else {
+        &info.subdomain
+    })
+    .bind(&info.name)
+    .bind(info.timezone())
+    .bind(crypto::sha256_hex(&candidate_key))
+    .bind(cipher.encrypt(&candidate_key, &hook_key_context(info.id)))
+    .fetch_one(&mut **tx)
+    .await?;
+    store_tokens(&mut **tx, cipher, info.id, tokens).await?;
+    Ok(row.into())
+}
+
+/// Writes a token pair, encrypted, replacing the previous one.
+pub async fn store_tokens(
+    db: &mut PgConnection,
+    cipher: &Cipher,
+    account_id: i64,
+    tokens: &TokenSet,
+) -> sqlx::Result<()> {
+    let expires_in = chrono::Duration::from_std(tokens.expires_in)
+        .unwrap_or_else(|_| chrono::Duration::days(1));
+    sqlx::query(
+        "insert into account_tokens (account_id, access_token, refresh_token, expires_at, refreshed_at)
+         values ($1, $2, $3, now() + $4, now())
+         on conflict (account_id) do update set
+             access_token = excluded.access_token,
+             refresh_token = excluded.refresh_token,
+             expires_at = excluded.expires_at,
+             refreshed_at = excluded.refreshed_at",
+    )
+    .bind(account_id)
+    .bind(cipher.encrypt(
+        tokens.access_token.expose_secret(),
+        &token_context(account_id, "access_token"),
+    ))
+    .bind(cipher.encrypt(
+        tokens.refresh_token.expose_secret(),
+        &token_context(account_id, "refresh_token"),
+    ))
+    .bind(expires_in)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_webhooks_result(
+    db: &PgPool,
+    account_id: i64,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update accounts set webhooks_subscribed = $2, webhooks_error = $3, updated_at = now()
+         where account_id = $1",
+    )
+    .bind(account_id)
+    .bind(error.is_none())
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks an account as needing a new install and erases its dead tokens.
+pub async fn mark_reauth_required(
+    tx: &mut Transaction<'_, Postgres>,
+    account_id: i64,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update accounts set status = 'reauth_required', status_reason = $2, updated_at = now()
+         where account_id = $1 and status = 'active'",
+    )
+    .bind(account_id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("delete from account_tokens where account_id = $1")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The uninstall hook: the account is disconnected and its tokens erased.
+/// Returns false when the account is unknown.
+pub async fn disconnect(pool: &PgPool, account_id: i64) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let updated = sqlx::query(
+        "update accounts set status = 'disconnected', status_reason = 'uninstalled in amoCRM',
+             disconnected_at = coalesce(disconnected_at, now()), updated_at = now()
+         where account_id = $1",
+    )
+    .bind(account_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("delete from account_tokens where account_id = $1")
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(updated > 0)
+}

@@ -1,0 +1,247 @@
+//! A typed client for the parts of amoCRM's API this service uses.
+//!
+//! Every call goes to `{api_base_url}` with `{domain}` replaced by the
+//! account's host. Answers are sorted into [`AmoError`] the way amoCRM
+//! actually answers (see ../shared/reference/amocrm-api.md): problem+json
+//! bodies on 4xx, a non-JSON 429 on the rate limit, an nginx HTML 403 when an
+//! account or IP is blocked, 401 when a token has expired.
+
+mod oauth;
+mod problem;
+
+use std::time::Duration;
+
+use reqwest::{header, Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::config::AmocrmSettings;
+pub use oauth::TokenSet;
+pub use problem::Problem;
+
+/// How long one call to amoCRM may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The web-hook events subscribed for every account.
+pub const WEBHOOK_EVENTS: &[&str] = &["add_lead", "update_lead", "add_contact", "update_contact"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AmoError {
+    /// 401: the access token is expired or revoked (or, at the token
+    /// endpoint, the grant or the client was refused).
+    #[error("amoCRM refused the credentials (401): {0}")]
+    Unauthorized(Problem),
+    /// Any other 4xx that is not a block or the rate limit.
+    #[error("amoCRM refused the request ({status}): {problem}")]
+    Refused { status: u16, problem: Problem },
+    /// 429: the per-account request budget was exceeded.
+    #[error("amoCRM rate limit reached (429)")]
+    RateLimited,
+    /// An HTML 403 from amoCRM's front servers: the account or our IP is
+    /// blocked, usually for minutes.
+    #[error("amoCRM blocked access (HTML 403)")]
+    Blocked,
+    /// 5xx.
+    #[error("amoCRM is unavailable ({status})")]
+    Unavailable { status: u16 },
+    /// Timeouts, refused or dropped connections.
+    #[error("amoCRM could not be reached: {0}")]
+    Transport(String),
+    /// A 2xx whose body is not what the API documents.
+    #[error("amoCRM answered in an unexpected form: {0}")]
+    Unexpected(String),
+}
+
+impl AmoError {
+    /// Worth trying again later with the same input.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AmoError::RateLimited
+                | AmoError::Blocked
+                | AmoError::Unavailable { .. }
+                | AmoError::Transport(_)
+        )
+    }
+
+    /// The answer of the token endpoint when a refresh token or code is dead:
+    /// used twice, revoked by the account, expired. Nothing but a new install
+    /// helps. A refused *client* (wrong secret) is not this: that is our
+    /// configuration, not the account's grant.
+    pub fn is_dead_grant(&self) -> bool {
+        let problem = match self {
+            AmoError::Unauthorized(p) => p,
+            AmoError::Refused { status: 400, problem } => problem,
+            _ => return false,
+        };
+        !problem.is_client_error()
+    }
+
+    fn from_response(status: StatusCode, content_type: Option<&str>, body: &[u8]) -> AmoError {
+        let json = content_type.is_some_and(|ct| ct.contains("json"));
+        let problem = || Problem::parse(body);
+        match status.as_u16() {
+            401 => AmoError::Unauthorized(problem()),
+            429 => AmoError::RateLimited,
+            403 if !json => AmoError::Blocked,
+            code @ 500..=599 => AmoError::Unavailable { status: code },
+            code => AmoError::Refused {
+                status: code,
+                problem: problem(),
+            },
+        }
+    }
+}
+
+impl From<reqwest::Error> for AmoError {
+    fn from(error: reqwest::Error) -> Self {
+        // Without the URL: it names only the account host, but keeping error
+        // texts free of addresses makes them safe to show on any page.
+        AmoError::Transport(error.without_url().to_string())
+    }
+}
+
+/// The account as `GET /api/v4/account?with=datetime_settings` describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountInfo {
+    pub id: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub subdomain: String,
+    #[serde(default, rename = "_embedded")]
+    embedded: AccountEmbedded,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct AccountEmbedded {
+    #[serde(default)]
+    datetime_settings: Option<DatetimeSettings>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct DatetimeSettings {
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+impl AccountInfo {
+    /// The account's IANA time zone, when amoCRM named one.
+    pub fn timezone(&self) -> Option<&str> {
+        self.embedded
+            .datetime_settings
+            .as_ref()
+            .and_then(|d| d.timezone.as_deref())
+            .filter(|tz| !tz.is_empty())
+    }
+}
+
+/// The HTTP client for amoCRM. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AmoApi {
+    http: reqwest::Client,
+    api_base_url: String,
+    client_id: String,
+    client_secret: SecretString,
+    redirect_uri: url::Url,
+}
+
+impl AmoApi {
+    pub fn new(settings: &AmocrmSettings) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            // The token endpoint must never be followed elsewhere: a redirect
+            // would carry the client secret to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("amohook/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(AmoApi {
+            http,
+            api_base_url: settings.api_base_url.clone(),
+            client_id: settings.client_id.clone(),
+            client_secret: settings.client_secret.clone(),
+            redirect_uri: settings.redirect_uri.clone(),
+        })
+    }
+
+    /// `{api_base_url}` for one account host, without a trailing slash.
+    pub fn base_url(&self, domain: &str) -> String {
+        self.api_base_url
+            .replace("{domain}", domain)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// `GET /api/v4/account?with=datetime_settings`.
+    pub async fn account(&self, domain: &str, token: &SecretString) -> Result<AccountInfo, AmoError> {
+        self.call(domain, token, Method::GET, "/api/v4/account?with=datetime_settings", None::<&()>)
+            .await
+    }
+
+    /// `POST /api/v4/webhooks`: subscribe `destination` to `events`.
+    pub async fn subscribe_webhooks(
+        &self,
+        domain: &str,
+        token: &SecretString,
+        destination: &str,
+        events: &[&str],
+    ) -> Result<(), AmoError> {
+        #[derive(Serialize)]
+        struct Subscribe<'a> {
+            destination: &'a str,
+            settings: &'a [&'a str],
+        }
+        let _: serde_json::Value = self
+            .call(
+                domain,
+                token,
+                Method::POST,
+                "/api/v4/webhooks",
+                Some(&Subscribe {
+                    destination,
+                    settings: events,
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One authorized JSON call. A 204 (amoCRM's "nothing found") reads as
+    /// JSON `null`.
+    pub async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        domain: &str,
+        token: &SecretString,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<T, AmoError> {
+        let url = format!("{}{}", self.base_url(domain), path_and_query);
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(token.expose_secret())
+            .header(header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            return Err(AmoError::from_response(status, content_type.as_deref(), &bytes));
+        }
+        let body: &[u8] = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            b"null"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(body).map_err(|e| AmoError::Unexpected(e.to_string()))
+    }
+}

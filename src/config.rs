@@ -1,0 +1,377 @@
+//! Configuration: `config/default.toml` (compiled in, and read from disk when
+//! present so an edit takes effect), an optional `--config FILE`, then the
+//! environment (`AMOHOOK_<SECTION>__<KEY>`, plus `DATABASE_URL`).
+//!
+//! Loading happens in two steps. The layers are merged into [`RawSettings`],
+//! where every value is still a string, and [`Settings::from_raw`] validates
+//! them into typed values. Every failure names the key and its environment
+//! variable, so an operator knows exactly what to fix.
+//!
+//! Values stay strings until validation on purpose: config-rs's
+//! `try_parsing` would turn a client secret such as `1e5` into a float.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// The commented default file, compiled in so the binary works from any
+/// directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const DEFAULT_PATH: &str = "config/default.toml";
+
+/// A configuration value that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration key `{key}` (environment {env}): {reason}")]
+    Invalid {
+        key: &'static str,
+        env: String,
+        reason: String,
+    },
+    #[error("configuration could not be read: {0}")]
+    Source(#[from] config::ConfigError),
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key,
+            env: env_name(key),
+            reason: reason.into(),
+        }
+    }
+
+    /// The key this error is about, when it is about one.
+    pub fn key(&self) -> Option<&'static str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Source(_) => None,
+        }
+    }
+}
+
+/// `amocrm.client_id` -> `AMOHOOK_AMOCRM__CLIENT_ID`.
+pub fn env_name(key: &str) -> String {
+    format!("AMOHOOK_{}", key.replace('.', "__").to_uppercase())
+}
+
+/// Every layer merged, nothing validated yet.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSettings {
+    #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub amocrm: RawAmocrm,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub security: RawSecurity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAmocrm {
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub redirect_uri: Option<String>,
+    pub authorize_url: Option<String>,
+    pub api_base_url: Option<String>,
+    pub allowed_domains: Option<Vec<String>>,
+    pub requests_per_second: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdmin {
+    pub token: Option<SecretString>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSecurity {
+    pub encryption_key: Option<SecretString>,
+    pub key_file: Option<String>,
+}
+
+impl RawSettings {
+    /// Reads the layers from the real files and the process environment.
+    pub fn load(extra_file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let defaults = std::fs::read_to_string(DEFAULT_PATH).unwrap_or_else(|_| DEFAULT_TOML.into());
+        let extra = match extra_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                config::ConfigError::Message(format!("cannot read {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Self::from_sources(&defaults, extra.as_deref(), std::env::vars().collect())
+    }
+
+    /// Builds the settings from explicit sources; tests use this so they
+    /// never touch the process environment.
+    pub fn from_sources(
+        defaults: &str,
+        extra: Option<&str>,
+        env: HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        use config::{Environment, File, FileFormat};
+
+        let database_url = env.get("DATABASE_URL").cloned();
+        let mut builder =
+            config::Config::builder().add_source(File::from_str(defaults, FileFormat::Toml));
+        if let Some(extra) = extra {
+            builder = builder.add_source(File::from_str(extra, FileFormat::Toml));
+        }
+        // DATABASE_URL sits above the files and below AMOHOOK_DATABASE__URL.
+        if let Some(url) = database_url {
+            builder = builder.add_source(File::from_str(
+                &format!("[database]\nurl = {}", toml_string(&url)),
+                FileFormat::Toml,
+            ));
+        }
+        let env_source = Environment::with_prefix("AMOHOOK")
+            .prefix_separator("_")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("amocrm.allowed_domains")
+            .source(Some(env.into_iter().collect()));
+        let merged = builder.add_source(env_source).build()?;
+        Ok(merged.try_deserialize()?)
+    }
+}
+
+fn toml_string(value: &str) -> String {
+    // A TOML basic string: escape what TOML requires.
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Validated settings for `serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub amocrm: AmocrmSettings,
+    pub admin: AdminSettings,
+    pub security: SecuritySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// The public origin, without a trailing slash.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AmocrmSettings {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: Url,
+    pub authorize_url: Url,
+    /// Contains `{domain}`.
+    pub api_base_url: String,
+    pub allowed_domains: Vec<String>,
+    pub requests_per_second: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    pub encryption_key: Option<[u8; 32]>,
+    pub key_file: PathBuf,
+}
+
+impl DatabaseSettings {
+    pub fn from_raw(raw: &RawDatabase) -> Result<Self, ConfigError> {
+        let url = required("database.url", raw.url.as_deref())?;
+        let parsed = Url::parse(url)
+            .map_err(|e| ConfigError::invalid("database.url", format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "must start with postgres:// or postgresql://",
+            ));
+        }
+        Ok(DatabaseSettings {
+            url: SecretString::from(url.to_owned()),
+        })
+    }
+}
+
+impl Settings {
+    pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        let database = DatabaseSettings::from_raw(&raw.database)?;
+
+        let listen = required("http.listen", raw.http.listen.as_deref())?
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                ConfigError::invalid("http.listen", "must be an address and port, e.g. 0.0.0.0:8080")
+            })?;
+        let public_url = origin("http.public_url", raw.http.public_url.as_deref())?;
+
+        let amo = raw.amocrm;
+        let client_id = required("amocrm.client_id", amo.client_id.as_deref())?.to_owned();
+        let client_secret = match amo.client_secret {
+            Some(s) if !s.expose_secret().trim().is_empty() => s,
+            _ => return Err(ConfigError::invalid("amocrm.client_secret", "is required")),
+        };
+        let redirect_uri = match amo.redirect_uri.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(s) => http_url("amocrm.redirect_uri", s)?,
+            None => http_url("amocrm.redirect_uri", &format!("{public_url}/oauth/callback"))?,
+        };
+        let authorize_url = http_url(
+            "amocrm.authorize_url",
+            required("amocrm.authorize_url", amo.authorize_url.as_deref())?,
+        )?;
+        let api_base_url = required("amocrm.api_base_url", amo.api_base_url.as_deref())?.to_owned();
+        if !api_base_url.contains("{domain}") {
+            return Err(ConfigError::invalid(
+                "amocrm.api_base_url",
+                "must contain {domain}, e.g. https://{domain}",
+            ));
+        }
+        http_url(
+            "amocrm.api_base_url",
+            &api_base_url.replace("{domain}", "example.amocrm.ru"),
+        )?;
+        let allowed_domains: Vec<String> = amo
+            .allowed_domains
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
+        if allowed_domains.is_empty() {
+            return Err(ConfigError::invalid("amocrm.allowed_domains", "must name at least one domain"));
+        }
+        if let Some(bad) = allowed_domains
+            .iter()
+            .find(|d| !d.contains('.') || !d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        {
+            return Err(ConfigError::invalid(
+                "amocrm.allowed_domains",
+                format!("`{bad}` is not a domain like amocrm.ru"),
+            ));
+        }
+        let requests_per_second = required(
+            "amocrm.requests_per_second",
+            amo.requests_per_second.as_deref(),
+        )?
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=50).contains(n))
+        .ok_or_else(|| ConfigError::invalid("amocrm.requests_per_second", "must be a whole number from 1 to 50"))?;
+
+        let admin = AdminSettings {
+            token: raw.admin.token.filter(|t| !t.expose_secret().trim().is_empty()),
+        };
+        if let Some(token) = &admin.token {
+            if token.expose_secret().len() < 16 {
+                return Err(ConfigError::invalid("admin.token", "must be at least 16 characters"));
+            }
+        }
+
+        let encryption_key = match raw
+            .security
+            .encryption_key
+            .filter(|k| !k.expose_secret().trim().is_empty())
+        {
+            Some(key) => Some(decode_key(key.expose_secret()).ok_or_else(|| {
+                ConfigError::invalid("security.encryption_key", "must be base64 of exactly 32 bytes")
+            })?),
+            None => None,
+        };
+        let key_file = PathBuf::from(
+            raw.security
+                .key_file
+                .filter(|f| !f.trim().is_empty())
+                .unwrap_or_else(|| "amohook.key".into()),
+        );
+
+        Ok(Settings {
+            database,
+            http: HttpSettings { listen, public_url },
+            amocrm: AmocrmSettings {
+                client_id,
+                client_secret,
+                redirect_uri,
+                authorize_url,
+                api_base_url,
+                allowed_domains,
+                requests_per_second,
+            },
+            admin,
+            security: SecuritySettings {
+                encryption_key,
+                key_file,
+            },
+        })
+    }
+}
+
+/// Decodes a base64 key of exactly 32 bytes.
+pub fn decode_key(text: &str) -> Option<[u8; 32]> {
+    BASE64.decode(text.trim()).ok()?.try_into().ok()
+}
+
+fn required<'a>(key: &'static str, value: Option<&'a str>) -> Result<&'a str, ConfigError> {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ConfigError::invalid(key, "is required")),
+    }
+}
+
+fn http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value.trim())
+        .map_err(|e| ConfigError::invalid(key, format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::invalid(key, "must be an http:// or https:// URL"));
+    }
+    Ok(url)
+}
+
+/// An origin such as `https://amohook.example.com`, returned without a
+/// trailing slash so paths can be appended.
+fn origin(key: &'static str, value: Option<&str>) -> Result<String, ConfigError> {
+    let url = http_url(key, required(key, value)?)?;
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "must be an origin without a path, e.g. https://amohook.example.com",
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}

@@ -1,0 +1,214 @@
+//! Secrets at rest: AES-256-GCM over tokens, authorization codes and hook keys.
+//!
+//! A stored value is `key_id (1 byte) ‖ nonce (12 bytes) ‖ ciphertext+tag`.
+//! The nonce is random for every write. The associated data binds a value to
+//! its row and column (`account:42:refresh_token`), so a ciphertext copied to
+//! another row or column does not decrypt. The key id byte lets a later
+//! version add a new key while still reading values written with the old one.
+
+use std::{io::Write as _, path::Path};
+
+use aes_gcm::{
+    aead::{Aead, AeadCore, KeyInit, OsRng, Payload},
+    Aes256Gcm, Key, Nonce,
+};
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use rand::RngCore as _;
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+const KEY_ID: u8 = 1;
+const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("stored secret is written with unknown key id {0}")]
+    UnknownKey(u8),
+    #[error("stored secret does not decrypt with the configured key")]
+    Undecryptable,
+}
+
+/// Encrypts and decrypts column values. Cheap to clone.
+#[derive(Clone)]
+pub struct Cipher {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cipher(..)")
+    }
+}
+
+impl Cipher {
+    pub fn new(key: &[u8; 32]) -> Self {
+        Cipher {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+        }
+    }
+
+    pub fn encrypt(&self, plaintext: &str, context: &str) -> Vec<u8> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(KEY_ID);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    pub fn decrypt(&self, stored: &[u8], context: &str) -> Result<SecretString, CryptoError> {
+        let (&key_id, rest) = stored.split_first().ok_or(CryptoError::Undecryptable)?;
+        if key_id != KEY_ID {
+            return Err(CryptoError::UnknownKey(key_id));
+        }
+        if rest.len() < NONCE_LEN {
+            return Err(CryptoError::Undecryptable);
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Undecryptable)?;
+        String::from_utf8(plain)
+            .map(SecretString::from)
+            .map_err(|_| CryptoError::Undecryptable)
+    }
+}
+
+/// A URL-safe random secret of `bytes` random bytes (hook keys, states).
+pub fn random_token(bytes: usize) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Hex SHA-256, used to look rows up by a secret without storing it plainly.
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Reads the key from `path`, or creates the file with a new random key
+/// (mode 0600) when it does not exist. Returns the key and whether it was
+/// created now.
+pub fn load_or_create_key_file(path: &Path) -> anyhow::Result<([u8; 32], bool)> {
+    use anyhow::Context as _;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key = crate::config::decode_key(&text).with_context(|| {
+                format!(
+                    "key file {} does not hold base64 of 32 bytes",
+                    path.display()
+                )
+            })?;
+            Ok((key, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .with_context(|| format!("cannot create key file {}", path.display()))?;
+            writeln!(file, "{}", BASE64.encode(key))
+                .and_then(|_| file.sync_all())
+                .with_context(|| format!("cannot write key file {}", path.display()))?;
+            Ok((key, true))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read key file {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn round_trip_with_matching_context() {
+        let cipher = Cipher::new(&[7; 32]);
+        let sealed = cipher.encrypt("refresh-123", "account:1:refresh_token");
+        assert_eq!(sealed[0], KEY_ID);
+        assert!(!sealed.windows(11).any(|w| w == b"refresh-123"));
+        let opened = cipher.decrypt(&sealed, "account:1:refresh_token").unwrap();
+        assert_eq!(opened.expose_secret(), "refresh-123");
+    }
+
+    #[test]
+    fn every_write_uses_a_new_nonce() {
+        let cipher = Cipher::new(&[7; 32]);
+        assert_ne!(cipher.encrypt("x", "c"), cipher.encrypt("x", "c"));
+    }
+
+    #[test]
+    fn a_value_moved_to_another_row_or_key_does_not_decrypt() {
+        let cipher = Cipher::new(&[7; 32]);
+        let sealed = cipher.encrypt("secret", "account:1:access_token");
+        assert!(cipher.decrypt(&sealed, "account:2:access_token").is_err());
+        assert!(cipher.decrypt(&sealed, "account:1:refresh_token").is_err());
+        assert!(Cipher::new(&[8; 32])
+            .decrypt(&sealed, "account:1:access_token")
+            .is_err());
+        let mut other_key_id = sealed.clone();
+        other_key_id[0] = 9;
+        assert!(matches!(
+            cipher.decrypt(&other_key_id, "account:1:access_token"),
+            Err(CryptoError::UnknownKey(9))
+        ));
+        assert!(cipher.decrypt(&[], "c").is_err());
+        assert!(cipher.decrypt(&[KEY_ID, 1, 2], "c").is_err());
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/amohook.key");
+        let (first, created) = load_or_create_key_file(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (second, created) = load_or_create_key_file(&path).unwrap();
+        assert!(!created);
+        assert_eq!(first, second);
+
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(load_or_create_key_file(&path).is_err());
+    }
+
+    #[test]
+    fn random_tokens_carry_enough_entropy() {
+        let a = random_token(24);
+        assert_eq!(a.len(), 32); // 192 bits, URL-safe
+        assert_ne!(a, random_token(24));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}

@@ -1,0 +1,283 @@
+//! GET /install, GET /oauth/callback, GET|POST /oauth/disable.
+
+use std::{collections::HashMap, time::Duration};
+
+use askama::Template;
+use axum::{
+    body::Bytes,
+    extract::{rejection::QueryRejection, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
+    Json, Router,
+};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{
+    pages::{Page, PageError},
+    AppState,
+};
+use crate::install::{self, InstallError, Installed};
+
+/// amoCRM gives a widget install 3 seconds and does not retry; answer well
+/// within that and finish in the background when the exchange is slow.
+const WIDGET_ANSWER_WITHIN: Duration = Duration::from_millis(2500);
+/// How long the answering request holds a widget install before the
+/// background retrier may take it: longer than the three calls of an
+/// install can take, so one code is never spent twice at once.
+const WIDGET_HOLD: Duration = Duration::from_secs(90);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/install", get(start_install))
+        .route("/oauth/callback", get(callback))
+        .route("/oauth/disable", get(disable).post(disable))
+}
+
+async fn start_install(State(state): State<AppState>) -> Result<Redirect, PageError> {
+    let oauth_state = install::new_state(&state.pool).await?;
+    let url = state
+        .api
+        .authorize_url(&state.settings.amocrm.authorize_url, &oauth_state);
+    Ok(Redirect::to(url.as_str()))
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    referer: Option<String>,
+    state: Option<String>,
+    from_widget: Option<String>,
+    client_id: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "installed.html")]
+struct InstalledPage {
+    reinstall: bool,
+    domain: String,
+    name: String,
+    account_id: i64,
+    webhooks_error: Option<String>,
+    hook_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "install_pending.html")]
+struct PendingPage {
+    domain: String,
+}
+
+impl From<Installed> for InstalledPage {
+    fn from(done: Installed) -> Self {
+        InstalledPage {
+            reinstall: done.reinstall,
+            domain: done.account.domain,
+            name: done.account.name,
+            account_id: done.account.account_id,
+            webhooks_error: done.webhooks_error,
+            hook_url: done.hook_url.expose_secret().to_owned(),
+        }
+    }
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let Query(query) =
+        query.map_err(|_| PageError::bad_request("The address amoCRM sent is malformed."))?;
+    if query.error.is_some() {
+        return Err(PageError::bad_request(
+            "Access was not granted in amoCRM, so nothing was connected.",
+        ));
+    }
+    let settings = &state.settings.amocrm;
+    if query
+        .client_id
+        .as_deref()
+        .is_some_and(|id| id != settings.client_id)
+    {
+        return Err(PageError::bad_request(
+            "This install is meant for another integration.",
+        ));
+    }
+    let code = query
+        .code
+        .filter(|c| !c.is_empty() && c.len() <= 4096)
+        .ok_or_else(|| PageError::bad_request("The address has no authorization code."))?;
+    // The referer decides where the client secret goes: it is checked
+    // before anything is sent anywhere.
+    let domain = query
+        .referer
+        .as_deref()
+        .and_then(|r| install::account_host(r, &settings.allowed_domains))
+        .ok_or_else(|| {
+            PageError::bad_request("The address does not come from an amoCRM account.")
+        })?;
+
+    if query.from_widget.is_some() {
+        return widget_install(state, domain, code).await;
+    }
+
+    let valid_state = match query.state.as_deref() {
+        Some(s) if !s.is_empty() && s.len() <= 256 => install::take_state(&state.pool, s).await?,
+        _ => false,
+    };
+    if !valid_state {
+        return Err(PageError::bad_request(
+            "This install link has expired or was already used. Start again from the install button.",
+        ));
+    }
+    let done = state
+        .installer
+        .complete(&domain, &code)
+        .await
+        .map_err(install_error_page)?;
+    Ok(Page(StatusCode::OK, InstalledPage::from(done)).into_response())
+}
+
+/// A marketplace widget install: amoCRM's server calls us once, without a
+/// state, and waits at most 3 seconds. The code is stored first, so that a
+/// slow or failed exchange is retried in the background until the code
+/// expires instead of losing the install.
+async fn widget_install(state: AppState, domain: String, code: String) -> Result<Response, PageError> {
+    let install_id = state
+        .installer
+        .remember(&domain, &code, WIDGET_HOLD)
+        .await?;
+    let code = SecretString::from(code);
+    let installer = state.installer.clone();
+    let task_domain = domain.clone();
+    let attempt =
+        tokio::spawn(async move { installer.attempt(install_id, &task_domain, &code).await });
+    match tokio::time::timeout(WIDGET_ANSWER_WITHIN, attempt).await {
+        Ok(Ok(Ok(done))) => Ok(Page(StatusCode::OK, InstalledPage::from(done)).into_response()),
+        Ok(Ok(Err(e @ InstallError::Refused(_)))) => Err(install_error_page(e)),
+        // Slow, unavailable or failed on our side: the install is kept and
+        // retried in the background.
+        _ => Ok(Page(StatusCode::ACCEPTED, PendingPage { domain }).into_response()),
+    }
+}
+
+fn install_error_page(e: InstallError) -> PageError {
+    match e {
+        InstallError::Refused(e) => {
+            tracing::warn!(error = %e, "install refused by amoCRM");
+            PageError::bad_gateway(format!(
+                "amoCRM refused the connection: {e}. Please start the install again from amoCRM."
+            ))
+        }
+        InstallError::Unavailable(e) => {
+            tracing::warn!(error = %e, "amoCRM unavailable during install");
+            PageError::bad_gateway(
+                "amoCRM did not answer in time. Please try the install again in a minute.",
+            )
+        }
+        InstallError::Internal(e) => {
+            tracing::error!(error = %e, "install failed");
+            PageError::internal()
+        }
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The uninstall hook amoCRM calls when an account turns the integration
+/// off: `account_id`, `client_uuid` and `signature` = hex HMAC-SHA256 of
+/// `client_uuid|account_id` keyed with the client secret. The parameters are
+/// read from the query string, and for POST also from a form or JSON body.
+async fn disable(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut params = query;
+    for (k, v) in body_params(&headers, &body) {
+        params.entry(k).or_insert(v);
+    }
+    let get = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    let (account_id, client_uuid, signature) = (get("account_id"), get("client_uuid"), get("signature"));
+
+    let settings = &state.settings.amocrm;
+    if !signature_valid(&settings.client_secret, client_uuid, account_id, signature)
+        || client_uuid != settings.client_id
+    {
+        tracing::warn!("uninstall hook with a wrong signature ignored");
+        return json_status(StatusCode::UNAUTHORIZED, "signature does not match");
+    }
+    let Ok(account_id) = account_id.parse::<i64>() else {
+        return json_status(StatusCode::BAD_REQUEST, "account_id must be a number");
+    };
+    match crate::accounts::disconnect(&state.pool, account_id).await {
+        Ok(known) => {
+            tracing::info!(account.id = account_id, known, "account disconnected by amoCRM");
+            json_status(StatusCode::OK, "disconnected")
+        }
+        Err(e) => {
+            tracing::error!(account.id = account_id, error = %e, "disconnect failed");
+            // 503 so that amoCRM tries again.
+            json_status(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+        }
+    }
+}
+
+fn body_params(headers: &HeaderMap, body: &Bytes) -> Vec<(String, String)> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.contains("json") {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) else {
+            return Vec::new();
+        };
+        map.into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                serde_json::Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+            .collect()
+    } else {
+        url::form_urlencoded::parse(body).into_owned().collect()
+    }
+}
+
+fn signature_valid(secret: &SecretString, client_uuid: &str, account_id: &str, signature: &str) -> bool {
+    let Ok(expected) = hex::decode(signature.trim()) else {
+        return false;
+    };
+    let mut mac = HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(format!("{client_uuid}|{account_id}").as_bytes());
+    // verify_slice compares in constant time.
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn json_status(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "status": status.as_u16(), "message": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_of_client_uuid_and_account_id() {
+        let secret = SecretString::from("s3cret".to_owned());
+        let mut mac = HmacSha256::new_from_slice(b"s3cret").unwrap();
+        mac.update(b"client-1|42");
+        let good = hex::encode(mac.finalize().into_bytes());
+        assert!(signature_valid(&secret, "client-1", "42", &good));
+        assert!(signature_valid(&secret, "client-1", "42", &good.to_uppercase()));
+        assert!(!signature_valid(&secret, "client-1", "43", &good));
+        assert!(!signature_valid(&secret, "client-2", "42", &good));
+        assert!(!signature_valid(&secret, "client-1", "42", "zz"));
+        assert!(!signature_valid(&secret, "client-1", "42", ""));
+    }
+}

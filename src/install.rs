@@ -1,0 +1,349 @@
+//! The install flow: states for browser installs, the code exchange, the
+//! account upsert, the web-hook subscription, and the retry of widget
+//! installs that arrive without a browser.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+
+use crate::{
+    accounts::{self, Account},
+    amocrm::{AmoApi, AmoError, WEBHOOK_EVENTS},
+    crypto::{self, Cipher},
+};
+
+/// How long a state from GET /install stays usable.
+pub const STATE_TTL: Duration = Duration::from_secs(15 * 60);
+/// amoCRM's authorization codes live 20 minutes.
+pub const CODE_TTL: Duration = Duration::from_secs(20 * 60);
+
+/// Checks that `referer` is an account host directly under one of the
+/// allowed domains (`acme.amocrm.ru`), and returns it lowercased.
+///
+/// The referer decides where the client secret is sent, so anything else is
+/// refused: other hosts, look-alikes (`amocrm.ru.evil.com`), nested hosts
+/// (`a.b.amocrm.ru`), ports, paths, user info, schemes.
+pub fn account_host(referer: &str, allowed_domains: &[String]) -> Option<String> {
+    let host = referer.trim().to_ascii_lowercase();
+    let (label, parent) = host.split_once('.')?;
+    let label_ok = !label.is_empty()
+        && label.len() <= 63
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    (label_ok && allowed_domains.iter().any(|d| d == parent)).then_some(host)
+}
+
+/// A new single-use state for GET /install.
+pub async fn new_state(pool: &PgPool) -> sqlx::Result<String> {
+    let state = crypto::random_token(24);
+    sqlx::query("insert into oauth_states (state, expires_at) values ($1, now() + $2)")
+        .bind(&state)
+        .bind(chrono::Duration::from_std(STATE_TTL).expect("small"))
+        .execute(pool)
+        .await?;
+    Ok(state)
+}
+
+/// Uses up a state. False when it is unknown, used or expired.
+pub async fn take_state(pool: &PgPool, state: &str) -> sqlx::Result<bool> {
+    let taken = sqlx::query(
+        "update oauth_states set used_at = now()
+         where state = $1 and used_at is null and expires_at > now()",
+    )
+    .bind(state)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
+}
+
+/// Why an install did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// amoCRM refused the code or a call (bad or expired code, wrong client).
+    #[error("amoCRM refused: {0}")]
+    Refused(AmoError),
+    /// amoCRM could not be reached or answered 5xx; the same code may work
+    /// on a later try.
+    #[error("amoCRM did not answer: {0}")]
+    Unavailable(AmoError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<AmoError> for InstallError {
+    fn from(e: AmoError) -> Self {
+        if e.is_transient() {
+            InstallError::Unavailable(e)
+        } else {
+            InstallError::Refused(e)
+        }
+    }
+}
+
+impl From<sqlx::Error> for InstallError {
+    fn from(e: sqlx::Error) -> Self {
+        InstallError::Internal(e.into())
+    }
+}
+
+/// A finished install.
+#[derive(Debug)]
+pub struct Installed {
+    pub account: Account,
+    pub reinstall: bool,
+    /// `{public_url}/hooks/{hook_key}`: a secret; shown once on the result
+    /// page so it can be added by hand when the subscription was refused.
+    pub hook_url: SecretString,
+    /// None when subscribed; otherwise amoCRM's reason.
+    pub webhooks_error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Installer {
+    pool: PgPool,
+    cipher: Cipher,
+    api: AmoApi,
+    public_url: String,
+}
+
+impl Installer {
+    pub fn new(pool: PgPool, cipher: Cipher, api: AmoApi, public_url: String) -> Self {
+        Installer {
+            pool,
+            cipher,
+            api,
+            public_url,
+        }
+    }
+
+    /// Exchanges the code, records the account and its tokens, and
+    /// subscribes its web-hooks. `domain` must come from [`account_host`].
+    #[tracing::instrument(skip_all, fields(domain = %domain, account.id))]
+    pub async fn complete(&self, domain: &str, code: &str) -> Result<Installed, InstallError> {
+        let tokens = self.api.exchange_code(domain, code).await?;
+        let info = self.api.account(domain, &tokens.access_token).await?;
+        tracing::Span::current().record("account.id", info.id);
+
+        let mut tx = self.pool.begin().await?;
+        let reinstall = accounts::find(&mut *tx, info.id).await?.is_some();
+        let account = accounts::upsert_installed(&mut tx, &self.cipher, &info, domain, &tokens).await?;
+        tx.commit().await?;
+        let hook_key = accounts::hook_key(&self.pool, &self.cipher, account.account_id).await?;
+        let hook_url = SecretString::from(format!("{}/hooks/{}", self.public_url, hook_key.expose_secret()));
+
+        let webhooks_error = match self
+            .api
+            .subscribe_webhooks(domain, &tokens.access_token, hook_url.expose_secret(), WEBHOOK_EVENTS)
+            .await
+        {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "web-hook subscription refused; the hook URL must be added by hand");
+                Some(subscription_error_text(&e))
+            }
+        };
+        accounts::set_webhooks_result(&self.pool, account.account_id, webhooks_error.as_deref()).await?;
+        tracing::info!(reinstall, "account connected");
+        let account = accounts::find(&mut *self.pool.acquire().await?, account.account_id)
+            .await?
+            .unwrap_or(account);
+        Ok(Installed {
+            account,
+            reinstall,
+            hook_url,
+            webhooks_error,
+        })
+    }
+
+    /// Keeps a widget install's code so that it can be retried until it
+    /// expires, and holds it for `hold` so the caller may try it right away.
+    pub async fn remember(&self, domain: &str, code: &str, hold: Duration) -> sqlx::Result<i64> {
+        // The row id is not known before the insert, so the code is sealed
+        // with the referer as context; the id is bound in `claim_due`.
+        sqlx::query_scalar(
+            "insert into pending_installs (referer, code, expires_at, locked_until)
+             values ($1, $2, now() + $3, now() + $4) returning install_id",
+        )
+        .bind(domain)
+        .bind(self.cipher.encrypt(code, &pending_context(domain)))
+        .bind(chrono::Duration::from_std(CODE_TTL).expect("small"))
+        .bind(chrono::Duration::from_std(hold).expect("small"))
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Tries one remembered install and records the outcome.
+    pub async fn attempt(&self, install_id: i64, domain: &str, code: &SecretString) -> Result<Installed, InstallError> {
+        let result = self.complete(domain, code.expose_secret()).await;
+        let (state, error, account_id) = match &result {
+            Ok(done) => ("done", None, Some(done.account.account_id)),
+            Err(InstallError::Refused(e)) => ("failed", Some(e.to_string()), None),
+            Err(e) => ("pending", Some(e.to_string()), None),
+        };
+        sqlx::query(
+            "update pending_installs set
+                 state = case when $2 = 'pending' and expires_at <= now() then 'expired' else $2 end,
+                 attempts = attempts + 1,
+                 last_error = $3,
+                 account_id = $4,
+                 -- 5 s, 10 s, 20 s ... at most a minute apart
+                 next_attempt_at = now() + least(interval '60 seconds', interval '5 seconds' * power(2, attempts)),
+                 locked_until = null,
+                 updated_at = now()
+             where install_id = $1",
+        )
+        .bind(install_id)
+        .bind(state)
+        .bind(error)
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        result
+    }
+
+    /// Retries the widget installs whose exchange failed for a passing
+    /// reason. Each is claimed with a lease so that concurrent processes
+    /// never spend one code twice. Returns how many completed.
+    pub async fn retry_pending(&self) -> anyhow::Result<usize> {
+        sqlx::query(
+            "update pending_installs set state = 'expired', updated_at = now()
+             where state = 'pending' and expires_at <= now()",
+        )
+        .execute(&self.pool)
+        .await?;
+        let mut completed = 0;
+        while let Some((install_id, domain, code)) = self.claim_due().await? {
+            if self.attempt(install_id, &domain, &code).await.is_ok() {
+                completed += 1;
+            }
+        }
+        Ok(completed)
+    }
+
+    async fn claim_due(&self) -> anyhow::Result<Option<(i64, String, SecretString)>> {
+        let row: Option<(i64, String, Vec<u8>)> = sqlx::query_as(
+            "update pending_installs set locked_until = now() + interval '60 seconds'
+             where install_id = (
+                 select install_id from pending_installs
+                 where state = 'pending' and next_attempt_at <= now() and expires_at > now()
+                   and (locked_until is null or locked_until < now())
+                 order by next_attempt_at
+                 limit 1
+                 for update skip locked)
+             returning install_id, referer, code",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((install_id, domain, sealed)) = row else {
+            return Ok(None);
+        };
+        let code = self.cipher.decrypt(&sealed, &pending_context(&domain))?;
+        Ok(Some((install_id, domain, code)))
+    }
+
+    /// Drops used and expired states and finished install records.
+    pub async fn prune(&self) -> sqlx::Result<()> {
+        sqlx::query("delete from oauth_states where expires_at < now() - interval '1 day'")
+            .execute(&self.pool)
+            .await?;
+        // Codes are useless once expired; the rows stay a week for support.
+        sqlx::query(
+            "update pending_installs set code = '\\x'::bytea
+             where state <> 'pending' and octet_length(code) > 0",
+        )
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("delete from pending_installs where updated_at < now() - interval '7 days'")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn pending(&self, install_id: i64) -> sqlx::Result<Option<PendingInstall>> {
+        sqlx::query_as(
+            "select install_id, referer, state, attempts, account_id, last_error, received_at
+             from pending_installs where install_id = $1",
+        )
+        .bind(install_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct PendingInstall {
+    pub install_id: i64,
+    pub referer: String,
+    pub state: String,
+    pub attempts: i32,
+    pub account_id: Option<i64>,
+    pub last_error: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+fn pending_context(domain: &str) -> String {
+    format!("pending_install:{domain}:code")
+}
+
+fn subscription_error_text(e: &AmoError) -> String {
+    match e {
+        AmoError::Refused { status: 403, .. } => {
+            "amoCRM refused to subscribe the web-hooks (403): the installing user is not an \
+             administrator of the account"
+                .into()
+        }
+        AmoError::Refused { status: 402, .. } => {
+            "amoCRM refused to subscribe the web-hooks (402): the account's plan does not allow \
+             web-hooks through the API"
+                .into()
+        }
+        other => format!("amoCRM did not subscribe the web-hooks: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account_host;
+
+    fn allowed() -> Vec<String> {
+        ["amocrm.ru", "amocrm.com", "kommo.com"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn accepts_account_hosts_directly_under_an_allowed_domain() {
+        assert_eq!(account_host("acme.amocrm.ru", &allowed()).as_deref(), Some("acme.amocrm.ru"));
+        assert_eq!(account_host("Acme-2.Kommo.com", &allowed()).as_deref(), Some("acme-2.kommo.com"));
+        assert_eq!(account_host("old.amocrm.com", &allowed()).as_deref(), Some("old.amocrm.com"));
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        for bad in [
+            "",
+            "evil.com",
+            "amocrm.ru",
+            "amocrm.ru.evil.com",
+            "acme.amocrm.ru.evil.com",
+            "evilamocrm.ru",
+            "a.b.amocrm.ru",
+            "acme.amocrm.ru:8443",
+            "acme.amocrm.ru/path",
+            "https://acme.amocrm.ru",
+            "user@acme.amocrm.ru",
+            "acme.amocrm.ru.",
+            ".amocrm.ru",
+            "-acme.amocrm.ru",
+            "ac me.amocrm.ru",
+            "acme%2eevil.com",
+            "acme.amocrm.ru?x=1",
+            "acme.amocrm.ru#x",
+            "аcme.amocrm.ru", // Cyrillic а
+        ] {
+            assert_eq!(account_host(bad, &allowed()), None, "{bad:?} must be refused");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use amohook::{
+    config::{DatabaseSettings, RawSettings, Settings},
+    db,
+    startup::Application,
+};
+
+/// amohook: turns amoCRM web-hooks into notes in the cards they are about,
+/// for every account that installed the integration.
+///
+/// Configuration comes from config/default.toml, then the file given with
+/// --config, then environment variables AMOHOOK_<SECTION>__<KEY> (and
+/// DATABASE_URL). See README.md for every key.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// An extra TOML file over config/default.toml (the environment still
+    /// wins over it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server and the background worker in one process:
+    /// creates the database if it is missing, applies migrations, serves
+    /// until SIGTERM or Ctrl-C, then finishes in-flight work and exits 0.
+    Serve,
+    /// Create the database if it is missing and apply pending migrations,
+    /// then exit. Needs only database.url.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    amohook::telemetry::init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line.
+            eprintln!("amohook: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let raw = RawSettings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Migrate => {
+            let database = DatabaseSettings::from_raw(&raw.database)?;
+            db::create_if_missing(&database)
+                .await
+                .context("cannot reach PostgreSQL (database.url)")?;
+            let pool = db::connect(&database).await?;
+            db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            let settings = Settings::from_raw(raw)?;
+            let app = Application::build(settings).await?;
+            tracing::info!(port = app.port(), "amohook listening");
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            app.run_until_stopped(shutdown).await
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("stop signal received; finishing in-flight work");
+    shutdown.cancel();
+}

@@ -1,0 +1,141 @@
+//! Builds the application from settings and runs it until told to stop.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    amocrm::AmoApi,
+    config::Settings,
+    crypto::{self, Cipher},
+    db,
+    http::{self, AppState},
+    install::Installer,
+    tokens::TokenStore,
+};
+
+/// How often the background loop retries widget installs.
+const INSTALL_RETRY_EVERY: Duration = Duration::from_secs(5);
+/// How often idle tokens are kept alive and old records pruned.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+/// In-flight requests get this long to finish after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Creates the database when missing, applies migrations, loads the
+    /// encryption key and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        db::create_if_missing(&settings.database)
+            .await
+            .context("cannot reach PostgreSQL to create the database (database.url)")?;
+        let pool = db::connect(&settings.database)
+            .await
+            .context("cannot connect to PostgreSQL (database.url)")?;
+        db::migrate(&pool).await.context("cannot apply migrations")?;
+
+        let key = match settings.security.encryption_key {
+            Some(key) => key,
+            None => {
+                let path = &settings.security.key_file;
+                let (key, created) = crypto::load_or_create_key_file(path)?;
+                if created {
+                    tracing::warn!(
+                        key_file = %path.display(),
+                        "security.encryption_key is not set: generated a new key into the key file. \
+                         Back it up; without it stored tokens cannot be read."
+                    );
+                } else {
+                    tracing::info!(key_file = %path.display(), "encryption key read from the key file");
+                }
+                key
+            }
+        };
+        let cipher = Cipher::new(&key);
+        let api = AmoApi::new(&settings.amocrm)?;
+        let tokens = TokenStore::new(pool.clone(), cipher.clone(), api.clone());
+        let installer = Installer::new(
+            pool.clone(),
+            cipher.clone(),
+            api.clone(),
+            settings.http.public_url.clone(),
+        );
+        let listener = TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
+        let state = AppState {
+            pool,
+            settings: Arc::new(settings),
+            api,
+            cipher,
+            tokens,
+            installer,
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves HTTP and runs the background work until `shutdown` fires,
+    /// then lets in-flight requests finish (bounded by a grace period).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let background = tokio::spawn(background(self.state.clone(), shutdown.clone()));
+        let app = http::router(self.state.clone());
+        let stop = shutdown.clone();
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            stop.cancelled().await;
+        });
+        let serving = tokio::spawn(async move { server.await });
+        shutdown.cancelled().await;
+        match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+            Ok(result) => result??,
+            Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
+        }
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, background).await;
+        self.state.pool.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Periodic work of every process: retrying widget installs, keeping idle
+/// tokens alive, pruning old records. All of it is safe to run in several
+/// processes at once (leases and row locks in PostgreSQL).
+async fn background(state: AppState, shutdown: CancellationToken) {
+    let mut installs = tokio::time::interval(INSTALL_RETRY_EVERY);
+    let mut maintenance = tokio::time::interval(MAINTENANCE_EVERY);
+    installs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = installs.tick() => {
+                if let Err(e) = state.installer.retry_pending().await {
+                    tracing::warn!(error = %e, "retrying pending installs failed");
+                }
+            }
+            _ = maintenance.tick() => {
+                match state.tokens.keep_alive().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(refreshed = n, "idle tokens kept alive"),
+                    Err(e) => tracing::warn!(error = %e, "keep-alive of idle tokens failed"),
+                }
+                if let Err(e) = state.installer.prune().await {
+                    tracing::warn!(error = %e, "pruning old install records failed");
+                }
+            }
+        }
+    }
+}

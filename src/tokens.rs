@@ -1,0 +1,249 @@
+//! Access tokens for accounts, refreshed safely.
+//!
+//! amoCRM's refresh tokens are single use: the first refresh revokes the old
+//! token, and a second refresh with it fails with "Token has been revoked",
+//! which would force the account to reinstall. So a refresh happens only
+//! under a row lock on the account's token (`select ... for update`), after
+//! re-reading the row, only if the token is still due, and the new pair is
+//! stored in the same transaction. Two processes that need a token at once
+//! make exactly one refresh: the second waits on the lock, re-reads, and
+//! finds a fresh token.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable as _};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+
+use crate::{
+    accounts::{self, token_context},
+    amocrm::{AmoApi, AmoError},
+    crypto::Cipher,
+};
+
+/// Refresh this long before the access token expires.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(10 * 60);
+/// Refresh any token not refreshed for this long, so that idle accounts keep
+/// a live refresh token (amoCRM lets one die after 3 months unused).
+pub const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The account is not active (reauth_required, disconnected, unknown):
+    /// no call must be made for it.
+    #[error("account {0} is not active")]
+    NotActive(i64),
+    /// amoCRM refused the refresh token for good; the account is now
+    /// `reauth_required`.
+    #[error("amoCRM revoked the account's grant: {0}")]
+    Revoked(String),
+    /// amoCRM could not be asked (timeouts, 5xx, 429); try again later.
+    #[error("token refresh failed for now: {0}")]
+    Transient(AmoError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for TokenError {
+    fn from(e: sqlx::Error) -> Self {
+        TokenError::Internal(e.into())
+    }
+}
+
+/// The failure of a call made through [`TokenStore::call`].
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Amo(#[from] AmoError),
+}
+
+/// Why a refresh is asked for.
+#[derive(Debug, Clone)]
+pub enum RefreshReason {
+    /// The token expires within the margin (or already has).
+    Expiring,
+    /// amoCRM answered 401 to this access token.
+    Rejected(SecretString),
+    /// The token was not refreshed for [`KEEP_ALIVE_AFTER`].
+    KeepAlive,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    domain: String,
+    status: String,
+    access_token: Vec<u8>,
+    refresh_token: Vec<u8>,
+    expires_at: DateTime<Utc>,
+    refreshed_at: DateTime<Utc>,
+}
+
+/// Hands out access tokens. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TokenStore {
+    pool: PgPool,
+    cipher: Cipher,
+    api: AmoApi,
+}
+
+impl TokenStore {
+    pub fn new(pool: PgPool, cipher: Cipher, api: AmoApi) -> Self {
+        TokenStore { pool, cipher, api }
+    }
+
+    /// A usable access token for the account, refreshed first when it is
+    /// due.
+    pub async fn access_token(&self, account_id: i64) -> Result<SecretString, TokenError> {
+        let row = self.read(&mut *self.pool.acquire().await?, account_id, false).await?;
+        if is_due(&row, &RefreshReason::Expiring, Utc::now()) {
+            return self.refresh(account_id, RefreshReason::Expiring).await;
+        }
+        self.open(account_id, "access_token", &row.access_token)
+    }
+
+    /// Refreshes the account's token if, after taking the lock and reading
+    /// it again, it is still due for `reason`. Returns the access token to
+    /// use from now on.
+    #[tracing::instrument(skip_all, fields(account.id = account_id, reason = reason_name(&reason)))]
+    pub async fn refresh(&self, account_id: i64, reason: RefreshReason) -> Result<SecretString, TokenError> {
+        let mut tx = self.pool.begin().await?;
+        // Waiting for another process's refresh is bounded by its HTTP
+        // timeout; this bound keeps a stuck lock from hanging a worker.
+        sqlx::query("set local lock_timeout = '60s'").execute(&mut *tx).await?;
+        let row = self.read(&mut *tx, account_id, true).await?;
+        if !is_due(&row, &reason, Utc::now()) {
+            // Someone else refreshed while we waited for the lock.
+            return self.open(account_id, "access_token", &row.access_token);
+        }
+        if let RefreshReason::Rejected(rejected) = &reason {
+            let current = self.open(account_id, "access_token", &row.access_token)?;
+            if current.expose_secret() != rejected.expose_secret() {
+                return Ok(current);
+            }
+        }
+        let refresh_token = self.open(account_id, "refresh_token", &row.refresh_token)?;
+        let attempt = || self.api.refresh_token(&row.domain, &refresh_token);
+        let outcome = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(300))
+                    .with_max_delay(Duration::from_secs(3))
+                    .with_max_times(2)
+                    .with_jitter(),
+            )
+            .when(AmoError::is_transient)
+            .await;
+        match outcome {
+            Ok(tokens) => {
+                accounts::store_tokens(&mut *tx, &self.cipher, account_id, &tokens).await?;
+                tx.commit().await?;
+                tracing::info!("access token refreshed");
+                Ok(tokens.access_token)
+            }
+            Err(e) if e.is_dead_grant() => {
+                let reason = e.to_string();
+                accounts::mark_reauth_required(&mut tx, account_id, &reason).await?;
+                tx.commit().await?;
+                tracing::warn!(error = %reason, "refresh token refused; account needs a new install");
+                Err(TokenError::Revoked(reason))
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "token refresh failed, will retry later");
+                Err(TokenError::Transient(e))
+            }
+            Err(e) => {
+                // A refused client (wrong secret) or an odd answer: the
+                // account's grant may be fine, so its status stays.
+                tracing::error!(error = %e, "token refresh refused");
+                Err(TokenError::Internal(anyhow::anyhow!("token refresh refused: {e}")))
+            }
+        }
+    }
+
+    /// Runs one amoCRM call for the account with a valid token. A 401 leads
+    /// to one refresh (under the lock) and one retry with the new token.
+    pub async fn call<T, F, Fut>(&self, account_id: i64, f: F) -> Result<T, CallError>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AmoError>>,
+    {
+        let token = self.access_token(account_id).await?;
+        match f(token.clone()).await {
+            Err(AmoError::Unauthorized(_)) => {
+                tracing::info!(account.id = account_id, "amoCRM answered 401; refreshing once");
+                let token = self.refresh(account_id, RefreshReason::Rejected(token)).await?;
+                Ok(f(token).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Refreshes every active token that has not been refreshed for
+    /// [`KEEP_ALIVE_AFTER`]. Returns how many were refreshed.
+    pub async fn keep_alive(&self) -> anyhow::Result<usize> {
+        let stale: Vec<i64> = sqlx::query_scalar(
+            "select t.account_id from account_tokens t join accounts a using (account_id)
+             where a.status = 'active' and t.refreshed_at < now() - $1
+             order by t.refreshed_at limit 500",
+        )
+        .bind(chrono::Duration::from_std(KEEP_ALIVE_AFTER)?)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut refreshed = 0;
+        for account_id in stale {
+            match self.refresh(account_id, RefreshReason::KeepAlive).await {
+                Ok(_) => refreshed += 1,
+                Err(e) => tracing::warn!(account.id = account_id, error = %e, "keep-alive refresh failed"),
+            }
+        }
+        Ok(refreshed)
+    }
+
+    async fn read(
+        &self,
+        db: &mut sqlx::PgConnection,
+        account_id: i64,
+        lock: bool,
+    ) -> Result<TokenRow, TokenError> {
+        let sql = format!(
+            "select a.domain, a.status, t.access_token, t.refresh_token, t.expires_at, t.refreshed_at
+             from account_tokens t join accounts a using (account_id)
+             where t.account_id = $1 {}",
+            if lock { "for update of t" } else { "" }
+        );
+        let row: Option<TokenRow> = sqlx::query_as(&sql).bind(account_id).fetch_optional(db).await?;
+        match row {
+            Some(row) if row.status == "active" => Ok(row),
+            _ => Err(TokenError::NotActive(account_id)),
+        }
+    }
+
+    fn open(&self, account_id: i64, column: &str, sealed: &[u8]) -> Result<SecretString, TokenError> {
+        self.cipher
+            .decrypt(sealed, &token_context(account_id, column))
+            .map_err(|e| TokenError::Internal(e.into()))
+    }
+}
+
+fn is_due(row: &TokenRow, reason: &RefreshReason, now: DateTime<Utc>) -> bool {
+    let margin = chrono::Duration::from_std(REFRESH_MARGIN).expect("small");
+    let keep_alive = chrono::Duration::from_std(KEEP_ALIVE_AFTER).expect("small");
+    match reason {
+        RefreshReason::Expiring => row.expires_at <= now + margin,
+        // Whether the rejected token is still the stored one is checked by
+        // the caller after decrypting.
+        RefreshReason::Rejected(_) => true,
+        RefreshReason::KeepAlive => row.refreshed_at <= now - keep_alive,
+    }
+}
+
+fn reason_name(reason: &RefreshReason) -> &'static str {
+    match reason {
+        RefreshReason::Expiring => "expiring",
+        RefreshReason::Rejected(_) => "rejected",
+        RefreshReason::KeepAlive => "keep_alive",
+    }
+}
