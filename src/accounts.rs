@@ -103,11 +103,12 @@ pub fn token_context(account_id: i64, column: &str) -> String {
 }
 
 pub async fn find(db: &mut PgConnection, account_id: i64) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> =
-        sqlx::query_as(&format!("select {COLUMNS} from accounts where account_id = $1"))
-            .bind(account_id)
-            .fetch_optional(db)
-            .await?;
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from accounts where account_id = $1"
+    ))
+    .bind(account_id)
+    .fetch_optional(db)
+    .await?;
     Ok(row.map(Account::from))
 }
 
@@ -123,7 +124,11 @@ pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Optio
 }
 
 /// The account's hook key, decrypted.
-pub async fn hook_key(db: &PgPool, cipher: &Cipher, account_id: i64) -> anyhow::Result<SecretString> {
+pub async fn hook_key(
+    db: &PgPool,
+    cipher: &Cipher,
+    account_id: i64,
+) -> anyhow::Result<SecretString> {
     let sealed: Vec<u8> = sqlx::query_scalar("select hook_key from accounts where account_id = $1")
         .bind(account_id)
         .fetch_one(db)
@@ -170,7 +175,7 @@ pub async fn upsert_installed(
     .bind(cipher.encrypt(&candidate_key, &hook_key_context(info.id)))
     .fetch_one(&mut **tx)
     .await?;
-    store_tokens(&mut **tx, cipher, info.id, tokens).await?;
+    store_tokens(tx, cipher, info.id, tokens).await?;
     Ok(row.into())
 }
 
@@ -181,8 +186,8 @@ pub async fn store_tokens(
     account_id: i64,
     tokens: &TokenSet,
 ) -> sqlx::Result<()> {
-    let expires_in = chrono::Duration::from_std(tokens.expires_in)
-        .unwrap_or_else(|_| chrono::Duration::days(1));
+    let expires_in =
+        chrono::Duration::from_std(tokens.expires_in).unwrap_or_else(|_| chrono::Duration::days(1));
     sqlx::query(
         "insert into account_tokens (account_id, access_token, refresh_token, expires_at, refreshed_at)
          values ($1, $2, $3, now() + $4, now())

@@ -91,8 +91,27 @@ pub struct RawAmocrm {
     pub redirect_uri: Option<String>,
     pub authorize_url: Option<String>,
     pub api_base_url: Option<String>,
-    pub allowed_domains: Option<Vec<String>>,
+    pub allowed_domains: Option<DomainList>,
     pub requests_per_second: Option<String>,
+}
+
+/// A list in the file, a comma list in the environment. (config-rs splits
+/// environment lists only together with `try_parsing`, which is not used;
+/// see the module comment.)
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DomainList {
+    List(Vec<String>),
+    Comma(String),
+}
+
+impl DomainList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            DomainList::List(list) => list,
+            DomainList::Comma(text) => text.split(',').map(str::to_owned).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,7 +128,8 @@ pub struct RawSecurity {
 impl RawSettings {
     /// Reads the layers from the real files and the process environment.
     pub fn load(extra_file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
-        let defaults = std::fs::read_to_string(DEFAULT_PATH).unwrap_or_else(|_| DEFAULT_TOML.into());
+        let defaults =
+            std::fs::read_to_string(DEFAULT_PATH).unwrap_or_else(|_| DEFAULT_TOML.into());
         let extra = match extra_file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
                 config::ConfigError::Message(format!("cannot read {}: {e}", path.display()))
@@ -144,8 +164,6 @@ impl RawSettings {
         let env_source = Environment::with_prefix("AMOHOOK")
             .prefix_separator("_")
             .separator("__")
-            .list_separator(",")
-            .with_list_parse_key("amocrm.allowed_domains")
             .source(Some(env.into_iter().collect()));
         let merged = builder.add_source(env_source).build()?;
         Ok(merged.try_deserialize()?)
@@ -237,7 +255,10 @@ impl Settings {
         let listen = required("http.listen", raw.http.listen.as_deref())?
             .parse::<SocketAddr>()
             .map_err(|_| {
-                ConfigError::invalid("http.listen", "must be an address and port, e.g. 0.0.0.0:8080")
+                ConfigError::invalid(
+                    "http.listen",
+                    "must be an address and port, e.g. 0.0.0.0:8080",
+                )
             })?;
         let public_url = origin("http.public_url", raw.http.public_url.as_deref())?;
 
@@ -249,7 +270,10 @@ impl Settings {
         };
         let redirect_uri = match amo.redirect_uri.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(s) => http_url("amocrm.redirect_uri", s)?,
-            None => http_url("amocrm.redirect_uri", &format!("{public_url}/oauth/callback"))?,
+            None => http_url(
+                "amocrm.redirect_uri",
+                &format!("{public_url}/oauth/callback"),
+            )?,
         };
         let authorize_url = http_url(
             "amocrm.authorize_url",
@@ -268,18 +292,24 @@ impl Settings {
         )?;
         let allowed_domains: Vec<String> = amo
             .allowed_domains
+            .map(DomainList::into_vec)
             .unwrap_or_default()
             .iter()
             .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
             .filter(|d| !d.is_empty())
             .collect();
         if allowed_domains.is_empty() {
-            return Err(ConfigError::invalid("amocrm.allowed_domains", "must name at least one domain"));
+            return Err(ConfigError::invalid(
+                "amocrm.allowed_domains",
+                "must name at least one domain",
+            ));
         }
-        if let Some(bad) = allowed_domains
-            .iter()
-            .find(|d| !d.contains('.') || !d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
-        {
+        if let Some(bad) = allowed_domains.iter().find(|d| {
+            !d.contains('.')
+                || !d
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        }) {
             return Err(ConfigError::invalid(
                 "amocrm.allowed_domains",
                 format!("`{bad}` is not a domain like amocrm.ru"),
@@ -293,14 +323,25 @@ impl Settings {
         .parse::<u32>()
         .ok()
         .filter(|n| (1..=50).contains(n))
-        .ok_or_else(|| ConfigError::invalid("amocrm.requests_per_second", "must be a whole number from 1 to 50"))?;
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                "amocrm.requests_per_second",
+                "must be a whole number from 1 to 50",
+            )
+        })?;
 
         let admin = AdminSettings {
-            token: raw.admin.token.filter(|t| !t.expose_secret().trim().is_empty()),
+            token: raw
+                .admin
+                .token
+                .filter(|t| !t.expose_secret().trim().is_empty()),
         };
         if let Some(token) = &admin.token {
             if token.expose_secret().len() < 16 {
-                return Err(ConfigError::invalid("admin.token", "must be at least 16 characters"));
+                return Err(ConfigError::invalid(
+                    "admin.token",
+                    "must be at least 16 characters",
+                ));
             }
         }
 
@@ -310,7 +351,10 @@ impl Settings {
             .filter(|k| !k.expose_secret().trim().is_empty())
         {
             Some(key) => Some(decode_key(key.expose_secret()).ok_or_else(|| {
-                ConfigError::invalid("security.encryption_key", "must be base64 of exactly 32 bytes")
+                ConfigError::invalid(
+                    "security.encryption_key",
+                    "must be base64 of exactly 32 bytes",
+                )
             })?),
             None => None,
         };
@@ -358,7 +402,10 @@ fn http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value.trim())
         .map_err(|e| ConfigError::invalid(key, format!("not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ConfigError::invalid(key, "must be an http:// or https:// URL"));
+        return Err(ConfigError::invalid(
+            key,
+            "must be an http:// or https:// URL",
+        ));
     }
     Ok(url)
 }

@@ -40,17 +40,16 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 
 /// How many of this build's migrations the database has not applied.
 pub async fn pending_migrations(pool: &PgPool) -> sqlx::Result<usize> {
-    let applied: Vec<i64> = match sqlx::query_scalar(
-        "select version from _sqlx_migrations where success",
-    )
-    .fetch_all(pool)
-    .await
-    {
-        Ok(v) => v,
-        // No table yet: nothing applied.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("select version from _sqlx_migrations where success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(v) => v,
+            // No table yet: nothing applied.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(e),
+        };
     Ok(MIGRATOR
         .iter()
         .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))

@@ -136,7 +136,8 @@ impl FakeAmo {
     pub fn issue_code(&self, domain: &str) -> String {
         self.with(|s| {
             let code = s.next_token("code");
-            s.codes.insert(code.clone(), (domain.into(), false, Instant::now()));
+            s.codes
+                .insert(code.clone(), (domain.into(), false, Instant::now()));
             code
         })
     }
@@ -270,12 +271,28 @@ fn html(status: u16) -> Response {
 }
 
 fn json_ok(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/hal+json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/hal+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn token_ok(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn fault_response(fault: &Fault) -> Option<Response> {
     match fault {
-        Fault::Status(429) => Some((StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response()),
+        Fault::Status(429) => {
+            Some((StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response())
+        }
         Fault::Status(s @ 400..=499) if *s != 403 => {
             Some(problem(*s, "Bad Request", "Request failed", None))
         }
@@ -303,13 +320,24 @@ async fn handle(
         .strip_prefix(&format!("/{domain}"))
         .unwrap_or("")
         .to_owned();
-    let fault = shared.lock().expect("fake state").take_fault(&domain, &path);
+    let fault = shared
+        .lock()
+        .expect("fake state")
+        .take_fault(&domain, &path);
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
     }
     let response = match fault.as_ref().and_then(fault_response) {
         Some(r) => r,
-        None => route(&shared, &domain, &method, &path, uri.query(), &headers, &body),
+        None => route(
+            &shared,
+            &domain,
+            &method,
+            &path,
+            uri.query(),
+            &headers,
+            &body,
+        ),
     };
     shared.lock().expect("fake state").seen.push(Seen {
         at: Instant::now(),
@@ -346,14 +374,7 @@ fn route(
         .unwrap_or_default();
     match s.access.get(bearer) {
         Some((d, exp)) if d == domain && *exp > Instant::now() => {}
-        _ => {
-            return problem(
-                401,
-                "Unauthorized",
-                "Authorization is required",
-                None,
-            )
-        }
+        _ => return problem(401, "Unauthorized", "Authorization is required", None),
     }
     let account = s.accounts[domain].clone();
     match (method.as_str(), path) {
@@ -374,7 +395,10 @@ fn route(
                 return problem(403, "Forbidden", "Access denied", None);
             }
             let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let destination = request["destination"].as_str().unwrap_or_default().to_owned();
+            let destination = request["destination"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if !destination.starts_with("http") {
                 return problem(400, "Bad Request", "Request validation failed", None);
             }
@@ -398,14 +422,26 @@ fn token_endpoint(s: &mut Inner, domain: &str, headers: &HeaderMap, body: &Bytes
         serde_json::from_slice::<HashMap<String, Value>>(body)
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect()
     } else {
         url::form_urlencoded::parse(body).into_owned().collect()
     };
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
     if get("client_id") != s.client_id || get("client_secret") != s.client_secret {
-        return problem(401, "Некорректный клиент", "Авторизация клиента не прошла", None);
+        return problem(
+            401,
+            "Некорректный клиент",
+            "Авторизация клиента не прошла",
+            None,
+        );
     }
     match get("grant_type") {
         "authorization_code" => {
@@ -413,15 +449,30 @@ fn token_endpoint(s: &mut Inner, domain: &str, headers: &HeaderMap, body: &Bytes
             match s.codes.get_mut(&code) {
                 Some((d, used, issued)) if d == domain => {
                     if *used {
-                        return problem(400, "Некорректный запрос", "В запросе отсутствует ряд параметров или параметры невалидны", Some("Authorization code has been revoked"));
+                        return problem(
+                            400,
+                            "Некорректный запрос",
+                            "В запросе отсутствует ряд параметров или параметры невалидны",
+                            Some("Authorization code has been revoked"),
+                        );
                     }
                     if issued.elapsed() > Duration::from_secs(20 * 60) {
-                        return problem(400, "Некорректный запрос", "В запросе отсутствует ряд параметров или параметры невалидны", Some("Authorization code has expired"));
+                        return problem(
+                            400,
+                            "Некорректный запрос",
+                            "В запросе отсутствует ряд параметров или параметры невалидны",
+                            Some("Authorization code has expired"),
+                        );
                     }
                     *used = true;
-                    json_ok(StatusCode::OK, s.issue_pair(domain))
+                    token_ok(s.issue_pair(domain))
                 }
-                _ => problem(400, "Некорректный запрос", "В запросе отсутствует ряд параметров или параметры невалидны", Some("Cannot decrypt the authorization code")),
+                _ => problem(
+                    400,
+                    "Некорректный запрос",
+                    "В запросе отсутствует ряд параметров или параметры невалидны",
+                    Some("Cannot decrypt the authorization code"),
+                ),
             }
         }
         "refresh_token" => {
@@ -430,16 +481,31 @@ fn token_endpoint(s: &mut Inner, domain: &str, headers: &HeaderMap, body: &Bytes
                 Some((d, used)) if d == domain => {
                     if *used {
                         s.refresh_reuses += 1;
-                        return problem(401, "Некорректный запрос", "В запросе отсутствует ряд параметров или параметры невалидны", Some("Token has been revoked"));
+                        return problem(
+                            401,
+                            "Некорректный запрос",
+                            "В запросе отсутствует ряд параметров или параметры невалидны",
+                            Some("Token has been revoked"),
+                        );
                     }
                     *used = true;
                     *s.refreshes.entry(domain.into()).or_default() += 1;
-                    json_ok(StatusCode::OK, s.issue_pair(domain))
+                    token_ok(s.issue_pair(domain))
                 }
-                _ => problem(401, "Некорректный запрос", "В запросе отсутствует ряд параметров или параметры невалидны", Some("Token has been revoked")),
+                _ => problem(
+                    401,
+                    "Некорректный запрос",
+                    "В запросе отсутствует ряд параметров или параметры невалидны",
+                    Some("Token has been revoked"),
+                ),
             }
         }
-        _ => problem(400, "Некорректный запрос", "В запросе отсутствует ряд параметров или параметры невалидны", Some("Unsupported grant type")),
+        _ => problem(
+            400,
+            "Некорректный запрос",
+            "В запросе отсутствует ряд параметров или параметры невалидны",
+            Some("Unsupported grant type"),
+        ),
     }
 }
 

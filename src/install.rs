@@ -129,15 +129,25 @@ impl Installer {
         tracing::Span::current().record("account.id", info.id);
 
         let mut tx = self.pool.begin().await?;
-        let reinstall = accounts::find(&mut *tx, info.id).await?.is_some();
-        let account = accounts::upsert_installed(&mut tx, &self.cipher, &info, domain, &tokens).await?;
+        let reinstall = accounts::find(&mut tx, info.id).await?.is_some();
+        let account =
+            accounts::upsert_installed(&mut tx, &self.cipher, &info, domain, &tokens).await?;
         tx.commit().await?;
         let hook_key = accounts::hook_key(&self.pool, &self.cipher, account.account_id).await?;
-        let hook_url = SecretString::from(format!("{}/hooks/{}", self.public_url, hook_key.expose_secret()));
+        let hook_url = SecretString::from(format!(
+            "{}/hooks/{}",
+            self.public_url,
+            hook_key.expose_secret()
+        ));
 
         let webhooks_error = match self
             .api
-            .subscribe_webhooks(domain, &tokens.access_token, hook_url.expose_secret(), WEBHOOK_EVENTS)
+            .subscribe_webhooks(
+                domain,
+                &tokens.access_token,
+                hook_url.expose_secret(),
+                WEBHOOK_EVENTS,
+            )
             .await
         {
             Ok(()) => None,
@@ -146,7 +156,8 @@ impl Installer {
                 Some(subscription_error_text(&e))
             }
         };
-        accounts::set_webhooks_result(&self.pool, account.account_id, webhooks_error.as_deref()).await?;
+        accounts::set_webhooks_result(&self.pool, account.account_id, webhooks_error.as_deref())
+            .await?;
         tracing::info!(reinstall, "account connected");
         let account = accounts::find(&mut *self.pool.acquire().await?, account.account_id)
             .await?
@@ -177,7 +188,12 @@ impl Installer {
     }
 
     /// Tries one remembered install and records the outcome.
-    pub async fn attempt(&self, install_id: i64, domain: &str, code: &SecretString) -> Result<Installed, InstallError> {
+    pub async fn attempt(
+        &self,
+        install_id: i64,
+        domain: &str,
+        code: &SecretString,
+    ) -> Result<Installed, InstallError> {
         let result = self.complete(domain, code.expose_secret()).await;
         let (state, error, account_id) = match &result {
             Ok(done) => ("done", None, Some(done.account.account_id)),
@@ -310,14 +326,25 @@ mod tests {
     use super::account_host;
 
     fn allowed() -> Vec<String> {
-        ["amocrm.ru", "amocrm.com", "kommo.com"].map(String::from).to_vec()
+        ["amocrm.ru", "amocrm.com", "kommo.com"]
+            .map(String::from)
+            .to_vec()
     }
 
     #[test]
     fn accepts_account_hosts_directly_under_an_allowed_domain() {
-        assert_eq!(account_host("acme.amocrm.ru", &allowed()).as_deref(), Some("acme.amocrm.ru"));
-        assert_eq!(account_host("Acme-2.Kommo.com", &allowed()).as_deref(), Some("acme-2.kommo.com"));
-        assert_eq!(account_host("old.amocrm.com", &allowed()).as_deref(), Some("old.amocrm.com"));
+        assert_eq!(
+            account_host("acme.amocrm.ru", &allowed()).as_deref(),
+            Some("acme.amocrm.ru")
+        );
+        assert_eq!(
+            account_host("Acme-2.Kommo.com", &allowed()).as_deref(),
+            Some("acme-2.kommo.com")
+        );
+        assert_eq!(
+            account_host("old.amocrm.com", &allowed()).as_deref(),
+            Some("old.amocrm.com")
+        );
     }
 
     #[test]
@@ -343,7 +370,11 @@ mod tests {
             "acme.amocrm.ru#x",
             "аcme.amocrm.ru", // Cyrillic а
         ] {
-            assert_eq!(account_host(bad, &allowed()), None, "{bad:?} must be refused");
+            assert_eq!(
+                account_host(bad, &allowed()),
+                None,
+                "{bad:?} must be refused"
+            );
         }
     }
 }

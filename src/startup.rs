@@ -38,7 +38,9 @@ impl Application {
         let pool = db::connect(&settings.database)
             .await
             .context("cannot connect to PostgreSQL (database.url)")?;
-        db::migrate(&pool).await.context("cannot apply migrations")?;
+        db::migrate(&pool)
+            .await
+            .context("cannot apply migrations")?;
 
         let key = match settings.security.encryption_key {
             Some(key) => key,

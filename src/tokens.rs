@@ -97,7 +97,9 @@ impl TokenStore {
     /// A usable access token for the account, refreshed first when it is
     /// due.
     pub async fn access_token(&self, account_id: i64) -> Result<SecretString, TokenError> {
-        let row = self.read(&mut *self.pool.acquire().await?, account_id, false).await?;
+        let row = self
+            .read(&mut *self.pool.acquire().await?, account_id, false)
+            .await?;
         if is_due(&row, &RefreshReason::Expiring, Utc::now()) {
             return self.refresh(account_id, RefreshReason::Expiring).await;
         }
@@ -108,12 +110,18 @@ impl TokenStore {
     /// it again, it is still due for `reason`. Returns the access token to
     /// use from now on.
     #[tracing::instrument(skip_all, fields(account.id = account_id, reason = reason_name(&reason)))]
-    pub async fn refresh(&self, account_id: i64, reason: RefreshReason) -> Result<SecretString, TokenError> {
+    pub async fn refresh(
+        &self,
+        account_id: i64,
+        reason: RefreshReason,
+    ) -> Result<SecretString, TokenError> {
         let mut tx = self.pool.begin().await?;
         // Waiting for another process's refresh is bounded by its HTTP
         // timeout; this bound keeps a stuck lock from hanging a worker.
-        sqlx::query("set local lock_timeout = '60s'").execute(&mut *tx).await?;
-        let row = self.read(&mut *tx, account_id, true).await?;
+        sqlx::query("set local lock_timeout = '60s'")
+            .execute(&mut *tx)
+            .await?;
+        let row = self.read(&mut tx, account_id, true).await?;
         if !is_due(&row, &reason, Utc::now()) {
             // Someone else refreshed while we waited for the lock.
             return self.open(account_id, "access_token", &row.access_token);
@@ -138,7 +146,7 @@ impl TokenStore {
             .await;
         match outcome {
             Ok(tokens) => {
-                accounts::store_tokens(&mut *tx, &self.cipher, account_id, &tokens).await?;
+                accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens).await?;
                 tx.commit().await?;
                 tracing::info!("access token refreshed");
                 Ok(tokens.access_token)
@@ -158,7 +166,9 @@ impl TokenStore {
                 // A refused client (wrong secret) or an odd answer: the
                 // account's grant may be fine, so its status stays.
                 tracing::error!(error = %e, "token refresh refused");
-                Err(TokenError::Internal(anyhow::anyhow!("token refresh refused: {e}")))
+                Err(TokenError::Internal(anyhow::anyhow!(
+                    "token refresh refused: {e}"
+                )))
             }
         }
     }
@@ -173,8 +183,13 @@ impl TokenStore {
         let token = self.access_token(account_id).await?;
         match f(token.clone()).await {
             Err(AmoError::Unauthorized(_)) => {
-                tracing::info!(account.id = account_id, "amoCRM answered 401; refreshing once");
-                let token = self.refresh(account_id, RefreshReason::Rejected(token)).await?;
+                tracing::info!(
+                    account.id = account_id,
+                    "amoCRM answered 401; refreshing once"
+                );
+                let token = self
+                    .refresh(account_id, RefreshReason::Rejected(token))
+                    .await?;
                 Ok(f(token).await?)
             }
             other => Ok(other?),
@@ -196,7 +211,9 @@ impl TokenStore {
         for account_id in stale {
             match self.refresh(account_id, RefreshReason::KeepAlive).await {
                 Ok(_) => refreshed += 1,
-                Err(e) => tracing::warn!(account.id = account_id, error = %e, "keep-alive refresh failed"),
+                Err(e) => {
+                    tracing::warn!(account.id = account_id, error = %e, "keep-alive refresh failed")
+                }
             }
         }
         Ok(refreshed)
@@ -214,14 +231,22 @@ impl TokenStore {
              where t.account_id = $1 {}",
             if lock { "for update of t" } else { "" }
         );
-        let row: Option<TokenRow> = sqlx::query_as(&sql).bind(account_id).fetch_optional(db).await?;
+        let row: Option<TokenRow> = sqlx::query_as(&sql)
+            .bind(account_id)
+            .fetch_optional(db)
+            .await?;
         match row {
             Some(row) if row.status == "active" => Ok(row),
             _ => Err(TokenError::NotActive(account_id)),
         }
     }
 
-    fn open(&self, account_id: i64, column: &str, sealed: &[u8]) -> Result<SecretString, TokenError> {
+    fn open(
+        &self,
+        account_id: i64,
+        column: &str,
+        sealed: &[u8],
+    ) -> Result<SecretString, TokenError> {
         self.cipher
             .decrypt(sealed, &token_context(account_id, column))
             .map_err(|e| TokenError::Internal(e.into()))

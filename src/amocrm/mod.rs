@@ -30,10 +30,10 @@ pub enum AmoError {
     /// 401: the access token is expired or revoked (or, at the token
     /// endpoint, the grant or the client was refused).
     #[error("amoCRM refused the credentials (401): {0}")]
-    Unauthorized(Problem),
+    Unauthorized(Box<Problem>),
     /// Any other 4xx that is not a block or the rate limit.
     #[error("amoCRM refused the request ({status}): {problem}")]
-    Refused { status: u16, problem: Problem },
+    Refused { status: u16, problem: Box<Problem> },
     /// 429: the per-account request budget was exceeded.
     #[error("amoCRM rate limit reached (429)")]
     RateLimited,
@@ -71,7 +71,10 @@ impl AmoError {
     pub fn is_dead_grant(&self) -> bool {
         let problem = match self {
             AmoError::Unauthorized(p) => p,
-            AmoError::Refused { status: 400, problem } => problem,
+            AmoError::Refused {
+                status: 400,
+                problem,
+            } => problem,
             _ => return false,
         };
         !problem.is_client_error()
@@ -79,7 +82,7 @@ impl AmoError {
 
     fn from_response(status: StatusCode, content_type: Option<&str>, body: &[u8]) -> AmoError {
         let json = content_type.is_some_and(|ct| ct.contains("json"));
-        let problem = || Problem::parse(body);
+        let problem = || Box::new(Problem::parse(body));
         match status.as_u16() {
             401 => AmoError::Unauthorized(problem()),
             429 => AmoError::RateLimited,
@@ -174,9 +177,19 @@ impl AmoApi {
     }
 
     /// `GET /api/v4/account?with=datetime_settings`.
-    pub async fn account(&self, domain: &str, token: &SecretString) -> Result<AccountInfo, AmoError> {
-        self.call(domain, token, Method::GET, "/api/v4/account?with=datetime_settings", None::<&()>)
-            .await
+    pub async fn account(
+        &self,
+        domain: &str,
+        token: &SecretString,
+    ) -> Result<AccountInfo, AmoError> {
+        self.call(
+            domain,
+            token,
+            Method::GET,
+            "/api/v4/account?with=datetime_settings",
+            None::<&()>,
+        )
+        .await
     }
 
     /// `POST /api/v4/webhooks`: subscribe `destination` to `events`.
@@ -235,7 +248,11 @@ impl AmoApi {
             .map(str::to_owned);
         let bytes = response.bytes().await?;
         if !status.is_success() {
-            return Err(AmoError::from_response(status, content_type.as_deref(), &bytes));
+            return Err(AmoError::from_response(
+                status,
+                content_type.as_deref(),
+                &bytes,
+            ));
         }
         let body: &[u8] = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             b"null"

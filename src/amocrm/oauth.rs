@@ -62,7 +62,8 @@ impl<'a> OauthHttp<'a> {
 
 impl<'c> oauth2::AsyncHttpClient<'c> for OauthHttp<'_> {
     type Error = HttpError;
-    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(self.api.send_oauth(request, &self.seen))
@@ -157,6 +158,17 @@ impl AmoApi {
         let body = response.bytes().await?.to_vec();
         let mut builder = http::Response::builder().status(status);
         for (name, value) in &headers {
+            // The crate accepts only `application/json`; amoCRM labels
+            // JSON as `application/hal+json` and `application/problem+json`
+            // elsewhere, and a relabelled token answer must not fail.
+            if name == reqwest::header::CONTENT_TYPE
+                && value
+                    .to_str()
+                    .is_ok_and(|v| v.starts_with("application/") && v.contains("+json"))
+            {
+                builder = builder.header(name, "application/json");
+                continue;
+            }
             builder = builder.header(name, value);
         }
         *seen.lock().expect("not poisoned") = Some(Seen {

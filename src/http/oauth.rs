@@ -145,7 +145,11 @@ async fn callback(
 /// state, and waits at most 3 seconds. The code is stored first, so that a
 /// slow or failed exchange is retried in the background until the code
 /// expires instead of losing the install.
-async fn widget_install(state: AppState, domain: String, code: String) -> Result<Response, PageError> {
+async fn widget_install(
+    state: AppState,
+    domain: String,
+    code: String,
+) -> Result<Response, PageError> {
     let install_id = state
         .installer
         .remember(&domain, &code, WIDGET_HOLD)
@@ -202,7 +206,8 @@ async fn disable(
         params.entry(k).or_insert(v);
     }
     let get = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
-    let (account_id, client_uuid, signature) = (get("account_id"), get("client_uuid"), get("signature"));
+    let (account_id, client_uuid, signature) =
+        (get("account_id"), get("client_uuid"), get("signature"));
 
     let settings = &state.settings.amocrm;
     if !signature_valid(&settings.client_secret, client_uuid, account_id, signature)
@@ -216,7 +221,11 @@ async fn disable(
     };
     match crate::accounts::disconnect(&state.pool, account_id).await {
         Ok(known) => {
-            tracing::info!(account.id = account_id, known, "account disconnected by amoCRM");
+            tracing::info!(
+                account.id = account_id,
+                known,
+                "account disconnected by amoCRM"
+            );
             json_status(StatusCode::OK, "disconnected")
         }
         Err(e) => {
@@ -248,7 +257,12 @@ fn body_params(headers: &HeaderMap, body: &Bytes) -> Vec<(String, String)> {
     }
 }
 
-fn signature_valid(secret: &SecretString, client_uuid: &str, account_id: &str, signature: &str) -> bool {
+fn signature_valid(
+    secret: &SecretString,
+    client_uuid: &str,
+    account_id: &str,
+    signature: &str,
+) -> bool {
     let Ok(expected) = hex::decode(signature.trim()) else {
         return false;
     };
@@ -260,7 +274,11 @@ fn signature_valid(secret: &SecretString, client_uuid: &str, account_id: &str, s
 }
 
 fn json_status(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "status": status.as_u16(), "message": message }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "status": status.as_u16(), "message": message })),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -274,7 +292,12 @@ mod tests {
         mac.update(b"client-1|42");
         let good = hex::encode(mac.finalize().into_bytes());
         assert!(signature_valid(&secret, "client-1", "42", &good));
-        assert!(signature_valid(&secret, "client-1", "42", &good.to_uppercase()));
+        assert!(signature_valid(
+            &secret,
+            "client-1",
+            "42",
+            &good.to_uppercase()
+        ));
         assert!(!signature_valid(&secret, "client-1", "43", &good));
         assert!(!signature_valid(&secret, "client-2", "42", &good));
         assert!(!signature_valid(&secret, "client-1", "42", "zz"));

@@ -67,7 +67,9 @@ impl PageError {
         PageError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             title: "The service is busy",
-            message: "The service cannot reach its database right now. Please try again in a minute.".into(),
+            message:
+                "The service cannot reach its database right now. Please try again in a minute."
+                    .into(),
         }
     }
 }

@@ -1,0 +1,198 @@
+use std::collections::HashMap;
+
+use amohook::config::{RawSettings, Settings, DEFAULT_TOML};
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = [
+        ("AMOHOOK_HTTP__PUBLIC_URL", "https://hooks.example.com"),
+        ("AMOHOOK_AMOCRM__CLIENT_ID", "id"),
+        ("AMOHOOK_AMOCRM__CLIENT_SECRET", "secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in pairs {
+        if v.is_empty() {
+            env.remove(*k);
+        } else {
+            env.insert((*k).into(), (*v).into());
+        }
+    }
+    env
+}
+
+fn load(pairs: &[(&str, &str)]) -> Result<Settings, amohook::config::ConfigError> {
+    Settings::from_raw(RawSettings::from_sources(DEFAULT_TOML, None, env(pairs))?)
+}
+
+fn error_key(pairs: &[(&str, &str)]) -> String {
+    let error = load(pairs).expect_err("invalid configuration");
+    let text = error.to_string();
+    let key = error.key().expect("the error names a key");
+    assert!(text.contains(key), "{text}");
+    assert!(text.contains(&amohook::config::env_name(key)), "{text}");
+    key.to_owned()
+}
+
+#[test]
+fn defaults_fill_everything_but_the_required_keys() {
+    let s = load(&[]).unwrap();
+    assert_eq!(s.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(
+        s.amocrm.authorize_url.as_str(),
+        "https://www.amocrm.ru/oauth"
+    );
+    assert_eq!(s.amocrm.api_base_url, "https://{domain}");
+    assert_eq!(
+        s.amocrm.allowed_domains,
+        ["amocrm.ru", "amocrm.com", "kommo.com"]
+    );
+    assert_eq!(s.amocrm.requests_per_second, 7);
+    assert_eq!(
+        s.amocrm.redirect_uri.as_str(),
+        "https://hooks.example.com/oauth/callback"
+    );
+    assert!(s.admin.token.is_none());
+    assert!(s.security.encryption_key.is_none());
+    use secrecy::ExposeSecret as _;
+    assert_eq!(
+        s.database.url.expose_secret(),
+        "postgres://localhost/amohook"
+    );
+}
+
+#[test]
+fn the_environment_overrides_the_file() {
+    let s = load(&[
+        ("AMOHOOK_HTTP__LISTEN", "0.0.0.0:9999"),
+        ("AMOHOOK_AMOCRM__ALLOWED_DOMAINS", "amocrm.ru, kommo.com"),
+        ("AMOHOOK_AMOCRM__REQUESTS_PER_SECOND", "5"),
+        ("AMOHOOK_AMOCRM__CLIENT_SECRET", "1e5"),
+        ("AMOHOOK_ADMIN__TOKEN", "a-long-enough-admin-token"),
+    ])
+    .unwrap();
+    assert_eq!(s.http.listen.port(), 9999);
+    assert_eq!(s.amocrm.allowed_domains, ["amocrm.ru", "kommo.com"]);
+    assert_eq!(s.amocrm.requests_per_second, 5);
+    use secrecy::ExposeSecret as _;
+    assert_eq!(
+        s.amocrm.client_secret.expose_secret(),
+        "1e5",
+        "secrets stay strings"
+    );
+    assert!(s.admin.token.is_some());
+}
+
+#[test]
+fn database_url_is_accepted_and_the_amohook_variable_wins() {
+    use secrecy::ExposeSecret as _;
+    let s = load(&[("DATABASE_URL", "postgres://db.internal/x")]).unwrap();
+    assert_eq!(s.database.url.expose_secret(), "postgres://db.internal/x");
+    let s = load(&[
+        ("DATABASE_URL", "postgres://db.internal/x"),
+        ("AMOHOOK_DATABASE__URL", "postgres://other/y"),
+    ])
+    .unwrap();
+    assert_eq!(s.database.url.expose_secret(), "postgres://other/y");
+}
+
+#[test]
+fn a_missing_or_bad_value_names_its_key() {
+    assert_eq!(
+        error_key(&[("AMOHOOK_AMOCRM__CLIENT_ID", "")]),
+        "amocrm.client_id"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_AMOCRM__CLIENT_SECRET", "")]),
+        "amocrm.client_secret"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_HTTP__PUBLIC_URL", "")]),
+        "http.public_url"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_HTTP__PUBLIC_URL", "https://x.example/path")]),
+        "http.public_url"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_HTTP__PUBLIC_URL", "ftp://x.example")]),
+        "http.public_url"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_HTTP__LISTEN", "localhost")]),
+        "http.listen"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_DATABASE__URL", "mysql://x/y")]),
+        "database.url"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_AMOCRM__REDIRECT_URI", "not a url")]),
+        "amocrm.redirect_uri"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_AMOCRM__AUTHORIZE_URL", "nope")]),
+        "amocrm.authorize_url"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_AMOCRM__API_BASE_URL", "https://api.example")]),
+        "amocrm.api_base_url"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_AMOCRM__ALLOWED_DOMAINS", "amocrm.ru,evil/com")]),
+        "amocrm.allowed_domains"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_AMOCRM__REQUESTS_PER_SECOND", "0")]),
+        "amocrm.requests_per_second"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_AMOCRM__REQUESTS_PER_SECOND", "seven")]),
+        "amocrm.requests_per_second"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_ADMIN__TOKEN", "short")]),
+        "admin.token"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_SECURITY__ENCRYPTION_KEY", "dG9vIHNob3J0")]),
+        "security.encryption_key"
+    );
+}
+
+#[test]
+fn errors_never_print_secret_values() {
+    let error = load(&[
+        ("AMOHOOK_AMOCRM__CLIENT_SECRET", "super-secret-value"),
+        ("AMOHOOK_SECURITY__ENCRYPTION_KEY", "super-secret-key"),
+    ])
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(!text.contains("super-secret"), "{text}");
+    let settings = load(&[("AMOHOOK_AMOCRM__CLIENT_SECRET", "super-secret-value")]).unwrap();
+    assert!(!format!("{settings:?}").contains("super-secret-value"));
+}
+
+#[test]
+fn the_default_file_documents_every_key() {
+    for key in [
+        "url",
+        "listen",
+        "public_url",
+        "client_id",
+        "client_secret",
+        "redirect_uri",
+        "authorize_url",
+        "api_base_url",
+        "allowed_domains",
+        "requests_per_second",
+        "token",
+        "encryption_key",
+        "key_file",
+    ] {
+        assert!(
+            DEFAULT_TOML.contains(&format!("{key} =")),
+            "{key} in config/default.toml"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::helpers::{TestApp, CLIENT_ID, CLIENT_SECRET};
+
+const DOMAIN: &str = "gone.amocrm.ru";
+const ID: i64 = 33_000_001;
+
+fn sign(client_uuid: &str, account_id: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(CLIENT_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{client_uuid}|{account_id}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn tokens_left(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from account_tokens where account_id = $1")
+        .bind(ID)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_uninstall_disconnects_the_account_and_erases_its_tokens() {
+    let app = TestApp::spawn().await;
+    app.account(DOMAIN, ID);
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    let id = ID.to_string();
+    let response = app
+        .http
+        .get(app.url("/oauth/disable"))
+        .query(&[
+            ("account_id", id.as_str()),
+            ("client_uuid", CLIENT_ID),
+            ("signature", &sign(CLIENT_ID, &id)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        app.account_status(ID).await.as_deref(),
+        Some("disconnected")
+    );
+    assert_eq!(tokens_left(&app).await, 0);
+    let seen = app.fake.requests().len();
+    assert!(app.state.tokens.access_token(ID).await.is_err());
+    assert_eq!(
+        app.fake.requests().len(),
+        seen,
+        "nothing more is sent for it"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_uninstall_also_works_as_a_form_post() {
+    let app = TestApp::spawn().await;
+    app.account(DOMAIN, ID);
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    let id = ID.to_string();
+    let response = app
+        .http
+        .post(app.url("/oauth/disable"))
+        .form(&[
+            ("account_id", id.as_str()),
+            ("client_uuid", CLIENT_ID),
+            ("signature", &sign(CLIENT_ID, &id)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        app.account_status(ID).await.as_deref(),
+        Some("disconnected")
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_signature_gets_401_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.account(DOMAIN, ID);
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    let id = ID.to_string();
+    let other = (ID + 1).to_string();
+    let mut forged = sign(CLIENT_ID, &id);
+    forged.replace_range(0..2, if forged.starts_with("00") { "11" } else { "00" });
+    for (client_uuid, signature) in [
+        (CLIENT_ID, forged.clone()),
+        (CLIENT_ID, sign(CLIENT_ID, &other)),
+        (CLIENT_ID, String::new()),
+        (CLIENT_ID, "not-hex".into()),
+        ("another-client", sign("another-client", &id)),
+    ] {
+        let response = app
+            .http
+            .post(app.url("/oauth/disable"))
+            .query(&[
+                ("account_id", id.as_str()),
+                ("client_uuid", client_uuid),
+                ("signature", &signature),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{client_uuid} {signature}");
+    }
+    assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+    assert_eq!(tokens_left(&app).await, 1);
+}

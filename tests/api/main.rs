@@ -1,0 +1,9 @@
+//! End-to-end tests: the real application on a real PostgreSQL, with a fake
+//! amoCRM at the HTTP boundary.
+
+mod config;
+mod disable;
+mod helpers;
+mod install;
+mod lifecycle;
+mod tokens;

@@ -1,0 +1,238 @@
+use amohook::{
+    amocrm::AmoApi,
+    fake_amocrm::Fault,
+    tokens::{CallError, TokenError, TokenStore},
+};
+use secrecy::ExposeSecret as _;
+use sqlx::PgPool;
+
+use crate::helpers::TestApp;
+
+const DOMAIN: &str = "tokens.amocrm.ru";
+const ID: i64 = 32_000_001;
+
+async fn installed() -> TestApp {
+    let app = TestApp::spawn().await;
+    app.account(DOMAIN, ID);
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    app
+}
+
+async fn expire_soon(pool: &PgPool) {
+    sqlx::query("update account_tokens set expires_at = now() + interval '1 minute'")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_token_far_from_expiry_is_used_as_is() {
+    let app = installed().await;
+    let first = app.state.tokens.access_token(ID).await.unwrap();
+    let second = app.state.tokens.access_token(ID).await.unwrap();
+    assert_eq!(first.expose_secret(), second.expose_secret());
+    assert_eq!(app.fake.refreshes(DOMAIN), 0);
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_ahead_of_time() {
+    let app = installed().await;
+    let before = app.state.tokens.access_token(ID).await.unwrap();
+    expire_soon(&app.pool).await;
+    let after = app.state.tokens.access_token(ID).await.unwrap();
+    assert_ne!(before.expose_secret(), after.expose_secret());
+    assert_eq!(app.fake.refreshes(DOMAIN), 1);
+    let fresh: bool = sqlx::query_scalar(
+        "select expires_at > now() + interval '23 hours' and refreshed_at > now() - interval '1 minute'
+         from account_tokens where account_id = $1",
+    )
+    .bind(ID)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(fresh, "the new pair is stored");
+}
+
+#[tokio::test]
+async fn two_processes_needing_an_expiring_token_at_once_refresh_it_exactly_once() {
+    let app = installed().await;
+    expire_soon(&app.pool).await;
+    // A second "process": its own pool and token store on the same database.
+    let other_pool = PgPool::connect(&app.db.url).await.unwrap();
+    let other = TokenStore::new(
+        other_pool,
+        app.state.cipher.clone(),
+        AmoApi::new(&app.state.settings.amocrm).unwrap(),
+    );
+    let mut calls = Vec::new();
+    for i in 0..16 {
+        let store = if i % 2 == 0 {
+            app.state.tokens.clone()
+        } else {
+            other.clone()
+        };
+        calls.push(tokio::spawn(async move { store.access_token(ID).await }));
+    }
+    let mut tokens = Vec::new();
+    for call in calls {
+        tokens.push(call.await.unwrap().unwrap().expose_secret().to_owned());
+    }
+    assert_eq!(app.fake.refreshes(DOMAIN), 1, "exactly one refresh");
+    assert_eq!(
+        app.fake.refresh_reuses(),
+        0,
+        "no refresh token was used twice"
+    );
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "everyone got the new token: {tokens:?}");
+}
+
+#[tokio::test]
+async fn a_401_leads_to_one_refresh_and_one_retry() {
+    let app = installed().await;
+    // amoCRM considers the token dead although it is not due by our clock.
+    app.fake.expire_access_tokens(DOMAIN);
+    let api = app.state.api.clone();
+    let info = app
+        .state
+        .tokens
+        .call(ID, |token| {
+            let api = api.clone();
+            async move { api.account(DOMAIN, &token).await }
+        })
+        .await
+        .unwrap();
+    assert_eq!(info.id, ID);
+    assert_eq!(app.fake.refreshes(DOMAIN), 1);
+    let statuses: Vec<u16> = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v4/account")
+        .map(|r| r.status)
+        .collect();
+    // The install's own call, then the 401 and the retry.
+    assert_eq!(statuses, vec![200, 401, 200]);
+}
+
+#[tokio::test]
+async fn a_401_after_a_refresh_is_not_retried_forever() {
+    let app = installed().await;
+    app.fake
+        .fail_next(DOMAIN, "/api/v4/account", Fault::Status(401), 5);
+    let api = app.state.api.clone();
+    let result = app
+        .state
+        .tokens
+        .call(ID, |token| {
+            let api = api.clone();
+            async move { api.account(DOMAIN, &token).await }
+        })
+        .await;
+    assert!(matches!(
+        result,
+        Err(CallError::Amo(amohook::amocrm::AmoError::Unauthorized(_)))
+    ));
+    assert_eq!(app.fake.refreshes(DOMAIN), 1);
+    let tries = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v4/account")
+        .count();
+    assert_eq!(tries, 1 + 2, "the install's call, the call, one retry");
+}
+
+#[tokio::test]
+async fn a_revoked_refresh_token_marks_the_account_reauth_required_and_stops_calls() {
+    let app = installed().await;
+    app.fake.revoke_refresh_tokens(DOMAIN);
+    expire_soon(&app.pool).await;
+    let result = app.state.tokens.access_token(ID).await;
+    assert!(
+        matches!(result, Err(TokenError::Revoked(ref reason)) if reason.contains("revoked")),
+        "{result:?}"
+    );
+    assert_eq!(
+        app.account_status(ID).await.as_deref(),
+        Some("reauth_required")
+    );
+    let reason: Option<String> =
+        sqlx::query_scalar("select status_reason from accounts where account_id = $1")
+            .bind(ID)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(reason.unwrap().contains("Token has been revoked"));
+
+    let seen = app.fake.requests().len();
+    assert!(matches!(
+        app.state.tokens.access_token(ID).await,
+        Err(TokenError::NotActive(ID))
+    ));
+    assert!(app.state.tokens.keep_alive().await.unwrap() == 0);
+    assert_eq!(
+        app.fake.requests().len(),
+        seen,
+        "no call is made for the account any more"
+    );
+}
+
+#[tokio::test]
+async fn passing_refresh_failures_are_retried_and_keep_the_account_active() {
+    let app = installed().await;
+    expire_soon(&app.pool).await;
+    // Two 503s are absorbed by the retry inside one refresh.
+    app.fake
+        .fail_next(DOMAIN, "/oauth2/access_token", Fault::Status(503), 2);
+    assert!(app.state.tokens.access_token(ID).await.is_ok());
+    assert_eq!(app.fake.refreshes(DOMAIN), 1);
+
+    // A longer outage fails this refresh, without touching the status.
+    expire_soon(&app.pool).await;
+    app.fake
+        .fail_next(DOMAIN, "/oauth2/access_token", Fault::Status(502), 10);
+    let result = app.state.tokens.access_token(ID).await;
+    assert!(
+        matches!(result, Err(TokenError::Transient(_))),
+        "{result:?}"
+    );
+    assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+}
+
+#[tokio::test]
+async fn a_refused_client_secret_does_not_blame_the_account() {
+    let app = TestApp::spawn_with(|_| {}).await;
+    app.account(DOMAIN, ID);
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    expire_soon(&app.pool).await;
+    let mut settings = (*app.state.settings).clone();
+    settings.amocrm.client_secret = secrecy::SecretString::from("wrong".to_owned());
+    let store = TokenStore::new(
+        app.pool.clone(),
+        app.state.cipher.clone(),
+        AmoApi::new(&settings.amocrm).unwrap(),
+    );
+    assert!(matches!(
+        store.access_token(ID).await,
+        Err(TokenError::Internal(_))
+    ));
+    assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+}
+
+#[tokio::test]
+async fn idle_tokens_are_kept_alive_weekly() {
+    let app = installed().await;
+    assert_eq!(
+        app.state.tokens.keep_alive().await.unwrap(),
+        0,
+        "a fresh token is left alone"
+    );
+    sqlx::query("update account_tokens set refreshed_at = now() - interval '8 days'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.state.tokens.keep_alive().await.unwrap(), 1);
+    assert_eq!(app.fake.refreshes(DOMAIN), 1);
+    assert_eq!(app.state.tokens.keep_alive().await.unwrap(), 0);
+}
