@@ -71,6 +71,20 @@ pub struct RawSettings {
     pub admin: RawAdmin,
     #[serde(default)]
     pub security: RawSecurity,
+    #[serde(default)]
+    pub notes: RawNotes,
+    #[serde(default)]
+    pub worker: RawWorker,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawNotes {
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWorker {
+    pub concurrency: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +208,21 @@ pub struct Settings {
     pub amocrm: AmocrmSettings,
     pub admin: AdminSettings,
     pub security: SecuritySettings,
+    pub notes: NotesSettings,
+    pub worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotesSettings {
+    /// Used for accounts whose time zone amoCRM did not give.
+    pub timezone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Accounts one process works on at the same time; 0: this process
+    /// only receives hooks, others deliver.
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -365,6 +394,22 @@ impl Settings {
                 .unwrap_or_else(|| "amohook.key".into()),
         );
 
+        let timezone = required("notes.timezone", raw.notes.timezone.as_deref())?
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| {
+                ConfigError::invalid(
+                    "notes.timezone",
+                    "must be an IANA time zone, e.g. Europe/Moscow",
+                )
+            })?;
+        let concurrency = required("worker.concurrency", raw.worker.concurrency.as_deref())?
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 256)
+            .ok_or_else(|| {
+                ConfigError::invalid("worker.concurrency", "must be a whole number from 0 to 256")
+            })?;
+
         Ok(Settings {
             database,
             http: HttpSettings { listen, public_url },
@@ -382,6 +427,8 @@ impl Settings {
                 encryption_key,
                 key_file,
             },
+            notes: NotesSettings { timezone },
+            worker: WorkerSettings { concurrency },
         })
     }
 }

@@ -47,6 +47,12 @@ pub enum Fault {
     Problem { status: u16, hint: String },
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Do the work (notes are created), then answer with this status as if
+    /// the answer was lost: the case a retry must not duplicate.
+    AfterWork(u16),
+    /// Do the work, then wait this long before answering: a sender killed
+    /// meanwhile never learns that its notes exist.
+    WorkThenDelay(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +62,45 @@ pub struct FakeAccount {
     pub timezone: String,
     /// Admin-only methods (webhooks, users) answer 403 when false.
     pub admin: bool,
+    pub users: Vec<(i64, String)>,
+    pub pipelines: Vec<FakePipeline>,
+}
+
+/// (pipeline id, name, [(status id, name)])
+pub type FakePipeline = (i64, String, Vec<(i64, String)>);
+
+impl FakeAccount {
+    /// An admin's account with two users and one pipeline.
+    pub fn new(id: i64) -> Self {
+        FakeAccount {
+            id,
+            name: format!("Account {id}"),
+            timezone: "Europe/Moscow".into(),
+            admin: true,
+            users: vec![(100, "Иван Петров".into()), (101, "Мария Иванова".into())],
+            pipelines: vec![(
+                10,
+                "Продажи".into(),
+                vec![
+                    (1, "Новая".into()),
+                    (2, "Переговоры".into()),
+                    (142, "Успешно реализовано".into()),
+                ],
+            )],
+        }
+    }
+}
+
+/// A note the fake holds.
+#[derive(Debug, Clone)]
+pub struct FakeNote {
+    pub id: i64,
+    pub domain: String,
+    /// `leads`, `contacts` or `companies`.
+    pub entity_type: String,
+    pub entity_id: i64,
+    pub text: String,
+    pub request_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -77,6 +122,12 @@ struct Inner {
     faults: HashMap<(String, String), Vec<Fault>>,
     seen: Vec<Seen>,
     counter: u64,
+    notes: Vec<FakeNote>,
+    /// Answer 429 past this many requests to one account in a second.
+    rate_limit: Option<usize>,
+    /// Notes for these entity ids are refused with a validation error.
+    refused_entities: HashSet<i64>,
+    latency: Duration,
 }
 
 /// A running fake amoCRM. Stops when dropped.
@@ -191,6 +242,59 @@ impl FakeAmo {
         self.with(|s| s.seen.clone())
     }
 
+    /// Notes created so far.
+    pub fn notes(&self) -> Vec<FakeNote> {
+        self.with(|s| s.notes.clone())
+    }
+
+    /// Answers 429 to requests over `per_second` for one account within a
+    /// second, as amoCRM does.
+    pub fn set_rate_limit(&self, per_second: usize) {
+        self.with(|s| s.rate_limit = Some(per_second));
+    }
+
+    /// Every answer waits this long first.
+    pub fn set_latency(&self, latency: Duration) {
+        self.with(|s| s.latency = latency);
+    }
+
+    /// Notes for this card id are refused with a 400 validation error that
+    /// names the note.
+    pub fn refuse_notes_for(&self, entity_id: i64) {
+        self.with(|s| s.refused_entities.insert(entity_id));
+    }
+
+    /// The most requests to `domain` that arrived within any one second.
+    pub fn max_per_second(&self, domain: &str) -> usize {
+        let mut times: Vec<Instant> = self.with(|s| {
+            s.seen
+                .iter()
+                .filter(|r| r.domain == domain)
+                .map(|r| r.at)
+                .collect()
+        });
+        times.sort();
+        let mut best = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end].duration_since(times[start]) >= Duration::from_secs(1) {
+                start += 1;
+            }
+            best = best.max(end - start + 1);
+        }
+        best
+    }
+
+    /// Answers with status `status` seen for `domain`.
+    pub fn count_status(&self, domain: &str, status: u16) -> usize {
+        self.with(|s| {
+            s.seen
+                .iter()
+                .filter(|r| r.domain == domain && r.status == status)
+                .count()
+        })
+    }
+
     /// Answers the next `n` requests to `domain` whose path starts with
     /// `path_prefix` (e.g. "/api/v4/webhooks") with `fault`.
     pub fn fail_next(&self, domain: &str, path_prefix: &str, fault: Fault, n: usize) {
@@ -303,7 +407,7 @@ fn fault_response(fault: &Fault) -> Option<Response> {
             "В запросе отсутствует ряд параметров или параметры невалидны",
             Some(hint),
         )),
-        Fault::Delay(_) => None,
+        Fault::Delay(_) | Fault::AfterWork(_) | Fault::WorkThenDelay(_) => None,
     }
 }
 
@@ -320,33 +424,71 @@ async fn handle(
         .strip_prefix(&format!("/{domain}"))
         .unwrap_or("")
         .to_owned();
-    let fault = shared
-        .lock()
-        .expect("fake state")
-        .take_fault(&domain, &path);
+    let arrived = Instant::now();
+    let (fault, latency, limited) = {
+        let mut s = shared.lock().expect("fake state");
+        // amoCRM's limit: requests to one account within the last second.
+        let limited = s.rate_limit.is_some_and(|limit| {
+            let recent = s
+                .seen
+                .iter()
+                .filter(|r| {
+                    r.domain == domain && arrived.duration_since(r.at) < Duration::from_secs(1)
+                })
+                .count();
+            recent >= limit
+        });
+        (s.take_fault(&domain, &path), s.latency, limited)
+    };
+    // The request counts from its arrival, whatever happens next.
+    let index = {
+        let mut s = shared.lock().expect("fake state");
+        s.seen.push(Seen {
+            at: arrived,
+            domain: domain.clone(),
+            method: method.clone(),
+            path: path.clone(),
+            status: 0,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        s.seen.len() - 1
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
     }
-    let response = match fault.as_ref().and_then(fault_response) {
-        Some(r) => r,
-        None => route(
-            &shared,
+    let answer = |shared: &Shared| {
+        route(
+            shared,
             &domain,
             &method,
             &path,
             uri.query(),
             &headers,
             &body,
-        ),
+        )
     };
-    shared.lock().expect("fake state").seen.push(Seen {
-        at: Instant::now(),
-        domain,
-        method,
-        path,
-        status: response.status().as_u16(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
+    let response = if limited {
+        (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response()
+    } else {
+        match &fault {
+            Some(Fault::AfterWork(status)) => {
+                let _ = answer(&shared);
+                html(*status)
+            }
+            Some(Fault::WorkThenDelay(wait)) => {
+                let response = answer(&shared);
+                shared.lock().expect("fake state").seen[index].status = response.status().as_u16();
+                tokio::time::sleep(*wait).await;
+                response
+            }
+            Some(other) => fault_response(other).unwrap_or_else(|| answer(&shared)),
+            None => answer(&shared),
+        }
+    };
+    shared.lock().expect("fake state").seen[index].status = response.status().as_u16();
     response
 }
 
@@ -355,7 +497,7 @@ fn route(
     domain: &str,
     method: &Method,
     path: &str,
-    _query: Option<&str>,
+    query: Option<&str>,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
@@ -409,8 +551,129 @@ fn route(
                        "disabled": false, "settings": request["settings"], "sort": 1}),
             )
         }
+        ("GET", "/api/v4/users") => {
+            if !account.admin {
+                return problem(403, "Forbidden", "Access denied", None);
+            }
+            let page: usize = query_param(query, "page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1);
+            let limit: usize = query_param(query, "limit")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(50);
+            let users: Vec<Value> = account
+                .users
+                .iter()
+                .skip((page - 1) * limit)
+                .take(limit)
+                .map(|(id, name)| json!({"id": id, "name": name}))
+                .collect();
+            if users.is_empty() {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            json_ok(
+                StatusCode::OK,
+                json!({"_page": page, "_embedded": {"users": users}}),
+            )
+        }
+        ("GET", "/api/v4/leads/pipelines") => {
+            let pipelines: Vec<Value> = account
+                .pipelines
+                .iter()
+                .map(|(id, name, statuses)| {
+                    json!({"id": id, "name": name, "_embedded": {"statuses":
+                        statuses.iter().map(|(sid, sname)| json!({"id": sid, "name": sname, "pipeline_id": id})).collect::<Vec<_>>()
+                    }})
+                })
+                .collect();
+            json_ok(
+                StatusCode::OK,
+                json!({"_total_items": pipelines.len(), "_embedded": {"pipelines": pipelines}}),
+            )
+        }
+        ("POST", p) if p.ends_with("/notes") && entity_of(p).is_some() => {
+            let entity_type = entity_of(p).unwrap_or_default().to_owned();
+            let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(body) else {
+                return problem(400, "Bad Request", "Request validation failed", None);
+            };
+            let refused: Vec<Value> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| {
+                    item["entity_id"].as_i64().is_none_or(|id| s.refused_entities.contains(&id))
+                        || item["params"]["text"].as_str().is_none_or(str::is_empty)
+                })
+                .map(|(i, item)| json!({
+                    "request_id": item["request_id"].as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()),
+                    "errors": [{"code": "NotFound", "path": "entity_id", "detail": "Entity not found"}]
+                }))
+                .collect();
+            if !refused.is_empty() {
+                let body = json!({"validation-errors": refused, "title": "Bad Request",
+                    "type": "https://httpstatus.es/400", "status": 400, "detail": "Request validation failed"});
+                return (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "application/problem+json")],
+                    body.to_string(),
+                )
+                    .into_response();
+            }
+            let mut created = Vec::new();
+            for item in items {
+                s.counter += 1;
+                let note = FakeNote {
+                    id: s.counter as i64,
+                    domain: domain.into(),
+                    entity_type: entity_type.clone(),
+                    entity_id: item["entity_id"].as_i64().unwrap_or_default(),
+                    text: item["params"]["text"].as_str().unwrap_or_default().into(),
+                    request_id: item["request_id"].as_str().map(str::to_owned),
+                };
+                created.push(json!({"id": note.id, "entity_id": note.entity_id, "request_id": note.request_id,
+                    "_links": {"self": {"href": format!("/api/v4/{entity_type}/notes/{}", note.id)}}}));
+                s.notes.push(note);
+            }
+            json_ok(
+                StatusCode::OK,
+                json!({"_links": {}, "_embedded": {"notes": created}}),
+            )
+        }
+        ("GET", p) if p.ends_with("/notes") && entity_of(p).is_some() => {
+            let entity_type = entity_of(p).unwrap_or_default();
+            let wanted: HashSet<i64> =
+                url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                    .filter(|(k, _)| k.starts_with("filter[entity_id]"))
+                    .filter_map(|(_, v)| v.parse().ok())
+                    .collect();
+            let notes: Vec<Value> = s
+                .notes
+                .iter()
+                .filter(|n| n.domain == domain && n.entity_type == entity_type)
+                .filter(|n| wanted.is_empty() || wanted.contains(&n.entity_id))
+                .map(|n| json!({"id": n.id, "entity_id": n.entity_id, "note_type": "common", "params": {"text": n.text}}))
+                .collect();
+            if notes.is_empty() {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            json_ok(StatusCode::OK, json!({"_embedded": {"notes": notes}}))
+        }
         _ => html(404),
     }
+}
+
+fn entity_of(path: &str) -> Option<&'static str> {
+    match path {
+        "/api/v4/leads/notes" => Some("leads"),
+        "/api/v4/contacts/notes" => Some("contacts"),
+        "/api/v4/companies/notes" => Some("companies"),
+        _ => None,
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn token_endpoint(s: &mut Inner, domain: &str, headers: &HeaderMap, body: &Bytes) -> Response {
@@ -507,9 +770,4 @@ fn token_endpoint(s: &mut Inner, domain: &str, headers: &HeaderMap, body: &Bytes
             Some("Unsupported grant type"),
         ),
     }
-}
-
-/// Every domain the fake has seen a request for.
-pub fn domains(seen: &[Seen]) -> HashSet<String> {
-    seen.iter().map(|s| s.domain.clone()).collect()
 }

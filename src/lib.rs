@@ -4,12 +4,17 @@
 
 pub mod accounts;
 pub mod amocrm;
+pub mod budget;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod directory;
 pub mod fake_amocrm;
+pub mod hooks;
 pub mod http;
 pub mod install;
+pub mod notes;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;
+pub mod worker;

@@ -8,12 +8,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     amocrm::AmoApi,
+    budget::Budget,
     config::Settings,
     crypto::{self, Cipher},
     db,
     http::{self, AppState},
     install::Installer,
     tokens::TokenStore,
+    worker::Worker,
 };
 
 /// How often the background loop retries widget installs.
@@ -60,7 +62,8 @@ impl Application {
             }
         };
         let cipher = Cipher::new(&key);
-        let api = AmoApi::new(&settings.amocrm)?;
+        let budget = Budget::new(pool.clone(), settings.amocrm.requests_per_second);
+        let api = AmoApi::new(&settings.amocrm)?.with_budget(budget);
         let tokens = TokenStore::new(pool.clone(), cipher.clone(), api.clone());
         let installer = Installer::new(
             pool.clone(),
@@ -68,6 +71,12 @@ impl Application {
             api.clone(),
             settings.http.public_url.clone(),
         );
+        let worker = Arc::new(Worker::new(
+            pool.clone(),
+            api.clone(),
+            tokens.clone(),
+            settings.notes.timezone,
+        ));
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
@@ -78,6 +87,7 @@ impl Application {
             cipher,
             tokens,
             installer,
+            worker,
         };
         Ok(Application { listener, state })
     }
@@ -94,6 +104,12 @@ impl Application {
     /// then lets in-flight requests finish (bounded by a grace period).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let background = tokio::spawn(background(self.state.clone(), shutdown.clone()));
+        let delivery = tokio::spawn(
+            self.state
+                .worker
+                .clone()
+                .run(self.state.settings.worker.concurrency, shutdown.clone()),
+        );
         let app = http::router(self.state.clone());
         let stop = shutdown.clone();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
@@ -106,6 +122,12 @@ impl Application {
             Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
         }
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, background).await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, delivery)
+            .await
+            .is_err()
+        {
+            tracing::warn!("note delivery did not stop within the grace period");
+        }
         self.state.pool.close().await;
         tracing::info!("stopped");
         Ok(())

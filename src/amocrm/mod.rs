@@ -15,7 +15,7 @@ use reqwest::{header, Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::config::AmocrmSettings;
+use crate::{budget::Budget, config::AmocrmSettings};
 pub use oauth::TokenSet;
 pub use problem::Problem;
 
@@ -147,6 +147,7 @@ pub struct AmoApi {
     client_id: String,
     client_secret: SecretString,
     redirect_uri: url::Url,
+    budget: Option<Budget>,
 }
 
 impl AmoApi {
@@ -165,7 +166,25 @@ impl AmoApi {
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),
             redirect_uri: settings.redirect_uri.clone(),
+            budget: None,
         })
+    }
+
+    /// Makes every call wait for a slot in the shared per-account budget.
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Waits for the account host's budget, when there is one.
+    pub(crate) async fn take_slot(&self, domain: &str) -> Result<(), AmoError> {
+        match &self.budget {
+            Some(budget) => budget
+                .acquire(domain)
+                .await
+                .map_err(|e| AmoError::Transport(format!("request budget unavailable: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// `{api_base_url}` for one account host, without a trailing slash.
@@ -230,6 +249,7 @@ impl AmoApi {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<T, AmoError> {
+        self.take_slot(domain).await?;
         let url = format!("{}{}", self.base_url(domain), path_and_query);
         let mut request = self
             .http

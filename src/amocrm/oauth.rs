@@ -38,6 +38,7 @@ pub struct TokenSet {
 enum HttpError {
     #[error(transparent)]
     Reqwest(#[from] reqwest::Error),
+
     #[error(transparent)]
     Http(#[from] http::Error),
 }
@@ -94,6 +95,7 @@ impl AmoApi {
     /// Exchanges an authorization code at the account's token endpoint.
     pub async fn exchange_code(&self, domain: &str, code: &str) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
+        self.take_slot(domain).await?;
         let http = OauthHttp::new(self);
         let result = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -111,6 +113,7 @@ impl AmoApi {
         refresh_token: &SecretString,
     ) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
+        self.take_slot(domain).await?;
         let http = OauthHttp::new(self);
         let refresh = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let result = client
@@ -199,6 +202,7 @@ impl AmoApi {
                 })
             }
             Err(RequestTokenError::Request(HttpError::Reqwest(e))) => Err(e.into()),
+
             Err(other) => match seen {
                 Some(s) if !s.status.is_success() => Err(AmoError::from_response(
                     s.status,

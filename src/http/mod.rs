@@ -1,6 +1,7 @@
 //! The HTTP side: one router, its layers, and the shared state.
 
 mod health;
+mod hooks;
 mod oauth;
 pub mod pages;
 
@@ -23,6 +24,7 @@ use tower_http::{
 
 use crate::{
     amocrm::AmoApi, config::Settings, crypto::Cipher, install::Installer, tokens::TokenStore,
+    worker::Worker,
 };
 
 /// Everything a handler may need. Cheap to clone.
@@ -34,6 +36,7 @@ pub struct AppState {
     pub cipher: Cipher,
     pub tokens: TokenStore,
     pub installer: Installer,
+    pub worker: Arc<Worker>,
 }
 
 /// Bodies larger than this are refused with 413 on every route.
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
     Router::new()
         .merge(oauth::router())
+        .merge(hooks::router())
         .merge(health::router())
         .route("/static/style.css", get(pages::stylesheet))
         .with_state(state)

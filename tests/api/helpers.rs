@@ -150,15 +150,7 @@ impl TestApp {
 
     /// Adds an account to the fake amoCRM.
     pub fn account(&self, domain: &str, id: i64) {
-        self.fake.add_account(
-            domain,
-            FakeAccount {
-                id,
-                name: format!("Account {id}"),
-                timezone: "Europe/Moscow".into(),
-                admin: true,
-            },
-        );
+        self.fake.add_account(domain, FakeAccount::new(id));
     }
 
     /// GET /install and the state it handed out.
@@ -210,5 +202,128 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Form-encodes pairs the way amoCRM sends a hook.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// A lead hook body (`action` is add or update).
+pub fn lead_hook(
+    account_id: i64,
+    action: &str,
+    id: i64,
+    name: &str,
+    at: i64,
+    extra: &[(&str, &str)],
+) -> String {
+    let p = |k: &str| format!("leads[{action}][0][{k}]");
+    let (id, at, account) = (id.to_string(), at.to_string(), account_id.to_string());
+    let mut pairs: Vec<(String, String)> = vec![
+        ("account[id]".into(), account.clone()),
+        (p("id"), id),
+        (p("name"), name.into()),
+        (p("responsible_user_id"), "100".into()),
+        (p("status_id"), "1".into()),
+        (p("pipeline_id"), "10".into()),
+        (p("price"), "1000".into()),
+        (p("created_at"), "1712331728".into()),
+        (p("updated_at"), at),
+        (p("account_id"), account),
+    ];
+    for (k, v) in extra {
+        pairs.push((p(k), (*v).into()));
+    }
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+impl TestApp {
+    /// An app that receives hooks but leaves delivery to the test, which
+    /// drives `state.worker` itself.
+    pub async fn spawn_without_worker() -> TestApp {
+        TestApp::spawn_with(|env| {
+            env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "0".into());
+        })
+        .await
+    }
+
+    /// Adds the account to the fake and installs it; returns its hook key.
+    pub async fn connected(&self, domain: &str, id: i64) -> String {
+        self.account(domain, id);
+        assert_eq!(self.install(domain).await.status(), 200);
+        self.hook_key(id).await
+    }
+
+    pub async fn hook_key(&self, account_id: i64) -> String {
+        use secrecy::ExposeSecret as _;
+        amohook::accounts::hook_key(&self.pool, &self.state.cipher, account_id)
+            .await
+            .unwrap()
+            .expose_secret()
+            .to_owned()
+    }
+
+    pub async fn post_hook(&self, key: &str, body: String) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/hooks/{key}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("user-agent", "amoCRM-Webhooks/3.0")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits (up to 30 s) until the fake holds `n` notes for `domain`.
+    pub async fn wait_for_notes(
+        &self,
+        domain: &str,
+        n: usize,
+    ) -> Vec<amohook::fake_amocrm::FakeNote> {
+        for _ in 0..300 {
+            let notes: Vec<_> = self
+                .fake
+                .notes()
+                .into_iter()
+                .filter(|x| x.domain == domain)
+                .collect();
+            if notes.len() >= n {
+                return notes;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "expected {n} notes for {domain}, have {:?}; events: {:?}",
+            self.fake.notes(),
+            self.events().await
+        );
+    }
+
+    /// (event id, entity id, state, last_error) of every stored event.
+    pub async fn events(&self) -> Vec<(i64, i64, String, Option<String>)> {
+        sqlx::query_as(
+            "select event_id, entity_id, state, last_error from hook_events order by event_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Makes every waiting event due now (instead of sleeping through a backoff).
+    pub async fn make_due(&self) {
+        sqlx::query("update hook_events set next_attempt_at = now() where state = 'pending'")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        sqlx::query("update accounts set paused_until = null")
+            .execute(&self.pool)
+            .await
+            .unwrap();
     }
 }

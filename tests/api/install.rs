@@ -269,10 +269,10 @@ async fn a_refused_webhook_subscription_still_connects_and_shows_the_hook_url() 
     app.fake.add_account(
         DOMAIN,
         FakeAccount {
-            id: 31_000_006,
             name: "Not admin & co".into(),
             timezone: "Asia/Yekaterinburg".into(),
             admin: false,
+            ..FakeAccount::new(31_000_006)
         },
     );
     let response = app.install(DOMAIN).await;

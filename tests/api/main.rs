@@ -2,8 +2,10 @@
 //! amoCRM at the HTTP boundary.
 
 mod config;
+mod delivery;
 mod disable;
 mod helpers;
+mod hooks;
 mod install;
 mod lifecycle;
 mod tokens;

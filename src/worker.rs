@@ -1,0 +1,903 @@
+//! The delivery worker: turns stored hook events into notes.
+//!
+//! - An account is worked on by one process at a time: a lease on its row
+//!   (claimed with `for update skip locked`, renewed while working, dropped
+//!   when done, and taken over by another process when it runs out).
+//! - Its due events are claimed with `for update skip locked` into state
+//!   `sending` with their own lock, so that even a process that lost its
+//!   account lease cannot have an event sent twice at once.
+//! - A note's text is rendered once, in the same transaction that moves the
+//!   card's last seen state forward; retries send exactly that text.
+//! - Before a request that may already have reached amoCRM is repeated (a
+//!   crash mid-send, a timeout, a 5xx), the card's notes are looked up and a
+//!   note with the same text counts as delivered.
+//! - Calls wait for the shared per-account budget (see `budget.rs`).
+//! - NOTIFY on every stored hook wakes idle workers; a one-second poll picks
+//!   up retries whose time has come.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use rand::Rng as _;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::{types::Json, PgPool};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    amocrm::{AmoApi, AmoError},
+    directory::{self, Directory, Needs},
+    hooks::{Action, EntityKind, Snapshot},
+    notes::{self, Lang},
+    tokens::{CallError, TokenError, TokenStore},
+};
+
+/// The NOTIFY channel a stored hook signals on.
+pub const CHANNEL: &str = "amohook_events";
+/// How long an account stays with one process without a renewal.
+const ACCOUNT_LEASE: Duration = Duration::from_secs(60);
+/// How long a claimed event stays with its sender: longer than any send
+/// takes (a 15 s timeout, a budget wait).
+const EVENT_LOCK: Duration = Duration::from_secs(120);
+/// Events claimed per round (two full batches).
+const ROUND: i64 = 100;
+/// Notes per request: amoCRM's batch limit.
+pub const BATCH: usize = 50;
+/// Rounds per account lease before others get their turn.
+const ROUNDS_PER_TURN: usize = 10;
+/// A failing event is retried at least this long before it counts as failed.
+const RETRY_FOR: &str = "24 hours";
+/// An account amoCRM blocks (HTML 403) rests this long.
+const BLOCK_PAUSE: Duration = Duration::from_secs(10 * 60);
+/// Idle workers look for due retries this often.
+const POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, sqlx::FromRow)]
+struct AccountRef {
+    account_id: i64,
+    domain: String,
+    status: String,
+    timezone: Option<String>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Claimed {
+    event_id: i64,
+    entity_type: String,
+    entity_id: i64,
+    action: String,
+    changed_at: i64,
+    snapshot: Json<Snapshot>,
+    note_text: Option<String>,
+    maybe_sent: bool,
+    sent_at: Option<DateTime<Utc>>,
+}
+
+impl Claimed {
+    fn kind(&self) -> EntityKind {
+        EntityKind::parse(&self.entity_type).unwrap_or(EntityKind::Lead)
+    }
+}
+
+/// Why a round stopped early.
+enum Stop {
+    /// Come back later (rate limit, outage, paused, not active).
+    Later,
+}
+
+pub struct Worker {
+    pool: PgPool,
+    api: AmoApi,
+    tokens: TokenStore,
+    owner: String,
+    fallback_tz: Tz,
+    wake: Notify,
+}
+
+impl Worker {
+    pub fn new(pool: PgPool, api: AmoApi, tokens: TokenStore, fallback_tz: Tz) -> Self {
+        Worker {
+            pool,
+            api,
+            tokens,
+            owner: crate::crypto::random_token(12),
+            fallback_tz,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Runs `concurrency` delivery loops until `shutdown`, then gives up
+    /// this process's leases so another process can go on at once.
+    pub async fn run(self: Arc<Self>, concurrency: usize, shutdown: CancellationToken) {
+        if concurrency == 0 {
+            return;
+        }
+        let listener = tokio::spawn(self.clone().listen(shutdown.clone()));
+        let mut loops = Vec::new();
+        for _ in 0..concurrency {
+            let worker = self.clone();
+            let stop = shutdown.clone();
+            loops.push(tokio::spawn(
+                async move { worker.delivery_loop(stop).await },
+            ));
+        }
+        for handle in loops {
+            let _ = handle.await;
+        }
+        listener.abort();
+        if let Err(e) = sqlx::query(
+            "update accounts set lease_owner = null, lease_until = null where lease_owner = $1",
+        )
+        .bind(&self.owner)
+        .execute(&self.pool)
+        .await
+        {
+            tracing::warn!(error = %e, "could not release account leases");
+        }
+    }
+
+    async fn delivery_loop(&self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            // A stop signal lets the current account's round finish: its
+            // events are claimed and would otherwise wait for their lock.
+            match self.work_once().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "delivery round failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    async fn listen(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let listener = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+                listener.listen(CHANNEL).await?;
+                loop {
+                    listener.recv().await?;
+                    self.wake.notify_waiters();
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                result = listener => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "listening for new hooks failed; polling meanwhile");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// Claims one account with due events and works on it. False when no
+    /// account had anything due.
+    pub async fn work_once(&self) -> anyhow::Result<bool> {
+        let Some(account) = self.claim_account().await? else {
+            return Ok(false);
+        };
+        let span = tracing::info_span!("deliver", account.id = account.account_id);
+        let result = tracing::Instrument::instrument(self.serve_account(&account), span).await;
+        sqlx::query(
+            "update accounts set lease_owner = null, lease_until = null
+             where account_id = $1 and lease_owner = $2",
+        )
+        .bind(account.account_id)
+        .bind(&self.owner)
+        .execute(&self.pool)
+        .await?;
+        result.map(|_| true)
+    }
+
+    /// Works until nothing is due for any account. For tests and tools.
+    pub async fn drain(&self) -> anyhow::Result<()> {
+        while self.work_once().await? {}
+        Ok(())
+    }
+
+    async fn claim_account(&self) -> sqlx::Result<Option<AccountRef>> {
+        sqlx::query_as(
+            "with candidate as (
+                 select a.account_id from accounts a
+                 where a.status in ('active', 'disconnected')
+                   and not a.manual_pause
+                   and (a.paused_until is null or a.paused_until <= now())
+                   and (a.lease_until is null or a.lease_until < now())
+                   and exists (
+                       select 1 from hook_events e
+                       where e.account_id = a.account_id
+                         and ((e.state = 'pending' and e.next_attempt_at <= now())
+                              or (e.state = 'sending' and e.locked_until < now())))
+                 order by a.last_served_at nulls first
+                 limit 1
+                 for update skip locked)
+             update accounts a
+             set lease_owner = $1, lease_until = now() + $2, last_served_at = now()
+             from candidate where a.account_id = candidate.account_id
+             returning a.account_id, a.domain, a.status, a.timezone",
+        )
+        .bind(&self.owner)
+        .bind(chrono::Duration::from_std(ACCOUNT_LEASE).expect("small"))
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Extends this process's lease on the account; false when it was lost.
+    async fn renew(&self, account_id: i64) -> sqlx::Result<bool> {
+        let renewed = sqlx::query(
+            "update accounts set lease_until = now() + $3
+             where account_id = $1 and lease_owner = $2",
+        )
+        .bind(account_id)
+        .bind(&self.owner)
+        .bind(chrono::Duration::from_std(ACCOUNT_LEASE).expect("small"))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    async fn serve_account(&self, account: &AccountRef) -> anyhow::Result<()> {
+        if account.status == "disconnected" {
+            let dropped = sqlx::query(
+                "update hook_events set state = 'dropped', last_error = 'account disconnected',
+                     finished_at = now(), locked_until = null
+                 where account_id = $1 and state in ('pending', 'sending')",
+            )
+            .bind(account.account_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            tracing::info!(dropped, "events of a disconnected account dropped");
+            return Ok(());
+        }
+        for _ in 0..ROUNDS_PER_TURN {
+            if !self.renew(account.account_id).await? {
+                tracing::warn!("account lease lost; leaving the account to its new owner");
+                return Ok(());
+            }
+            let events = self.claim_events(account.account_id).await?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            if let Err(Stop::Later) = self.round(account, events).await? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_events(&self, account_id: i64) -> sqlx::Result<Vec<Claimed>> {
+        let mut events: Vec<Claimed> = sqlx::query_as(
+            "with due as (
+                 select event_id from hook_events
+                 where account_id = $1
+                   and ((state = 'pending' and next_attempt_at <= now())
+                        or (state = 'sending' and locked_until < now()))
+                 order by changed_at, event_id
+                 limit $2
+                 for update skip locked)
+             update hook_events e set state = 'sending', locked_until = now() + $3
+             from due where e.event_id = due.event_id
+             returning e.event_id, e.entity_type, e.entity_id, e.action, e.changed_at, e.snapshot,
+                       e.note_text, e.maybe_sent, e.sent_at",
+        )
+        .bind(account_id)
+        .bind(ROUND)
+        .bind(chrono::Duration::from_std(EVENT_LOCK).expect("small"))
+        .fetch_all(&self.pool)
+        .await?;
+        events.sort_by_key(|e| (e.changed_at, e.event_id));
+        Ok(events)
+    }
+
+    /// Renders, checks and sends one round of claimed events.
+    async fn round(
+        &self,
+        account: &AccountRef,
+        mut events: Vec<Claimed>,
+    ) -> anyhow::Result<Result<(), Stop>> {
+        let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+        if events.iter().any(|e| e.note_text.is_none()) {
+            let mut dir = directory::load(&self.pool, account.account_id).await?;
+            let needs = needs_of(events.iter().filter(|e| e.note_text.is_none()));
+            if let Err(e) = directory::refresh_for(
+                &self.pool,
+                &self.api,
+                &self.tokens,
+                account.account_id,
+                &account.domain,
+                &mut dir,
+                &needs,
+            )
+            .await
+            {
+                return self.failed_call(account, &ids, e).await.map(Err);
+            }
+            self.render(account, &mut events, &dir).await?;
+        }
+
+        // Skipped events are finished; what is left has a text to deliver.
+        events.retain(|e| e.note_text.is_some());
+        let mut by_kind: HashMap<EntityKind, Vec<Claimed>> = HashMap::new();
+        for event in events {
+            by_kind.entry(event.kind()).or_default().push(event);
+        }
+        let mut kinds: Vec<_> = by_kind.into_iter().collect();
+        kinds.sort_by_key(|(k, _)| k.as_str());
+        let mut unsent: Vec<i64> = kinds
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|e| e.event_id))
+            .collect();
+        for (kind, events) in kinds {
+            let mut to_send = Vec::new();
+            let (check, fresh): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| e.maybe_sent);
+            if !check.is_empty() {
+                match self.already_delivered(account, kind, &check).await {
+                    Ok(found) => {
+                        self.mark_delivered(&found).await?;
+                        let found_ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
+                        unsent.retain(|id| !found_ids.contains(id));
+                        to_send.extend(
+                            check
+                                .into_iter()
+                                .filter(|e| !found_ids.contains(&e.event_id)),
+                        );
+                    }
+                    Err(e) => {
+                        self.requeue(&unsent).await?;
+                        let check_ids: Vec<i64> = check.iter().map(|e| e.event_id).collect();
+                        return self.failed_call(account, &check_ids, e).await.map(Err);
+                    }
+                }
+            }
+            to_send.extend(fresh);
+            for chunk in to_send.chunks(BATCH) {
+                let chunk_ids: Vec<i64> = chunk.iter().map(|e| e.event_id).collect();
+                if let Err(stop) = self.send(account, kind, chunk).await? {
+                    unsent.retain(|id| !chunk_ids.contains(id));
+                    self.requeue(&unsent).await?;
+                    return Ok(Err(stop));
+                }
+                unsent.retain(|id| !chunk_ids.contains(id));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Renders the notes of events that have none yet, and moves each card's
+    /// last seen state forward, in one transaction.
+    async fn render(
+        &self,
+        account: &AccountRef,
+        events: &mut [Claimed],
+        dir: &Directory,
+    ) -> anyhow::Result<()> {
+        let tz = account
+            .timezone
+            .as_deref()
+            .and_then(|t| t.parse::<Tz>().ok())
+            .unwrap_or(self.fallback_tz);
+        let lang = Lang::for_domain(&account.domain);
+        let mut tx = self.pool.begin().await?;
+        let mut states: HashMap<(String, i64), (i64, Snapshot)> = HashMap::new();
+        for event in events.iter_mut().filter(|e| e.note_text.is_none()) {
+            let key = (event.entity_type.clone(), event.entity_id);
+            if !states.contains_key(&key) {
+                let row: Option<(i64, Json<Snapshot>)> = sqlx::query_as(
+                    "select changed_at, snapshot from entity_states
+                     where account_id = $1 and entity_type = $2 and entity_id = $3",
+                )
+                .bind(account.account_id)
+                .bind(&event.entity_type)
+                .bind(event.entity_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((at, snap)) = row {
+                    states.insert(key.clone(), (at, snap.0));
+                }
+            }
+            let prev = states.get(&key);
+            let cur = &event.snapshot.0;
+            let newer = prev.is_none_or(|(at, _)| event.changed_at >= *at);
+            let kind = event.kind();
+            let outcome: Result<String, &str> = match event.action.as_str() {
+                "add" => Ok(notes::added(
+                    lang,
+                    kind,
+                    event.entity_id,
+                    cur,
+                    dir,
+                    tz,
+                    event.changed_at,
+                )),
+                _ if !newer => Err("superseded: a newer change of this card was already handled"),
+                _ => {
+                    let changes = notes::diff(kind, prev.map(|(_, s)| s), cur, dir);
+                    if changes.is_empty() {
+                        Err("nothing visible changed")
+                    } else {
+                        Ok(notes::changed(
+                            lang,
+                            kind,
+                            event.entity_id,
+                            cur,
+                            &changes,
+                            tz,
+                            event.changed_at,
+                        ))
+                    }
+                }
+            };
+            if newer {
+                sqlx::query(
+                    "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot)
+                     values ($1, $2, $3, $4, $5)
+                     on conflict (account_id, entity_type, entity_id) do update
+                     set changed_at = excluded.changed_at, snapshot = excluded.snapshot
+                     where entity_states.changed_at <= excluded.changed_at",
+                )
+                .bind(account.account_id)
+                .bind(&event.entity_type)
+                .bind(event.entity_id)
+                .bind(event.changed_at)
+                .bind(Json(cur))
+                .execute(&mut *tx)
+                .await?;
+                states.insert(key, (event.changed_at, cur.clone()));
+            }
+            match outcome {
+                Ok(text) => {
+                    sqlx::query("update hook_events set note_text = $2 where event_id = $1")
+                        .bind(event.event_id)
+                        .bind(&text)
+                        .execute(&mut *tx)
+                        .await?;
+                    event.note_text = Some(text);
+                }
+                Err(reason) => {
+                    sqlx::query(
+                        "update hook_events set state = 'skipped', last_error = $2, finished_at = now(),
+                             locked_until = null
+                         where event_id = $1",
+                    )
+                    .bind(event.event_id)
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sends one batch of notes for cards of one kind.
+    async fn send(
+        &self,
+        account: &AccountRef,
+        kind: EntityKind,
+        chunk: &[Claimed],
+    ) -> anyhow::Result<Result<(), Stop>> {
+        let ids: Vec<i64> = chunk.iter().map(|e| e.event_id).collect();
+        if !self.renew(account.account_id).await? {
+            self.requeue(&ids).await?;
+            return Ok(Err(Stop::Later));
+        }
+        sqlx::query(
+            "update hook_events set maybe_sent = true, sent_at = coalesce(sent_at, now()),
+                 locked_until = now() + $2
+             where event_id = any($1)",
+        )
+        .bind(&ids)
+        .bind(chrono::Duration::from_std(EVENT_LOCK).expect("small"))
+        .execute(&self.pool)
+        .await?;
+        let body: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|e| {
+                json!({
+                    "entity_id": e.entity_id,
+                    "note_type": "common",
+                    "params": { "text": e.note_text },
+                    "request_id": e.event_id.to_string(),
+                })
+            })
+            .collect();
+        let path = format!("/api/v4/{}/notes", kind.plural());
+        let result: Result<Option<NotesAnswer>, CallError> = self
+            .tokens
+            .call(account.account_id, |token| {
+                let (body, path) = (&body, &path);
+                async move {
+                    self.api
+                        .call(&account.domain, &token, Method::POST, path, Some(body))
+                        .await
+                }
+            })
+            .await;
+        match result {
+            Ok(answer) => {
+                let by_request: HashMap<String, i64> = answer
+                    .map(|a| a.embedded.notes)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|n| {
+                        let rid = match n.request_id? {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        Some((rid, n.id))
+                    })
+                    .collect();
+                let done: Vec<(i64, Option<i64>)> = ids
+                    .iter()
+                    .map(|id| (*id, by_request.get(&id.to_string()).copied()))
+                    .collect();
+                self.mark_delivered(&done).await?;
+                sqlx::query(
+                    "update accounts set paused_until = null, pause_reason = null
+                     where account_id = $1 and paused_until is not null",
+                )
+                .bind(account.account_id)
+                .execute(&self.pool)
+                .await?;
+                tracing::debug!(notes = ids.len(), kind = kind.as_str(), "notes delivered");
+                Ok(Ok(()))
+            }
+            Err(CallError::Amo(AmoError::Refused {
+                status: 400,
+                problem,
+            })) => {
+                // A validation error names the notes amoCRM refused (by our
+                // request_id, or by position); those fail, the rest go again.
+                let named = refused_notes(&problem, &ids);
+                if named.is_empty() {
+                    self.fail(&ids, &format!("amoCRM refused the notes (400): {problem}"))
+                        .await?;
+                } else {
+                    for (id, reason) in &named {
+                        self.fail(&[*id], &format!("amoCRM refused the note (400): {reason}"))
+                            .await?;
+                    }
+                    let rest: Vec<i64> = ids
+                        .iter()
+                        .copied()
+                        .filter(|id| !named.iter().any(|(n, _)| n == id))
+                        .collect();
+                    sqlx::query(
+                        "update hook_events set state = 'pending', maybe_sent = false, locked_until = null,
+                             next_attempt_at = now()
+                         where event_id = any($1)",
+                    )
+                    .bind(&rest)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                Ok(Ok(()))
+            }
+            Err(e) => self.failed_call(account, &ids, e).await.map(Err),
+        }
+    }
+
+    /// Records a failed call for `ids` and decides when to come back.
+    async fn failed_call(
+        &self,
+        account: &AccountRef,
+        ids: &[i64],
+        error: CallError,
+    ) -> anyhow::Result<Stop> {
+        let text = error.to_string();
+        match &error {
+            CallError::Amo(AmoError::RateLimited) => {
+                // amoCRM sends no Retry-After: one to three seconds, jittered
+                // so that workers do not come back in step.
+                let wait = rand::thread_rng().gen_range(1000..3000);
+                sqlx::query(
+                    "update hook_events set state = 'pending', maybe_sent = false, locked_until = null,
+                         last_error = $2, next_attempt_at = now() + make_interval(secs => $3::float8 / 1000)
+                     where event_id = any($1)",
+                )
+                .bind(ids)
+                .bind(&text)
+                .bind(wait as f64)
+                .execute(&self.pool)
+                .await?;
+                tracing::warn!("amoCRM answered 429; waiting");
+            }
+            CallError::Amo(AmoError::Blocked) => {
+                sqlx::query(
+                    "update accounts set paused_until = now() + $2, pause_reason = $3 where account_id = $1",
+                )
+                .bind(account.account_id)
+                .bind(chrono::Duration::from_std(BLOCK_PAUSE).expect("small"))
+                .bind("amoCRM blocked access (HTML 403)")
+                .execute(&self.pool)
+                .await?;
+                sqlx::query(
+                    "update hook_events set state = 'pending', maybe_sent = false, locked_until = null,
+                         last_error = $2, next_attempt_at = now() + $3
+                     where event_id = any($1)",
+                )
+                .bind(ids)
+                .bind(&text)
+                .bind(chrono::Duration::from_std(BLOCK_PAUSE).expect("small"))
+                .execute(&self.pool)
+                .await?;
+                tracing::warn!("amoCRM blocked the account; pausing its delivery");
+            }
+            CallError::Token(TokenError::NotActive(_) | TokenError::Revoked(_)) => {
+                // Waits for a new install; the account is no longer claimed.
+                self.requeue(ids).await?;
+            }
+            CallError::Amo(AmoError::Refused { status, .. })
+                if *status != 404 && *status != 402 =>
+            {
+                self.fail(ids, &text).await?;
+            }
+            other => {
+                // Timeouts, dropped connections and 5xx may have reached
+                // amoCRM: keep maybe_sent so the next try looks first.
+                let maybe_sent = matches!(
+                    other,
+                    CallError::Amo(
+                        AmoError::Transport(_)
+                            | AmoError::Unavailable { .. }
+                            | AmoError::Unexpected(_)
+                    )
+                );
+                self.back_off(ids, &text, maybe_sent).await?;
+                tracing::warn!(error = %text, "delivery failed; backing off");
+            }
+        }
+        Ok(Stop::Later)
+    }
+
+    /// Exponential backoff from 5 s up to 15 min (jittered); after
+    /// [`RETRY_FOR`] of failures the event is failed.
+    async fn back_off(&self, ids: &[i64], error: &str, maybe_sent: bool) -> sqlx::Result<()> {
+        sqlx::query(&format!(
+            "update hook_events set
+                 state = case when first_failure_at < now() - interval '{RETRY_FOR}' then 'failed' else 'pending' end,
+                 finished_at = case when first_failure_at < now() - interval '{RETRY_FOR}' then now() end,
+                 attempts = attempts + 1,
+                 first_failure_at = coalesce(first_failure_at, now()),
+                 next_attempt_at = now() + least(interval '15 minutes',
+                     interval '5 seconds' * power(2, least(attempts, 12))) * (0.8 + random() * 0.4),
+                 last_error = $2, locked_until = null, maybe_sent = $3
+             where event_id = any($1)"
+        ))
+        .bind(ids)
+        .bind(error)
+        .bind(maybe_sent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail(&self, ids: &[i64], reason: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "update hook_events set state = 'failed', last_error = $2, finished_at = now(),
+                 locked_until = null, maybe_sent = false, attempts = attempts + 1
+             where event_id = any($1)",
+        )
+        .bind(ids)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        tracing::warn!(events = ids.len(), reason, "notes failed");
+        Ok(())
+    }
+
+    /// Gives claimed events back untouched, due now.
+    async fn requeue(&self, ids: &[i64]) -> sqlx::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "update hook_events set state = 'pending', locked_until = null
+             where event_id = any($1) and state = 'sending'",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_delivered(&self, done: &[(i64, Option<i64>)]) -> sqlx::Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let (ids, note_ids): (Vec<i64>, Vec<Option<i64>>) = done.iter().copied().unzip();
+        sqlx::query(
+            "update hook_events e set state = 'delivered', note_id = d.note_id, finished_at = now(),
+                 locked_until = null, maybe_sent = false, last_error = null
+             from unnest($1::bigint[], $2::bigint[]) as d(event_id, note_id)
+             where e.event_id = d.event_id",
+        )
+        .bind(&ids)
+        .bind(&note_ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// For events whose note may already exist: the ones amoCRM has, found
+    /// by card and exact text.
+    async fn already_delivered(
+        &self,
+        account: &AccountRef,
+        kind: EntityKind,
+        events: &[Claimed],
+    ) -> Result<Vec<(i64, Option<i64>)>, CallError> {
+        let mut found = Vec::new();
+        // amoCRM filters by at most 10 entity ids per request.
+        for chunk in events.chunks(10) {
+            let since = chunk
+                .iter()
+                .filter_map(|e| e.sent_at)
+                .min()
+                .unwrap_or_else(Utc::now)
+                - chrono::Duration::minutes(5);
+            let mut path = format!(
+                "/api/v4/{}/notes?filter[note_type]=common&filter[updated_at][from]={}&limit=250",
+                kind.plural(),
+                since.timestamp()
+            );
+            for e in chunk {
+                path.push_str(&format!("&filter[entity_id][]={}", e.entity_id));
+            }
+            let answer: Option<NotesAnswer> = self
+                .tokens
+                .call(account.account_id, |token| {
+                    let path = &path;
+                    async move {
+                        self.api
+                            .call(&account.domain, &token, Method::GET, path, None::<&()>)
+                            .await
+                    }
+                })
+                .await?;
+            let existing = answer.map(|a| a.embedded.notes).unwrap_or_default();
+            for event in chunk {
+                let text = event.note_text.as_deref();
+                if let Some(note) = existing
+                    .iter()
+                    .find(|n| n.entity_id == Some(event.entity_id) && n.text() == text)
+                {
+                    tracing::info!(
+                        event.id = event.event_id,
+                        "note already in amoCRM; not sending it again"
+                    );
+                    found.push((event.event_id, Some(note.id)));
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn needs_of<'a>(events: impl Iterator<Item = &'a Claimed>) -> Needs {
+    let mut needs = Needs::default();
+    for e in events {
+        let s = &e.snapshot.0;
+        needs.users.extend(s.responsible_user_id);
+        needs.users.extend(s.old_responsible_user_id);
+        if e.kind() == EntityKind::Lead && e.action != Action::Add.as_str() {
+            needs.statuses.insert((s.pipeline_id, s.status_id));
+            if s.old_status_id.is_some() || s.old_pipeline_id.is_some() {
+                needs
+                    .statuses
+                    .insert((s.old_pipeline_id.or(s.pipeline_id), s.old_status_id));
+            }
+        }
+    }
+    needs
+}
+
+/// The notes a 400 names: `validation-errors[].request_id` is our event id
+/// (or, when amoCRM counts instead, the position in the batch).
+fn refused_notes(problem: &crate::amocrm::Problem, ids: &[i64]) -> Vec<(i64, String)> {
+    let Some(serde_json::Value::Array(items)) = &problem.validation_errors else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let rid = match &item["request_id"] {
+                serde_json::Value::String(s) => s.parse::<i64>().ok()?,
+                serde_json::Value::Number(n) => n.as_i64()?,
+                _ => return None,
+            };
+            let id = if ids.contains(&rid) {
+                rid
+            } else {
+                *ids.get(usize::try_from(rid).ok()?)?
+            };
+            let reason = item["errors"]
+                .as_array()
+                .map(|errors| {
+                    errors
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{} {}",
+                                e["path"].as_str().unwrap_or_default(),
+                                e["detail"].as_str().unwrap_or_default()
+                            )
+                            .trim()
+                            .to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            Some((id, reason))
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct NotesAnswer {
+    #[serde(default, rename = "_embedded")]
+    embedded: NotesEmbedded,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct NotesEmbedded {
+    #[serde(default)]
+    notes: Vec<NoteItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NoteItem {
+    id: i64,
+    #[serde(default)]
+    entity_id: Option<i64>,
+    /// Our request id echoed back (a string; a number is read too).
+    #[serde(default)]
+    request_id: Option<serde_json::Value>,
+    #[serde(default)]
+    params: Option<serde_json::Value>,
+}
+
+impl NoteItem {
+    fn text(&self) -> Option<&str> {
+        self.params.as_ref()?.get("text")?.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amocrm::Problem;
+
+    #[test]
+    fn a_validation_error_names_notes_by_request_id_or_position() {
+        let problem = Problem::parse(
+            br#"{"validation-errors":[{"request_id":"702","errors":[{"code":"NotSupportedChoice","path":"entity_id","detail":"Entity not found"}]},{"request_id":"0","errors":[]}],"title":"Bad Request","status":400}"#,
+        );
+        let named = refused_notes(&problem, &[701, 702, 703]);
+        assert_eq!(
+            named,
+            vec![
+                (702, "entity_id Entity not found".into()),
+                (701, String::new())
+            ]
+        );
+        assert!(refused_notes(&Problem::default(), &[1]).is_empty());
+    }
+}

@@ -1,0 +1,596 @@
+//! Delivering: stored events become notes in the right cards.
+
+use std::time::Duration;
+
+use amohook::{
+    fake_amocrm::{FakeAccount, Fault},
+    worker::Worker,
+};
+
+use crate::helpers::{form, lead_hook, TestApp};
+
+const DOMAIN: &str = "notes.amocrm.ru";
+const ID: i64 = 35_000_001;
+
+#[tokio::test]
+async fn an_added_lead_gets_a_note_with_name_responsible_and_time() {
+    let app = TestApp::spawn().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let body = lead_hook(ID, "add", 501, "Заказ #87856", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+    let notes = app.wait_for_notes(DOMAIN, 1).await;
+    assert_eq!(notes[0].entity_type, "leads");
+    assert_eq!(notes[0].entity_id, 501);
+    assert_eq!(
+        notes[0].text,
+        "Создана сделка «Заказ #87856». Ответственный: Иван Петров. Добавлена: 05.04.2024 18:42:08"
+    );
+    let (state, note_id): (String, Option<i64>) =
+        sqlx::query_as("select state, note_id from hook_events")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "delivered");
+    assert_eq!(note_id, Some(notes[0].id));
+}
+
+#[tokio::test]
+async fn a_changed_lead_gets_a_note_naming_each_changed_field() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let field = |v: &'static str| -> [(&'static str, &'static str); 3] {
+        [
+            ("custom_fields][0][id", "77"),
+            ("custom_fields][0][name", "Город доставки"),
+            ("custom_fields][0][values][0][value", v),
+        ]
+    };
+    let add = lead_hook(ID, "add", 502, "Заказ", 1_712_331_728, &field("Тюмень"));
+    assert_eq!(app.post_hook(&key, add).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    let update = lead_hook(
+        ID,
+        "update",
+        502,
+        "Заказ",
+        1_712_332_931,
+        &[
+            ("price", "2500"),
+            ("status_id", "2"),
+            ("old_status_id", "1"),
+            ("custom_fields][0][id", "77"),
+            ("custom_fields][0][name", "Город доставки"),
+            ("custom_fields][0][values][0][value", "Омск"),
+        ],
+    )
+    // The helper's own price and status come first; the later pair wins in
+    // PHP and in amohook alike, so drop the defaults.
+    .replace("leads%5Bupdate%5D%5B0%5D%5Bprice%5D=1000&", "")
+    .replace("leads%5Bupdate%5D%5B0%5D%5Bstatus_id%5D=1&", "");
+    assert_eq!(app.post_hook(&key, update).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    let notes = app.fake.notes();
+    assert_eq!(notes.len(), 2);
+    assert_eq!(
+        notes[1].text,
+        "Изменена сделка «Заказ»: Бюджет: 1000 → 2500; Этап: Новая → Переговоры; Город доставки: Тюмень → Омск. \
+         Изменена: 05.04.2024 19:02:11"
+    );
+}
+
+#[tokio::test]
+async fn an_update_that_changes_nothing_visible_adds_no_note() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.post_hook(&key, lead_hook(ID, "update", 503, "Same", 100, &[]))
+        .await;
+    app.post_hook(&key, lead_hook(ID, "update", 503, "Same", 200, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    let notes = app.fake.notes();
+    assert_eq!(
+        notes.len(),
+        1,
+        "the first update of an unseen card lists its values"
+    );
+    assert!(
+        notes[0].text.starts_with(
+            "Изменена сделка «Same»: Бюджет: 1000; Этап: Новая; Ответственный: Иван Петров."
+        ),
+        "{}",
+        notes[0].text
+    );
+    let events = app.events().await;
+    assert_eq!(events[1].2, "skipped");
+    assert_eq!(events[1].3.as_deref(), Some("nothing visible changed"));
+}
+
+#[tokio::test]
+async fn an_older_update_arriving_late_does_not_roll_the_state_back() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.post_hook(&key, lead_hook(ID, "update", 504, "New name", 300, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    app.post_hook(&key, lead_hook(ID, "update", 504, "Old name", 200, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    let (at, name): (i64, String) = sqlx::query_as(
+        "select changed_at, snapshot->>'name' from entity_states where entity_id = 504",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((at, name.as_str()), (300, "New name"));
+    assert_eq!(app.events().await[1].2, "skipped");
+    // The next real change is told against the newest state.
+    app.post_hook(&key, lead_hook(ID, "update", 504, "Newest", 400, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    let notes = app.fake.notes();
+    assert_eq!(notes.len(), 2);
+    assert!(
+        notes[1].text.contains("Название: New name → Newest"),
+        "{}",
+        notes[1].text
+    );
+}
+
+#[tokio::test]
+async fn contacts_and_companies_get_their_notes_in_their_own_cards() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let body = form(&[
+        ("account[id]", "35000001"),
+        ("contacts[add][0][id]", "601"),
+        ("contacts[add][0][name]", "Абиба абибович"),
+        ("contacts[add][0][responsible_user_id]", "101"),
+        ("contacts[add][0][created_at]", "1712331728"),
+        ("contacts[add][0][type]", "contact"),
+        ("contacts[add][1][id]", "602"),
+        ("contacts[add][1][name]", "ООО «Ромашка» & Co"),
+        ("contacts[add][1][responsible_user_id]", "100"),
+        ("contacts[add][1][created_at]", "1712331728"),
+        ("contacts[add][1][type]", "company"),
+        ("companies[update][0][id]", "603"),
+        ("companies[update][0][name]", "ИП Иванов"),
+        ("companies[update][0][responsible_user_id]", "100"),
+        ("companies[update][0][updated_at]", "1712331728"),
+        ("companies[update][0][custom_fields][0][id]", "9"),
+        ("companies[update][0][custom_fields][0][name]", "Телефон"),
+        (
+            "companies[update][0][custom_fields][0][values][0][value]",
+            "+7 999",
+        ),
+        (
+            "companies[update][0][custom_fields][0][values][0][enum]",
+            "718321",
+        ),
+        (
+            "companies[update][0][custom_fields][0][values][1][value]",
+            "+7 888",
+        ),
+    ]);
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    let mut notes: Vec<_> = app
+        .fake
+        .notes()
+        .into_iter()
+        .map(|n| (n.entity_type, n.entity_id, n.text))
+        .collect();
+    notes.sort_by_key(|n| n.1);
+    assert_eq!(
+        notes,
+        [
+            ("contacts".into(), 601, "Создан контакт «Абиба абибович». Ответственный: Мария Иванова. Добавлен: 05.04.2024 18:42:08".into()),
+            ("companies".into(), 602, "Создана компания «ООО «Ромашка» & Co». Ответственный: Иван Петров. Добавлена: 05.04.2024 18:42:08".into()),
+            ("companies".into(), 603, "Изменена компания «ИП Иванов»: Ответственный: Иван Петров; Телефон: +7 999, +7 888. Изменена: 05.04.2024 18:42:08".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn kommo_accounts_get_english_notes_in_their_time_zone() {
+    let app = TestApp::spawn_without_worker().await;
+    app.fake.add_account(
+        "acme.kommo.com",
+        FakeAccount {
+            timezone: "America/Sao_Paulo".into(),
+            ..FakeAccount::new(ID)
+        },
+    );
+    assert_eq!(app.install("acme.kommo.com").await.status(), 200);
+    let key = app.hook_key(ID).await;
+    app.post_hook(&key, lead_hook(ID, "add", 1, "Order", 1_712_331_728, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(
+        app.fake.notes()[0].text,
+        "Lead added: “Order”. Responsible: Иван Петров. Added: 05.04.2024 12:42:08"
+    );
+}
+
+#[tokio::test]
+async fn when_amocrm_refuses_the_users_list_the_note_shows_the_id() {
+    let app = TestApp::spawn_without_worker().await;
+    app.fake.add_account(
+        DOMAIN,
+        FakeAccount {
+            admin: false,
+            ..FakeAccount::new(ID)
+        },
+    );
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    let key = app.hook_key(ID).await;
+    app.post_hook(&key, lead_hook(ID, "add", 1, "X", 1_712_331_728, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    assert!(
+        app.fake.notes()[0].text.contains("Ответственный: 100."),
+        "{}",
+        app.fake.notes()[0].text
+    );
+}
+
+#[tokio::test]
+async fn notes_never_cross_accounts() {
+    let app = TestApp::spawn().await;
+    let key_a = app.connected("a.amocrm.ru", 36_000_001).await;
+    let key_b = app.connected("b.amocrm.ru", 36_000_002).await;
+    assert_eq!(
+        app.post_hook(&key_a, lead_hook(36_000_001, "add", 1, "A", 1, &[]))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post_hook(&key_b, lead_hook(36_000_002, "add", 2, "B", 1, &[]))
+            .await
+            .status(),
+        200
+    );
+    // A's key with B's body is refused outright.
+    assert_eq!(
+        app.post_hook(&key_a, lead_hook(36_000_002, "add", 3, "B", 1, &[]))
+            .await
+            .status(),
+        403
+    );
+    app.wait_for_notes("a.amocrm.ru", 1).await;
+    app.wait_for_notes("b.amocrm.ru", 1).await;
+    let notes = app.fake.notes();
+    assert_eq!(notes.len(), 2);
+    for note in notes {
+        let expected = if note.entity_id == 1 {
+            "a.amocrm.ru"
+        } else {
+            "b.amocrm.ru"
+        };
+        assert_eq!(note.domain, expected);
+    }
+}
+
+#[tokio::test]
+async fn four_hundred_hooks_in_two_seconds_land_batched_within_the_budget() {
+    let app = TestApp::spawn().await;
+    // The fake enforces amoCRM's limit: over 7 a second it answers 429.
+    app.fake.set_rate_limit(7);
+    let key = app.connected(DOMAIN, ID).await;
+    let mut sends = Vec::new();
+    for i in 0..400i64 {
+        let body = lead_hook(
+            ID,
+            "add",
+            10_000 + i,
+            &format!("Lead {i}"),
+            1_712_331_728,
+            &[],
+        );
+        let http = app.http.clone();
+        let url = app.url(&format!("/hooks/{key}"));
+        sends.push(tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for send in sends {
+        assert_eq!(send.await.unwrap(), 200);
+    }
+    let notes = app.wait_for_notes(DOMAIN, 400).await;
+    let mut ids: Vec<i64> = notes.iter().map(|n| n.entity_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 400, "every note once");
+    assert_eq!(app.fake.count_status(DOMAIN, 429), 0, "no 429");
+    assert!(
+        app.fake.max_per_second(DOMAIN) <= 7,
+        "at most 7 calls in any second: {}",
+        app.fake.max_per_second(DOMAIN)
+    );
+    let posts = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v4/leads/notes")
+        .count();
+    assert!(
+        posts <= 400 / 50 + 8,
+        "notes go in batches of up to 50: {posts} requests"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_of_amocrm_delays_notes_and_loses_none() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    for i in 0..5 {
+        app.post_hook(&key, lead_hook(ID, "add", 700 + i, "x", 1, &[]))
+            .await;
+    }
+    app.fake
+        .fail_next(DOMAIN, "/api/v4/leads/notes", Fault::Status(503), 2);
+    app.state.worker.drain().await.unwrap();
+    assert!(app.fake.notes().is_empty());
+    let (attempts, next_in, error): (i32, f64, String) = sqlx::query_as(
+        "select max(attempts), extract(epoch from min(next_attempt_at) - now())::float8, max(last_error)
+         from hook_events",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1);
+    assert!(
+        (1.0..10.0).contains(&next_in),
+        "first retry within seconds: {next_in}"
+    );
+    assert!(error.contains("503"));
+    app.make_due().await;
+    app.state.worker.drain().await.unwrap();
+    let next_in: f64 = sqlx::query_scalar(
+        "select extract(epoch from min(next_attempt_at) - now())::float8 from hook_events",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(next_in > 6.0, "the backoff grows: {next_in}");
+    app.make_due().await;
+    app.state.worker.drain().await.unwrap();
+    let notes = app.fake.notes();
+    assert_eq!(notes.len(), 5, "every note once after recovery");
+    assert!(app.events().await.iter().all(|e| e.2 == "delivered"));
+}
+
+#[tokio::test]
+async fn events_are_failed_only_after_a_day_of_retries() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+        .await;
+    app.fake
+        .fail_next(DOMAIN, "/api/v4/leads/notes", Fault::Status(500), 2);
+    app.state.worker.drain().await.unwrap();
+    sqlx::query("update hook_events set first_failure_at = now() - interval '23 hours'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.make_due().await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(
+        app.events().await[0].2,
+        "pending",
+        "still retried after 23 hours"
+    );
+    app.fake
+        .fail_next(DOMAIN, "/api/v4/leads/notes", Fault::Status(500), 1);
+    sqlx::query("update hook_events set first_failure_at = now() - interval '25 hours'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.make_due().await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.events().await[0].2, "failed");
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_not_sent_twice() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    for i in 0..3 {
+        app.post_hook(&key, lead_hook(ID, "add", 800 + i, "x", 1, &[]))
+            .await;
+    }
+    // amoCRM creates the notes but the answer is a 502.
+    app.fake
+        .fail_next(DOMAIN, "/api/v4/leads/notes", Fault::AfterWork(502), 1);
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 3);
+    app.make_due().await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 3, "found by text, not sent again");
+    assert!(app.events().await.iter().all(|e| e.2 == "delivered"));
+    let lookups = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v4/leads/notes")
+        .count();
+    assert_eq!(
+        lookups,
+        1,
+        "{:?}",
+        app.fake
+            .requests()
+            .iter()
+            .map(|r| (r.method.clone(), r.path.clone(), r.status))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_batch_is_finished_by_another_process_without_duplicates() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    for i in 0..60 {
+        app.post_hook(
+            &key,
+            lead_hook(ID, "add", 900 + i, &format!("L{i}"), 1, &[]),
+        )
+        .await;
+    }
+    // Process A: its own pool and worker. amoCRM takes the first batch, and
+    // A is killed before the answer arrives.
+    let pool_a = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let api = app.state.api.clone();
+    let tokens =
+        amohook::tokens::TokenStore::new(pool_a.clone(), app.state.cipher.clone(), api.clone());
+    let a = Worker::new(pool_a, api, tokens, chrono_tz::Europe::Moscow);
+    app.fake.fail_next(
+        DOMAIN,
+        "/api/v4/leads/notes",
+        Fault::WorkThenDelay(Duration::from_secs(30)),
+        1,
+    );
+    let running = tokio::spawn(async move { a.drain().await });
+    for _ in 0..100 {
+        if !app.fake.notes().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.abort();
+    assert_eq!(app.fake.notes().len(), 50, "the first batch reached amoCRM");
+    // A's leases run out...
+    sqlx::query("update accounts set lease_until = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update hook_events set locked_until = now() - interval '1 second' where state = 'sending'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // ...and process B finishes the work.
+    app.state.worker.drain().await.unwrap();
+    let notes = app.fake.notes();
+    let mut ids: Vec<i64> = notes.iter().map(|n| n.entity_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(notes.len(), 60, "no duplicate note");
+    assert_eq!(ids.len(), 60, "no note lost");
+    assert!(app.events().await.iter().all(|e| e.2 == "delivered"));
+}
+
+#[tokio::test]
+async fn a_401_refreshes_the_token_once_and_the_note_is_sent() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+        .await;
+    app.fake.expire_access_tokens(DOMAIN);
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 1);
+    assert_eq!(app.fake.refreshes(DOMAIN), 1);
+    assert_eq!(app.fake.refresh_reuses(), 0);
+}
+
+#[tokio::test]
+async fn a_400_naming_one_note_fails_that_note_and_delivers_the_rest() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.fake.refuse_notes_for(1002);
+    for id in [1001, 1002, 1003] {
+        app.post_hook(&key, lead_hook(ID, "add", id, "x", 1, &[]))
+            .await;
+    }
+    app.state.worker.drain().await.unwrap();
+    let mut delivered: Vec<i64> = app.fake.notes().iter().map(|n| n.entity_id).collect();
+    delivered.sort();
+    assert_eq!(delivered, [1001, 1003]);
+    let events = app.events().await;
+    let refused = events.iter().find(|e| e.1 == 1002).unwrap();
+    assert_eq!(refused.2, "failed");
+    assert!(
+        refused.3.as_deref().unwrap().contains("Entity not found"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_waits_briefly_and_then_delivers() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+        .await;
+    app.fake
+        .fail_next(DOMAIN, "/api/v4/leads/notes", Fault::Status(429), 1);
+    app.state.worker.drain().await.unwrap();
+    let next_in: f64 = sqlx::query_scalar(
+        "select extract(epoch from next_attempt_at - now())::float8 from hook_events",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!((0.5..3.5).contains(&next_in), "{next_in}");
+    tokio::time::sleep(Duration::from_secs_f64(next_in + 0.1)).await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 1);
+}
+
+#[tokio::test]
+async fn an_html_403_pauses_the_account() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+        .await;
+    app.fake
+        .fail_next(DOMAIN, "/api/v4/leads/notes", Fault::Status(403), 1);
+    app.state.worker.drain().await.unwrap();
+    let (paused_for, reason): (f64, String) = sqlx::query_as(
+        "select extract(epoch from paused_until - now())::float8, pause_reason from accounts",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(paused_for > 60.0, "paused for minutes: {paused_for}");
+    assert!(reason.contains("blocked"));
+    // Nothing is sent while paused, even when events are due.
+    sqlx::query("update hook_events set next_attempt_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.state.worker.drain().await.unwrap();
+    assert!(app.fake.notes().is_empty());
+    app.make_due().await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 1);
+}
+
+#[tokio::test]
+async fn events_of_an_account_that_must_reinstall_wait_for_it() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.fake.revoke_refresh_tokens(DOMAIN);
+    sqlx::query("update account_tokens set expires_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(
+        app.account_status(ID).await.as_deref(),
+        Some("reauth_required")
+    );
+    assert_eq!(app.events().await[0].2, "pending");
+    // Reinstalled: the waiting note goes out.
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 1);
+}

@@ -1,0 +1,182 @@
+//! Receiving: POST /hooks/{hook_key}.
+
+use crate::helpers::{form, lead_hook, TestApp};
+
+const DOMAIN: &str = "hooks.amocrm.ru";
+const ID: i64 = 34_000_001;
+
+async fn count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from hook_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_hook_is_answered_200_once_its_events_are_stored() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let body = form(&[
+        ("account[id]", "34000001"),
+        ("leads[add][0][id]", "1"),
+        ("leads[add][0][name]", "Первая"),
+        ("leads[add][0][created_at]", "100"),
+        ("leads[add][1][id]", "2"),
+        ("leads[add][1][name]", "Вторая"),
+        ("leads[add][1][created_at]", "100"),
+        ("contacts[update][0][id]", "3"),
+        ("contacts[update][0][type]", "company"),
+        ("contacts[update][0][updated_at]", "100"),
+    ]);
+    let response = app.post_hook(&key, body).await;
+    assert_eq!(response.status(), 200);
+    let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
+        "select entity_type, entity_id, action, state from hook_events order by entity_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("lead".into(), 1, "add".into(), "pending".into()),
+            ("lead".into(), 2, "add".into(), "pending".into()),
+            ("company".into(), 3, "update".into(), "pending".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_resent_hook_is_stored_once() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let body = lead_hook(ID, "update", 7, "Сделка", 1_700_000_000, &[]);
+    for _ in 0..3 {
+        assert_eq!(app.post_hook(&key, body.clone()).await.status(), 200);
+    }
+    // The same change as a `status` hook is the same change.
+    let as_status = body.replace("%5Bupdate%5D", "%5Bstatus%5D");
+    assert_eq!(app.post_hook(&key, as_status).await.status(), 200);
+    assert_eq!(count(&app).await, 1);
+    // A later change of the same card is a new event.
+    let later = lead_hook(ID, "update", 7, "Сделка", 1_700_000_060, &[]);
+    assert_eq!(app.post_hook(&key, later).await.status(), 200);
+    assert_eq!(count(&app).await, 2);
+}
+
+#[tokio::test]
+async fn an_unknown_key_gets_404() {
+    let app = TestApp::spawn_without_worker().await;
+    app.connected(DOMAIN, ID).await;
+    let body = lead_hook(ID, "add", 1, "x", 1, &[]);
+    assert_eq!(app.post_hook("not-a-key", body.clone()).await.status(), 404);
+    assert_eq!(app.post_hook(&"k".repeat(500), body).await.status(), 404);
+    assert_eq!(count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_body_about_another_account_gets_403_and_nothing_is_stored() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.connected("other.amocrm.ru", ID + 1).await;
+    let response = app
+        .post_hook(&key, lead_hook(ID + 1, "add", 1, "x", 1, &[]))
+        .await;
+    assert_eq!(response.status(), 403);
+    let wrong_subdomain = form(&[
+        ("account[subdomain]", "other"),
+        ("leads[add][0][id]", "1"),
+        ("leads[add][0][created_at]", "1"),
+    ]);
+    assert_eq!(app.post_hook(&key, wrong_subdomain).await.status(), 403);
+    let right_subdomain = form(&[
+        ("account[subdomain]", "hooks"),
+        ("leads[add][0][id]", "1"),
+        ("leads[add][0][created_at]", "1"),
+    ]);
+    assert_eq!(app.post_hook(&key, right_subdomain).await.status(), 200);
+    assert_eq!(count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_hook_gets_400_with_a_reason() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    for (body, reason) in [
+        (
+            "leads[add][0][name]=x&leads[add][0][created_at]=1",
+            "without an id",
+        ),
+        ("account[id]=abc", "not a number"),
+        ("leads[add]=oops", "not a form-encoded amoCRM hook"),
+    ] {
+        let response = app.post_hook(&key, body.into()).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert!(json["message"].as_str().unwrap().contains(reason), "{json}");
+    }
+    assert_eq!(count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_body_over_one_mebibyte_gets_413() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let body = format!("account[id]={ID}&x={}", "a".repeat(1024 * 1024 + 1));
+    assert_eq!(app.post_hook(&key, body).await.status(), 413);
+    assert_eq!(count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn other_entities_and_actions_are_acknowledged_and_ignored() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let body = form(&[
+        ("account[id]", "34000001"),
+        ("tasks[add][0][id]", "1"),
+        ("leads[delete][0][id]", "2"),
+        ("customers[update][0][id]", "3"),
+    ]);
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+    assert_eq!(count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn when_storage_fails_the_answer_is_503_and_a_resend_is_stored() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    sqlx::query("alter table hook_events rename to hook_events_away")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let body = lead_hook(ID, "add", 1, "x", 1, &[]);
+    assert_eq!(
+        app.post_hook(&key, body.clone()).await.status(),
+        503,
+        "never 200 for a hook not stored"
+    );
+    sqlx::query("alter table hook_events_away rename to hook_events")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+    assert_eq!(count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn hooks_of_a_disconnected_account_are_recorded_as_dropped() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    amohook::accounts::disconnect(&app.pool, ID).await.unwrap();
+    assert_eq!(
+        app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+            .await
+            .status(),
+        200
+    );
+    let events = app.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].2, "dropped");
+    app.state.worker.drain().await.unwrap();
+    assert!(app.fake.notes().is_empty());
+}
