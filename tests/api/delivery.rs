@@ -594,3 +594,87 @@ async fn events_of_an_account_that_must_reinstall_wait_for_it() {
     app.state.worker.drain().await.unwrap();
     assert_eq!(app.fake.notes().len(), 1);
 }
+
+#[tokio::test]
+async fn a_stored_hook_wakes_the_workers_of_every_process() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&app.db.url)
+        .await
+        .unwrap();
+    listener.listen(amohook::worker::CHANNEL).await.unwrap();
+    app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+        .await;
+    let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(notification.payload(), ID.to_string());
+    // A re-sent hook stores nothing and wakes nobody.
+    app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+        .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), listener.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_user_added_later_is_named_once_the_cache_learns_of_them() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    let user_lists = || {
+        app.fake
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/api/v4/users")
+            .count()
+    };
+    assert_eq!(user_lists(), 1);
+    // A card of someone the cache has not seen, right away: no new list
+    // within a minute of the last one...
+    app.fake.add_account(
+        DOMAIN,
+        FakeAccount {
+            users: vec![(100, "Иван Петров".into()), (555, "Новый Сотрудник".into())],
+            ..FakeAccount::new(ID)
+        },
+    );
+    app.post_hook(
+        &key,
+        lead_hook(ID, "add", 2, "y", 1, &[("responsible_user_id", "555")])
+            .replace("responsible_user_id%5D=100&", ""),
+    )
+    .await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(user_lists(), 1);
+    assert!(
+        app.fake.notes()[1].text.contains("Ответственный: 555."),
+        "{}",
+        app.fake.notes()[1].text
+    );
+    // ...and after it, the unknown id makes the list be read again.
+    sqlx::query("update account_directory set users_fetched_at = now() - interval '2 minutes'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.post_hook(
+        &key,
+        lead_hook(ID, "add", 3, "z", 1, &[("responsible_user_id", "555")])
+            .replace("responsible_user_id%5D=100&", ""),
+    )
+    .await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(user_lists(), 2);
+    assert!(
+        app.fake.notes()[2]
+            .text
+            .contains("Ответственный: Новый Сотрудник."),
+        "{}",
+        app.fake.notes()[2].text
+    );
+}
