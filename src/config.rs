@@ -75,6 +75,20 @@ pub struct RawSettings {
     pub notes: RawNotes,
     #[serde(default)]
     pub worker: RawWorker,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLog {
+    pub format: Option<String>,
+}
+
+impl RawLog {
+    pub fn format(&self) -> Result<crate::telemetry::LogFormat, ConfigError> {
+        crate::telemetry::LogFormat::parse(self.format.as_deref())
+            .map_err(|reason| ConfigError::invalid("log.format", reason))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +224,7 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub notes: NotesSettings,
     pub worker: WorkerSettings,
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +295,7 @@ impl DatabaseSettings {
 impl Settings {
     pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
         let database = DatabaseSettings::from_raw(&raw.database)?;
+        let log_format = raw.log.format()?;
 
         let listen = required("http.listen", raw.http.listen.as_deref())?
             .parse::<SocketAddr>()
@@ -429,6 +445,7 @@ impl Settings {
             },
             notes: NotesSettings { timezone },
             worker: WorkerSettings { concurrency },
+            log_format,
         })
     }
 }

@@ -242,6 +242,11 @@ impl FakeAmo {
         self.with(|s| s.seen.clone())
     }
 
+    /// Every access and refresh token issued so far.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.with(|s| s.access.keys().chain(s.refresh.keys()).cloned().collect())
+    }
+
     /// Notes created so far.
     pub fn notes(&self) -> Vec<FakeNote> {
         self.with(|s| s.notes.clone())

@@ -170,6 +170,37 @@ impl Installer {
         })
     }
 
+    /// Subscribes the account's web-hooks again (after an administrator
+    /// fixed rights or the plan) and records the outcome. Returns amoCRM's
+    /// refusal in words, or None when subscribed.
+    pub async fn resubscribe(
+        &self,
+        tokens: &crate::tokens::TokenStore,
+        account_id: i64,
+    ) -> anyhow::Result<Option<String>> {
+        let account = accounts::find(&mut *self.pool.acquire().await?, account_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("unknown account"))?;
+        let hook_key = accounts::hook_key(&self.pool, &self.cipher, account_id).await?;
+        let destination = format!("{}/hooks/{}", self.public_url, hook_key.expose_secret());
+        let result = tokens
+            .call(account_id, |token| {
+                let (api, destination, domain) = (&self.api, &destination, &account.domain);
+                async move {
+                    api.subscribe_webhooks(domain, &token, destination, WEBHOOK_EVENTS)
+                        .await
+                }
+            })
+            .await;
+        let error = match result {
+            Ok(()) => None,
+            Err(crate::tokens::CallError::Amo(e)) => Some(subscription_error_text(&e)),
+            Err(e) => Some(format!("the account cannot be called: {e}")),
+        };
+        accounts::set_webhooks_result(&self.pool, account_id, error.as_deref()).await?;
+        Ok(error)
+    }
+
     /// Keeps a widget install's code so that it can be retried until it
     /// expires, and holds it for `hold` so the caller may try it right away.
     pub async fn remember(&self, domain: &str, code: &str, hold: Duration) -> sqlx::Result<i64> {

@@ -15,6 +15,7 @@ pub mod http;
 pub mod install;
 pub mod notes;
 pub mod startup;
+pub mod stats;
 pub mod telemetry;
 pub mod tokens;
 pub mod worker;

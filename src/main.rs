@@ -40,7 +40,6 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    amohook::telemetry::init();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -54,6 +53,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let raw = RawSettings::load(cli.config.as_deref())?;
+    amohook::telemetry::init(raw.log.format()?);
     match cli.command {
         Command::Migrate => {
             let database = DatabaseSettings::from_raw(&raw.database)?;

@@ -1,6 +1,11 @@
 //! Builds the application from settings and runs it until told to stop.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -14,6 +19,7 @@ use crate::{
     db,
     http::{self, AppState},
     install::Installer,
+    stats::Receipts,
     tokens::TokenStore,
     worker::Worker,
 };
@@ -81,6 +87,8 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
         let state = AppState {
+            receipts: Arc::new(Receipts::default()),
+            metrics: metrics_handle(),
             pool,
             settings: Arc::new(settings),
             api,
@@ -134,17 +142,49 @@ impl Application {
     }
 }
 
+/// The Prometheus recorder: one per process, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ],
+                )
+                .expect("bucket list is not empty");
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is installed (an embedding program's):
+                // keep a private one so /metrics still renders.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
 /// Periodic work of every process: retrying widget installs, keeping idle
 /// tokens alive, pruning old records. All of it is safe to run in several
 /// processes at once (leases and row locks in PostgreSQL).
 async fn background(state: AppState, shutdown: CancellationToken) {
+    let mut receipts = tokio::time::interval(Duration::from_secs(1));
     let mut installs = tokio::time::interval(INSTALL_RETRY_EVERY);
     let mut maintenance = tokio::time::interval(MAINTENANCE_EVERY);
     installs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                let _ = state.receipts.flush(&state.pool).await;
+                break;
+            }
+            _ = receipts.tick() => {
+                if let Err(e) = state.receipts.flush(&state.pool).await {
+                    tracing::warn!(error = %e, "writing hook counts failed");
+                }
+            }
             _ = installs.tick() => {
                 if let Err(e) = state.installer.retry_pending().await {
                     tracing::warn!(error = %e, "retrying pending installs failed");

@@ -146,12 +146,15 @@ impl TokenStore {
             .await;
         match outcome {
             Ok(tokens) => {
+                metrics::counter!("amohook_token_refreshes_total", "result" => "ok").increment(1);
                 accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens).await?;
                 tx.commit().await?;
                 tracing::info!("access token refreshed");
                 Ok(tokens.access_token)
             }
             Err(e) if e.is_dead_grant() => {
+                metrics::counter!("amohook_token_refreshes_total", "result" => "revoked")
+                    .increment(1);
                 let reason = e.to_string();
                 accounts::mark_reauth_required(&mut tx, account_id, &reason).await?;
                 tx.commit().await?;
@@ -159,10 +162,14 @@ impl TokenStore {
                 Err(TokenError::Revoked(reason))
             }
             Err(e) if e.is_transient() => {
+                metrics::counter!("amohook_token_refreshes_total", "result" => "transient")
+                    .increment(1);
                 tracing::warn!(error = %e, "token refresh failed, will retry later");
                 Err(TokenError::Transient(e))
             }
             Err(e) => {
+                metrics::counter!("amohook_token_refreshes_total", "result" => "refused")
+                    .increment(1);
                 // A refused client (wrong secret) or an odd answer: the
                 // account's grant may be fine, so its status stays.
                 tracing::error!(error = %e, "token refresh refused");

@@ -348,7 +348,7 @@ impl Worker {
             if !check.is_empty() {
                 match self.already_delivered(account, kind, &check).await {
                     Ok(found) => {
-                        self.mark_delivered(&found).await?;
+                        self.mark_delivered(account.account_id, &found).await?;
                         let found_ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
                         unsent.retain(|id| !found_ids.contains(id));
                         to_send.extend(
@@ -547,7 +547,7 @@ impl Worker {
                     .iter()
                     .map(|id| (*id, by_request.get(&id.to_string()).copied()))
                     .collect();
-                self.mark_delivered(&done).await?;
+                self.mark_delivered(account.account_id, &done).await?;
                 sqlx::query(
                     "update accounts set paused_until = null, pause_reason = null
                      where account_id = $1 and paused_until is not null",
@@ -566,12 +566,20 @@ impl Worker {
                 // request_id, or by position); those fail, the rest go again.
                 let named = refused_notes(&problem, &ids);
                 if named.is_empty() {
-                    self.fail(&ids, &format!("amoCRM refused the notes (400): {problem}"))
-                        .await?;
+                    self.fail(
+                        account.account_id,
+                        &ids,
+                        &format!("amoCRM refused the notes (400): {problem}"),
+                    )
+                    .await?;
                 } else {
                     for (id, reason) in &named {
-                        self.fail(&[*id], &format!("amoCRM refused the note (400): {reason}"))
-                            .await?;
+                        self.fail(
+                            account.account_id,
+                            &[*id],
+                            &format!("amoCRM refused the note (400): {reason}"),
+                        )
+                        .await?;
                     }
                     let rest: Vec<i64> = ids
                         .iter()
@@ -637,6 +645,7 @@ impl Worker {
                 .bind(chrono::Duration::from_std(BLOCK_PAUSE).expect("small"))
                 .execute(&self.pool)
                 .await?;
+                self.record(account.account_id, 0, Some(&text)).await?;
                 tracing::warn!("amoCRM blocked the account; pausing its delivery");
             }
             CallError::Token(TokenError::NotActive(_) | TokenError::Revoked(_)) => {
@@ -646,7 +655,7 @@ impl Worker {
             CallError::Amo(AmoError::Refused { status, .. })
                 if *status != 404 && *status != 402 =>
             {
-                self.fail(ids, &text).await?;
+                self.fail(account.account_id, ids, &text).await?;
             }
             other => {
                 // Timeouts, dropped connections and 5xx may have reached
@@ -660,6 +669,7 @@ impl Worker {
                     )
                 );
                 self.back_off(ids, &text, maybe_sent).await?;
+                self.record(account.account_id, 0, Some(&text)).await?;
                 tracing::warn!(error = %text, "delivery failed; backing off");
             }
         }
@@ -688,7 +698,32 @@ impl Worker {
         Ok(())
     }
 
-    async fn fail(&self, ids: &[i64], reason: &str) -> sqlx::Result<()> {
+    /// Adds to the account's figures for the status page.
+    async fn record(
+        &self,
+        account_id: i64,
+        delivered: i64,
+        error: Option<&str>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "insert into account_stats (account_id, notes_delivered, last_error, last_error_at)
+             values ($1, $2, $3, case when $3::text is null then null else now() end)
+             on conflict (account_id) do update set
+                 notes_delivered = account_stats.notes_delivered + excluded.notes_delivered,
+                 last_error = coalesce(excluded.last_error, account_stats.last_error),
+                 last_error_at = coalesce(excluded.last_error_at, account_stats.last_error_at)",
+        )
+        .bind(account_id)
+        .bind(delivered)
+        .bind(error.map(|e| e.chars().take(300).collect::<String>()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail(&self, account_id: i64, ids: &[i64], reason: &str) -> sqlx::Result<()> {
+        metrics::counter!("amohook_notes_failed_total").increment(ids.len() as u64);
+        self.record(account_id, 0, Some(reason)).await?;
         sqlx::query(
             "update hook_events set state = 'failed', last_error = $2, finished_at = now(),
                  locked_until = null, maybe_sent = false, attempts = attempts + 1
@@ -717,10 +752,16 @@ impl Worker {
         Ok(())
     }
 
-    async fn mark_delivered(&self, done: &[(i64, Option<i64>)]) -> sqlx::Result<()> {
+    async fn mark_delivered(
+        &self,
+        account_id: i64,
+        done: &[(i64, Option<i64>)],
+    ) -> sqlx::Result<()> {
         if done.is_empty() {
             return Ok(());
         }
+        metrics::counter!("amohook_notes_delivered_total").increment(done.len() as u64);
+        self.record(account_id, done.len() as i64, None).await?;
         let (ids, note_ids): (Vec<i64>, Vec<Option<i64>>) = done.iter().copied().unzip();
         sqlx::query(
             "update hook_events e set state = 'delivered', note_id = d.note_id, finished_at = now(),

@@ -104,6 +104,20 @@ impl From<reqwest::Error> for AmoError {
     }
 }
 
+/// A low-cardinality name for a call, for metrics.
+pub(crate) fn endpoint_name(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    match path {
+        "/oauth2/access_token" => "token",
+        "/api/v4/account" => "account",
+        "/api/v4/webhooks" => "webhooks",
+        "/api/v4/users" => "users",
+        "/api/v4/leads/pipelines" => "pipelines",
+        p if p.ends_with("/notes") => "notes",
+        _ => "other",
+    }
+}
+
 /// The account as `GET /api/v4/account?with=datetime_settings` describes it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AccountInfo {
@@ -250,6 +264,40 @@ impl AmoApi {
         body: Option<&B>,
     ) -> Result<T, AmoError> {
         self.take_slot(domain).await?;
+        let endpoint = endpoint_name(path_and_query);
+        let started = std::time::Instant::now();
+        let result = self.send(domain, token, method, path_and_query, body).await;
+        let status = match &result {
+            Ok((status, _, _)) => status.as_str().to_owned(),
+            Err(_) => "error".to_owned(),
+        };
+        metrics::counter!("amohook_amocrm_requests_total", "endpoint" => endpoint, "status" => status).increment(1);
+        metrics::histogram!("amohook_amocrm_request_seconds", "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
+        let (status, content_type, bytes) = result?;
+        if !status.is_success() {
+            return Err(AmoError::from_response(
+                status,
+                content_type.as_deref(),
+                &bytes,
+            ));
+        }
+        let body: &[u8] = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            b"null"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(body).map_err(|e| AmoError::Unexpected(e.to_string()))
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        domain: &str,
+        token: &SecretString,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, Option<String>, axum::body::Bytes), AmoError> {
         let url = format!("{}{}", self.base_url(domain), path_and_query);
         let mut request = self
             .http
@@ -267,18 +315,6 @@ impl AmoApi {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let bytes = response.bytes().await?;
-        if !status.is_success() {
-            return Err(AmoError::from_response(
-                status,
-                content_type.as_deref(),
-                &bytes,
-            ));
-        }
-        let body: &[u8] = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
-            b"null"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(body).map_err(|e| AmoError::Unexpected(e.to_string()))
+        Ok((status, content_type, bytes))
     }
 }

@@ -155,7 +155,17 @@ impl AmoApi {
         seen: &Mutex<Option<Seen>>,
     ) -> Result<oauth2::HttpResponse, HttpError> {
         let request = reqwest::Request::try_from(request)?;
-        let response = self.http.execute(request).await?;
+        let started = std::time::Instant::now();
+        let response = self.http.execute(request).await;
+        metrics::counter!(
+            "amohook_amocrm_requests_total",
+            "endpoint" => "token",
+            "status" => response.as_ref().map(|r| r.status().as_str().to_owned()).unwrap_or_else(|_| "error".into())
+        )
+        .increment(1);
+        metrics::histogram!("amohook_amocrm_request_seconds", "endpoint" => "token")
+            .record(started.elapsed().as_secs_f64());
+        let response = response?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await?.to_vec();

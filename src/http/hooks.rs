@@ -46,66 +46,84 @@ async fn receive(
     Path(hook_key): Path<String>,
     body: Bytes,
 ) -> Response {
-    let work = async {
-        if hook_key.len() > 128 {
-            return answer(StatusCode::NOT_FOUND, "unknown hook key");
-        }
-        let account = match accounts::find_by_hook_key(&state.pool, &hook_key).await {
-            Ok(Some(account)) => account,
-            Ok(None) => return answer(StatusCode::NOT_FOUND, "unknown hook key"),
-            Err(e) => {
-                tracing::error!(error = %e, "hook not stored: database unavailable");
-                return answer(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not stored, send again later",
-                );
+    let started = std::time::Instant::now();
+    let (response, result) =
+        match tokio::time::timeout(STORE_WITHIN, answer_hook(&state, &hook_key, &body)).await {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::error!("hook not stored in time: database too slow");
+                (not_stored(), "unavailable")
             }
         };
-        let span = tracing::info_span!("hook", account.id = account.account_id);
-        let _enter = span.enter();
-        let hook = match hooks::parse(&body) {
-            Ok(hook) => hook,
-            Err(e) => {
-                tracing::warn!(error = %e, "hook refused: not a valid hook");
-                return answer(StatusCode::BAD_REQUEST, &e.to_string());
-            }
-        };
-        if let Some(reason) = mismatch(&account, &hook) {
-            tracing::warn!(reason, "hook refused: it names another account");
-            return answer(StatusCode::FORBIDDEN, reason);
+    metrics::counter!("amohook_hooks_received_total", "result" => result).increment(1);
+    metrics::histogram!("amohook_hook_answer_seconds").record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn not_stored() -> Response {
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not stored, send again later",
+    )
+}
+
+/// The answer, and a word for the metrics.
+async fn answer_hook(state: &AppState, hook_key: &str, body: &[u8]) -> (Response, &'static str) {
+    if hook_key.len() > 128 {
+        return (
+            answer(StatusCode::NOT_FOUND, "unknown hook key"),
+            "unknown_key",
+        );
+    }
+    let account = match accounts::find_by_hook_key(&state.pool, hook_key).await {
+        Ok(Some(account)) => account,
+        Ok(None) => {
+            return (
+                answer(StatusCode::NOT_FOUND, "unknown hook key"),
+                "unknown_key",
+            )
         }
-        drop(_enter);
-        match store(&state, &account, &hook).await {
-            Ok(stored) => {
-                tracing::debug!(
-                    account.id = account.account_id,
-                    events = hook.events.len(),
-                    stored,
-                    "hook stored"
-                );
-                (
-                    StatusCode::OK,
-                    Json(json!({ "status": 200, "events": hook.events.len(), "stored": stored })),
-                )
-                    .into_response()
-            }
-            Err(e) => {
-                tracing::error!(account.id = account.account_id, error = %e, "hook not stored: database unavailable");
-                answer(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not stored, send again later",
-                )
-            }
+        Err(e) => {
+            tracing::error!(error = %e, "hook not stored: database unavailable");
+            return (not_stored(), "unavailable");
         }
     };
-    match tokio::time::timeout(STORE_WITHIN, work).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::error!("hook not stored in time: database too slow");
-            answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not stored, send again later",
-            )
+    let account_id = account.account_id;
+    let hook = match hooks::parse(body) {
+        Ok(hook) => hook,
+        Err(e) => {
+            tracing::warn!(account.id = account_id, error = %e, "hook refused: not a valid hook");
+            return (answer(StatusCode::BAD_REQUEST, &e.to_string()), "invalid");
+        }
+    };
+    if let Some(reason) = mismatch(&account, &hook) {
+        tracing::warn!(
+            account.id = account_id,
+            reason,
+            "hook refused: it names another account"
+        );
+        return (answer(StatusCode::FORBIDDEN, reason), "forbidden");
+    }
+    match store(state, &account, &hook).await {
+        Ok(stored) => {
+            tracing::debug!(
+                account.id = account_id,
+                events = hook.events.len(),
+                stored,
+                "hook stored"
+            );
+            state.receipts.record(account_id);
+            let result = if stored == 0 && !hook.events.is_empty() {
+                "duplicate"
+            } else {
+                "stored"
+            };
+            let body = json!({ "status": 200, "events": hook.events.len(), "stored": stored });
+            ((StatusCode::OK, Json(body)).into_response(), result)
+        }
+        Err(e) => {
+            tracing::error!(account.id = account_id, error = %e, "hook not stored: database unavailable");
+            (not_stored(), "unavailable")
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP side: one router, its layers, and the shared state.
 
+mod admin;
 mod health;
 mod hooks;
+mod i18n;
 mod oauth;
 pub mod pages;
 
@@ -23,9 +25,10 @@ use tower_http::{
 };
 
 use crate::{
-    amocrm::AmoApi, config::Settings, crypto::Cipher, install::Installer, tokens::TokenStore,
-    worker::Worker,
+    amocrm::AmoApi, config::Settings, crypto::Cipher, install::Installer, stats::Receipts,
+    tokens::TokenStore, worker::Worker,
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Everything a handler may need. Cheap to clone.
 #[derive(Clone)]
@@ -37,6 +40,8 @@ pub struct AppState {
     pub tokens: TokenStore,
     pub installer: Installer,
     pub worker: Arc<Worker>,
+    pub receipts: Arc<Receipts>,
+    pub metrics: PrometheusHandle,
 }
 
 /// Bodies larger than this are refused with 413 on every route.
@@ -49,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(oauth::router())
         .merge(hooks::router())
+        .merge(admin::router())
         .merge(health::router())
         .route("/static/style.css", get(pages::stylesheet))
         .with_state(state)

@@ -191,11 +191,13 @@ impl TestApp {
     }
 
     /// Stops the application the way SIGTERM does and waits for it.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        let result = self.server.take().unwrap().await.unwrap();
-        self.pool.close().await;
-        result
+        self.server
+            .take()
+            .expect("running")
+            .await
+            .expect("not panicked")
     }
 }
 

@@ -41,7 +41,7 @@ async fn readyz_reports_unapplied_migrations() {
 
 #[tokio::test]
 async fn stopping_finishes_cleanly_and_closes_the_port() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
     let address = app.address.clone();
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await.expect("a clean stop");
@@ -102,4 +102,52 @@ fn help_explains_both_commands() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("serve") && text.contains("migrate"), "{text}");
     assert!(text.contains("AMOHOOK_"));
+}
+
+#[tokio::test]
+async fn a_stop_lets_in_flight_requests_finish_and_releases_leases() {
+    let mut app = TestApp::spawn().await;
+    let key = app.connected("stop.amocrm.ru", 37_000_001).await;
+    app.post_hook(
+        &key,
+        crate::helpers::lead_hook(37_000_001, "add", 1, "x", 1, &[]),
+    )
+    .await;
+    app.wait_for_notes("stop.amocrm.ru", 1).await;
+    // An install whose code exchange takes a while is under way...
+    app.account("slow.amocrm.ru", 37_000_002);
+    app.fake.fail_next(
+        "slow.amocrm.ru",
+        "/oauth2/access_token",
+        amohook::fake_amocrm::Fault::Delay(std::time::Duration::from_millis(1500)),
+        1,
+    );
+    let state = app.start_install().await;
+    let code = app.fake.issue_code("slow.amocrm.ru");
+    let http = app.http.clone();
+    let url = app.url("/oauth/callback");
+    let in_flight = tokio::spawn(async move {
+        http.get(url)
+            .query(&[
+                ("code", code.as_str()),
+                ("referer", "slow.amocrm.ru"),
+                ("state", state.as_str()),
+            ])
+            .send()
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // ...when the stop signal comes.
+    app.stop().await.expect("a clean stop");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request got its answer");
+    assert_eq!(response.status(), 200);
+    let leased: i64 =
+        sqlx::query_scalar("select count(*) from accounts where lease_owner is not null")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(leased, 0, "no lease outlives the process");
 }

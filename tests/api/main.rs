@@ -1,6 +1,7 @@
 //! End-to-end tests: the real application on a real PostgreSQL, with a fake
 //! amoCRM at the HTTP boundary.
 
+mod admin;
 mod config;
 mod delivery;
 mod disable;

@@ -1,0 +1,244 @@
+//! The admin pages' words in Russian and English, chosen by the browser's
+//! Accept-Language, and times in the viewer's terms.
+
+use axum::http::{header, HeaderMap};
+use chrono::{DateTime, Utc};
+
+pub struct Texts {
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub install: &'static str,
+    pub hook_pattern: &'static str,
+    pub accounts: &'static str,
+    pub all: &'static str,
+    pub active: &'static str,
+    pub paused: &'static str,
+    pub reauth_required: &'static str,
+    pub disconnected: &'static str,
+    pub hooks_24h: &'static str,
+    pub delivered: &'static str,
+    pub pending: &'static str,
+    pub failed: &'static str,
+    pub domain: &'static str,
+    pub account_id: &'static str,
+    pub status: &'static str,
+    pub connected_since: &'static str,
+    pub token_expires: &'static str,
+    pub hooks_total: &'static str,
+    pub last_hook: &'static str,
+    pub last_error: &'static str,
+    pub details: &'static str,
+    pub page: &'static str,
+    pub of: &'static str,
+    pub previous: &'static str,
+    pub next: &'static str,
+    pub nothing: &'static str,
+    pub back: &'static str,
+    pub events: &'static str,
+    pub card: &'static str,
+    pub action: &'static str,
+    pub received: &'static str,
+    pub finished: &'static str,
+    pub note: &'static str,
+    pub retry_failed: &'static str,
+    pub resubscribe: &'static str,
+    pub pause: &'static str,
+    pub resume: &'static str,
+    pub webhooks: &'static str,
+    pub subscribed: &'static str,
+    pub not_subscribed: &'static str,
+    pub timezone: &'static str,
+    pub paused_until: &'static str,
+    pub done: &'static str,
+    pub ago: &'static str,
+    pub in_: &'static str,
+    pub just_now: &'static str,
+    pub units: [&'static str; 4],
+}
+
+pub const EN: Texts = Texts {
+    lang: "en",
+    title: "amohook status",
+    install: "Install in an amoCRM account",
+    hook_pattern: "Hook URL of an account",
+    accounts: "Accounts",
+    all: "All",
+    active: "active",
+    paused: "paused",
+    reauth_required: "needs reinstall",
+    disconnected: "disconnected",
+    hooks_24h: "Hooks, 24 h",
+    delivered: "Notes delivered",
+    pending: "Pending",
+    failed: "Failed",
+    domain: "Account",
+    account_id: "ID",
+    status: "Status",
+    connected_since: "Connected",
+    token_expires: "Token expires",
+    hooks_total: "Hooks, total",
+    last_hook: "Last hook",
+    last_error: "Last error",
+    details: "details",
+    page: "Page",
+    of: "of",
+    previous: "← Previous",
+    next: "Next →",
+    nothing: "No accounts here yet.",
+    back: "← All accounts",
+    events: "Recent events",
+    card: "Card",
+    action: "Action",
+    received: "Received",
+    finished: "Finished",
+    note: "Note or reason",
+    retry_failed: "Retry failed events",
+    resubscribe: "Subscribe web-hooks again",
+    pause: "Pause delivery",
+    resume: "Resume delivery",
+    webhooks: "Web-hooks",
+    subscribed: "subscribed",
+    not_subscribed: "not subscribed",
+    timezone: "Time zone",
+    paused_until: "Paused until",
+    done: "Done",
+    ago: "ago",
+    in_: "in",
+    just_now: "just now",
+    units: ["s", "min", "h", "d"],
+};
+
+pub const RU: Texts = Texts {
+    lang: "ru",
+    title: "amohook: состояние",
+    install: "Установить в аккаунт amoCRM",
+    hook_pattern: "Адрес хука аккаунта",
+    accounts: "Аккаунты",
+    all: "Все",
+    active: "активен",
+    paused: "на паузе",
+    reauth_required: "нужна переустановка",
+    disconnected: "отключён",
+    hooks_24h: "Хуков за 24 ч",
+    delivered: "Примечаний доставлено",
+    pending: "В очереди",
+    failed: "С ошибкой",
+    domain: "Аккаунт",
+    account_id: "ID",
+    status: "Состояние",
+    connected_since: "Подключён",
+    token_expires: "Токен истекает",
+    hooks_total: "Хуков всего",
+    last_hook: "Последний хук",
+    last_error: "Последняя ошибка",
+    details: "подробнее",
+    page: "Страница",
+    of: "из",
+    previous: "← Назад",
+    next: "Вперёд →",
+    nothing: "Аккаунтов пока нет.",
+    back: "← Все аккаунты",
+    events: "Последние события",
+    card: "Карточка",
+    action: "Действие",
+    received: "Получено",
+    finished: "Завершено",
+    note: "Примечание или причина",
+    retry_failed: "Повторить ошибочные",
+    resubscribe: "Подписать хуки заново",
+    pause: "Приостановить доставку",
+    resume: "Возобновить доставку",
+    webhooks: "Веб-хуки",
+    subscribed: "подписаны",
+    not_subscribed: "не подписаны",
+    timezone: "Часовой пояс",
+    paused_until: "На паузе до",
+    done: "Готово",
+    ago: "назад",
+    in_: "через",
+    just_now: "только что",
+    units: ["с", "мин", "ч", "д"],
+};
+
+/// Russian when the browser prefers it, English otherwise.
+pub fn texts(headers: &HeaderMap) -> &'static Texts {
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // The first language named wins; weights are rarely out of order.
+    let first = accept
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if first.starts_with("ru") {
+        &RU
+    } else {
+        &EN
+    }
+}
+
+impl Texts {
+    pub fn status_word(&self, status: &str) -> &'static str {
+        match status {
+            "active" => self.active,
+            "paused" => self.paused,
+            "reauth_required" => self.reauth_required,
+            _ => self.disconnected,
+        }
+    }
+
+    /// "5 min ago" / "in 3 h"; empty for none.
+    pub fn relative(&self, at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+        let Some(at) = at else {
+            return "—".into();
+        };
+        let secs = (now - at).num_seconds();
+        let (n, unit) = match secs.unsigned_abs() {
+            s if s < 10 => return self.just_now.into(),
+            s if s < 60 => (s, self.units[0]),
+            s if s < 3600 => (s / 60, self.units[1]),
+            s if s < 86_400 => (s / 3600, self.units[2]),
+            s => (s / 86_400, self.units[3]),
+        };
+        if secs >= 0 {
+            format!("{n} {unit} {}", self.ago)
+        } else {
+            format!("{} {n} {unit}", self.in_)
+        }
+    }
+}
+
+/// The absolute time, shown on hover.
+pub fn absolute(at: Option<DateTime<Utc>>) -> String {
+    at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_language_and_tells_times_relatively() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(texts(&headers).lang, "en");
+        headers.insert(
+            header::ACCEPT_LANGUAGE,
+            "ru-RU,ru;q=0.9,en;q=0.8".parse().unwrap(),
+        );
+        assert_eq!(texts(&headers).lang, "ru");
+        let now = Utc::now();
+        assert_eq!(
+            EN.relative(Some(now - chrono::Duration::minutes(5)), now),
+            "5 min ago"
+        );
+        assert_eq!(
+            RU.relative(Some(now + chrono::Duration::hours(3)), now),
+            "через 3 ч"
+        );
+        assert_eq!(EN.relative(None, now), "—");
+    }
+}

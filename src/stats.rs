@@ -1,0 +1,327 @@
+//! Per-account figures for the status page and the admin API.
+//!
+//! Hook receipts are counted in memory and written once a second (one row
+//! per account and hour), so that a burst of hooks for one account does not
+//! queue on one counter row inside the hook's transaction. A crash loses at
+//! most a second of these counts, never a hook.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use chrono::{DateTime, DurationRound as _, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+#[derive(Debug, Default)]
+pub struct Receipts {
+    pending: Mutex<HashMap<i64, (i64, DateTime<Utc>)>>,
+}
+
+impl Receipts {
+    /// Counts one hook answered 200 for the account.
+    pub fn record(&self, account_id: i64) {
+        let mut pending = self.pending.lock().expect("not poisoned");
+        let entry = pending.entry(account_id).or_insert((0, Utc::now()));
+        entry.0 += 1;
+        entry.1 = Utc::now();
+    }
+
+    /// Writes the counts gathered since the last flush.
+    pub async fn flush(&self, pool: &PgPool) -> sqlx::Result<()> {
+        let batch: Vec<(i64, (i64, DateTime<Utc>))> =
+            self.pending.lock().expect("not poisoned").drain().collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+        let counts: Vec<i64> = batch.iter().map(|(_, (n, _))| *n).collect();
+        let lasts: Vec<DateTime<Utc>> = batch.iter().map(|(_, (_, at))| *at).collect();
+        let hours: Vec<DateTime<Utc>> = lasts
+            .iter()
+            .map(|at| at.duration_trunc(chrono::Duration::hours(1)).unwrap_or(*at))
+            .collect();
+        let result = async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "insert into account_stats (account_id, hooks_received, last_hook_at)
+                 select * from unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
+                 on conflict (account_id) do update set
+                     hooks_received = account_stats.hooks_received + excluded.hooks_received,
+                     last_hook_at = greatest(account_stats.last_hook_at, excluded.last_hook_at)",
+            )
+            .bind(&ids)
+            .bind(&counts)
+            .bind(&lasts)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "insert into hook_hourly (account_id, hour, received)
+                 select * from unnest($1::bigint[], $2::timestamptz[], $3::bigint[])
+                 on conflict (account_id, hour) do update set
+                     received = hook_hourly.received + excluded.received",
+            )
+            .bind(&ids)
+            .bind(&hours)
+            .bind(&counts)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("delete from hook_hourly where hour < now() - interval '2 days'")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await;
+        if result.is_err() {
+            // Keep the counts for the next flush.
+            let mut pending = self.pending.lock().expect("not poisoned");
+            for (id, (n, at)) in batch {
+                let entry = pending.entry(id).or_insert((0, at));
+                entry.0 += n;
+            }
+        }
+        result
+    }
+}
+
+/// A status filter of the accounts table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFilter {
+    Active,
+    ReauthRequired,
+    Disconnected,
+    Paused,
+}
+
+impl StatusFilter {
+    pub const ALL: [StatusFilter; 4] = [
+        StatusFilter::Active,
+        StatusFilter::Paused,
+        StatusFilter::ReauthRequired,
+        StatusFilter::Disconnected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Active => "active",
+            StatusFilter::ReauthRequired => "reauth_required",
+            StatusFilter::Disconnected => "disconnected",
+            StatusFilter::Paused => "paused",
+        }
+    }
+
+    fn condition(self) -> &'static str {
+        match self {
+            StatusFilter::Active => "a.status = 'active' and not a.manual_pause and (a.paused_until is null or a.paused_until <= now())",
+            StatusFilter::Paused => "a.status = 'active' and (a.manual_pause or a.paused_until > now())",
+            StatusFilter::ReauthRequired => "a.status = 'reauth_required'",
+            StatusFilter::Disconnected => "a.status = 'disconnected'",
+        }
+    }
+}
+
+/// Columns the table sorts by: the name in links, the column in a row.
+pub const SORTS: &[(&str, &str)] = &[
+    ("domain", "domain"),
+    ("account_id", "account_id"),
+    ("status", "display_status"),
+    ("connected_at", "connected_at"),
+    ("token_expires", "token_expires_at"),
+    ("hooks_24h", "hooks_24h"),
+    ("hooks_total", "hooks_total"),
+    ("delivered", "delivered"),
+    ("pending", "pending"),
+    ("failed", "failed"),
+    ("last_hook_at", "last_hook_at"),
+];
+
+pub const PAGE_SIZE: i64 = 50;
+
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub status: Option<StatusFilter>,
+    pub sort: &'static str,
+    pub descending: bool,
+    pub page: i64,
+}
+
+impl ListQuery {
+    /// Reads the query string's words, falling back to defaults for
+    /// anything unknown (a bad link shows the first page, not an error).
+    pub fn parse(
+        status: Option<&str>,
+        sort: Option<&str>,
+        dir: Option<&str>,
+        page: Option<&str>,
+    ) -> ListQuery {
+        ListQuery {
+            status: status.and_then(|s| StatusFilter::ALL.into_iter().find(|f| f.as_str() == s)),
+            sort: sort
+                .and_then(|s| SORTS.iter().find(|(name, _)| *name == s))
+                .map(|(name, _)| *name)
+                .unwrap_or("domain"),
+            descending: dir == Some("desc"),
+            page: page
+                .and_then(|p| p.parse().ok())
+                .filter(|p| *p >= 1)
+                .unwrap_or(1)
+                .min(100_000),
+        }
+    }
+}
+
+/// One row of the accounts table.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AccountRow {
+    pub account_id: i64,
+    pub domain: String,
+    pub name: String,
+    /// active, paused, reauth_required or disconnected.
+    pub display_status: String,
+    pub status_reason: Option<String>,
+    pub pause_reason: Option<String>,
+    pub paused_until: Option<DateTime<Utc>>,
+    pub manual_pause: bool,
+    pub webhooks_subscribed: bool,
+    pub webhooks_error: Option<String>,
+    pub timezone: Option<String>,
+    pub connected_at: DateTime<Utc>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub hooks_24h: i64,
+    pub hooks_total: i64,
+    pub delivered: i64,
+    pub pending: i64,
+    pub failed: i64,
+    pub last_hook_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+}
+
+const ROW_SQL: &str = "
+    select a.account_id, a.domain, a.name,
+           case when a.status = 'active' and (a.manual_pause or a.paused_until > now()) then 'paused'
+                else a.status end as display_status,
+           a.status_reason, a.pause_reason, a.paused_until, a.manual_pause,
+           a.webhooks_subscribed, a.webhooks_error, a.timezone, a.connected_at,
+           t.expires_at as token_expires_at,
+           coalesce(h.hooks_24h, 0)::bigint as hooks_24h,
+           coalesce(s.hooks_received, 0) as hooks_total,
+           coalesce(s.notes_delivered, 0) as delivered,
+           coalesce(p.pending, 0)::bigint as pending,
+           coalesce(f.failed, 0)::bigint as failed,
+           s.last_hook_at, s.last_error, s.last_error_at
+    from accounts a
+    left join account_tokens t using (account_id)
+    left join account_stats s using (account_id)
+    left join (select account_id, sum(received) as hooks_24h from hook_hourly
+               where hour > now() - interval '24 hours' group by account_id) h using (account_id)
+    left join (select account_id, count(*) as pending from hook_events
+               where state in ('pending', 'sending') group by account_id) p using (account_id)
+    left join (select account_id, count(*) as failed from hook_events
+               where state = 'failed' group by account_id) f using (account_id)";
+
+/// A page of accounts and how many match in all.
+pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>, i64)> {
+    let filter = q
+        .status
+        .map(|s| format!("where {}", s.condition()))
+        .unwrap_or_default();
+    let column = SORTS
+        .iter()
+        .find(|(name, _)| *name == q.sort)
+        .map(|(_, column)| *column)
+        .unwrap_or("domain");
+    let dir = if q.descending {
+        "desc nulls last"
+    } else {
+        "asc nulls first"
+    };
+    // Column and direction come from the fixed lists above, never from input.
+    let sql = format!(
+        "select * from ({ROW_SQL} {filter}) rows order by {column} {dir}, account_id limit $1 offset $2"
+    );
+    let rows = sqlx::query_as(&sql)
+        .bind(PAGE_SIZE)
+        .bind((q.page - 1) * PAGE_SIZE)
+        .fetch_all(pool)
+        .await?;
+    let total: i64 = sqlx::query_scalar(&format!("select count(*) from accounts a {filter}"))
+        .fetch_one(pool)
+        .await?;
+    Ok((rows, total))
+}
+
+pub async fn one(pool: &PgPool, account_id: i64) -> sqlx::Result<Option<AccountRow>> {
+    sqlx::query_as(&format!("{ROW_SQL} where a.account_id = $1"))
+        .bind(account_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Figures over all accounts, for the top of the page.
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+pub struct Totals {
+    pub accounts: i64,
+    pub active: i64,
+    pub paused: i64,
+    pub reauth_required: i64,
+    pub disconnected: i64,
+    pub hooks_24h: i64,
+    pub delivered: i64,
+    pub pending: i64,
+    pub failed: i64,
+}
+
+pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
+    sqlx::query_as(&format!(
+        "select count(*) as accounts,
+                count(*) filter (where display_status = 'active') as active,
+                count(*) filter (where display_status = 'paused') as paused,
+                count(*) filter (where display_status = 'reauth_required') as reauth_required,
+                count(*) filter (where display_status = 'disconnected') as disconnected,
+                coalesce(sum(hooks_24h), 0)::bigint as hooks_24h,
+                coalesce(sum(delivered), 0)::bigint as delivered,
+                coalesce(sum(pending), 0)::bigint as pending,
+                coalesce(sum(failed), 0)::bigint as failed
+         from ({ROW_SQL}) rows"
+    ))
+    .fetch_one(pool)
+    .await
+}
+
+/// An event as the account page and the API show it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventRow {
+    pub event_id: i64,
+    pub entity_type: String,
+    pub entity_id: i64,
+    pub action: String,
+    pub state: String,
+    pub attempts: i32,
+    pub received_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub note_text: Option<String>,
+}
+
+/// The newest events of an account, optionally of one state.
+pub async fn events(
+    pool: &PgPool,
+    account_id: i64,
+    state: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<EventRow>> {
+    sqlx::query_as(
+        "select event_id, entity_type, entity_id, action, state, attempts, received_at, finished_at,
+                next_attempt_at, last_error, note_text
+         from hook_events
+         where account_id = $1 and ($2::text is null or state = $2)
+         order by received_at desc, event_id desc
+         limit $3",
+    )
+    .bind(account_id)
+    .bind(state)
+    .bind(limit.clamp(1, 500))
+    .fetch_all(pool)
+    .await
+}

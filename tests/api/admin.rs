@@ -1,0 +1,408 @@
+//! The status page, the account page and its actions, the admin API.
+
+use amohook::fake_amocrm::{FakeAccount, Fault};
+use serde_json::Value;
+
+use crate::helpers::{lead_hook, TestApp};
+
+const TOKEN: &str = "admin-token-for-tests-0123456789";
+
+async fn admin_app() -> TestApp {
+    TestApp::spawn_with(|env| {
+        env.insert("AMOHOOK_ADMIN__TOKEN".into(), TOKEN.into());
+        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "0".into());
+    })
+    .await
+}
+
+impl TestApp {
+    async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn admin_json(&self, path: &str) -> Value {
+        let response = self.admin_get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+}
+
+/// Inserts `n` accounts straight into the database (the table's data is
+/// what is under test, not the install).
+async fn seed(app: &TestApp, n: i64) {
+    sqlx::query(
+        "insert into accounts (account_id, domain, subdomain, name, hook_key_sha256, hook_key, status)
+         select 50000000 + i, 'acc' || lpad(i::text, 4, '0') || '.amocrm.ru', 'acc' || i, 'Account ' || i,
+                md5(i::text), '\\x00'::bytea,
+                case when i % 10 = 0 then 'reauth_required' when i % 15 = 0 then 'disconnected' else 'active' end
+         from generate_series(1, $1) as i",
+    )
+    .bind(n)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn without_an_admin_token_configured_the_admin_pages_are_off() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/status").await;
+    assert_eq!(page.status(), 403);
+    assert!(page.text().await.unwrap().contains("admin.token"));
+    let api = app
+        .http
+        .get(app.url("/api/accounts"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 403);
+    let json: Value = api.json().await.unwrap();
+    assert!(json["message"]
+        .as_str()
+        .unwrap()
+        .contains("AMOHOOK_ADMIN__TOKEN"));
+    assert_eq!(app.get("/metrics").await.status(), 403);
+}
+
+#[tokio::test]
+async fn the_admin_pages_ask_for_the_token_and_accept_basic_or_bearer() {
+    let app = admin_app().await;
+    for path in ["/status", "/api/accounts", "/metrics"] {
+        let anonymous = app.get(path).await;
+        assert_eq!(anonymous.status(), 401, "{path}");
+        let challenge = anonymous.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("Basic"), "{challenge}");
+        let wrong = app
+            .http
+            .get(app.url(path))
+            .bearer_auth("wrong-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+        let wrong_basic = app
+            .http
+            .get(app.url(path))
+            .basic_auth("admin", Some("nope"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong_basic.status(), 401);
+        let bearer = app
+            .http
+            .get(app.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bearer.status(), 200, "{path}");
+        let basic = app
+            .http
+            .get(app.url(path))
+            .basic_auth("any-name", Some(TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(basic.status(), 200, "{path}");
+    }
+    let page = app.admin_get("/status").await;
+    let headers = page.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn the_table_shows_each_account_with_its_figures() {
+    let app = admin_app().await;
+    let key = app.connected("alpha.amocrm.ru", 41_000_001).await;
+    app.connected("bravo.amocrm.ru", 41_000_002).await;
+    for i in 0..3 {
+        app.post_hook(&key, lead_hook(41_000_001, "add", i, "x", 1, &[]))
+            .await;
+    }
+    app.fake.refuse_notes_for(2);
+    app.state.worker.drain().await.unwrap();
+    app.post_hook(&key, lead_hook(41_000_001, "add", 9, "x", 1, &[]))
+        .await;
+    app.state.receipts.flush(&app.pool).await.unwrap();
+
+    let json = app.admin_json("/api/accounts").await;
+    assert_eq!(json["total"], 2);
+    let alpha = &json["accounts"][0];
+    assert_eq!(alpha["domain"], "alpha.amocrm.ru");
+    assert_eq!(alpha["display_status"], "active");
+    assert_eq!(alpha["hooks_24h"], 4);
+    assert_eq!(alpha["hooks_total"], 4);
+    assert_eq!(alpha["delivered"], 2);
+    assert_eq!(alpha["failed"], 1);
+    assert_eq!(alpha["pending"], 1);
+    assert!(alpha["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("Entity not found"));
+    assert!(alpha["token_expires_at"].is_string());
+    assert!(alpha["last_hook_at"].is_string());
+    assert_eq!(json["accounts"][1]["hooks_total"], 0);
+
+    let page = app.admin_get("/status").await.text().await.unwrap();
+    assert!(page.contains(r#"<tr data-account-id="41000001">"#));
+    assert!(page.contains(r#"href="/install""#));
+    assert!(page.contains("https://hooks.example.test/hooks/{hook_key}"));
+    assert!(page.contains("Entity not found"));
+    let one = app.admin_json("/api/accounts/41000001").await;
+    assert_eq!(one["delivered"], 2);
+    let events = app
+        .admin_json("/api/accounts/41000001/events?state=failed")
+        .await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 1);
+    assert_eq!(events["events"][0]["entity_id"], 2);
+}
+
+#[tokio::test]
+async fn the_table_filters_sorts_and_pages() {
+    let app = admin_app().await;
+    seed(&app, 120).await;
+    let first = app.admin_json("/api/accounts").await;
+    assert_eq!(first["total"], 120);
+    assert_eq!(first["accounts"].as_array().unwrap().len(), 50);
+    assert_eq!(first["accounts"][0]["domain"], "acc0001.amocrm.ru");
+    let last = app.admin_json("/api/accounts?page=3").await;
+    assert_eq!(last["accounts"].as_array().unwrap().len(), 20);
+    assert_eq!(last["accounts"][19]["domain"], "acc0120.amocrm.ru");
+    let desc = app.admin_json("/api/accounts?sort=domain&dir=desc").await;
+    assert_eq!(desc["accounts"][0]["domain"], "acc0120.amocrm.ru");
+    let by_id = app
+        .admin_json("/api/accounts?sort=account_id&dir=desc")
+        .await;
+    assert_eq!(by_id["accounts"][0]["account_id"], 50_000_120);
+    // 12 multiples of 10; multiples of 15 that are not of 10: 15, 45, 75, 105.
+    let reauth = app.admin_json("/api/accounts?status=reauth_required").await;
+    assert_eq!(reauth["total"], 12);
+    assert!(reauth["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["display_status"] == "reauth_required"));
+    let gone = app.admin_json("/api/accounts?status=disconnected").await;
+    assert_eq!(gone["total"], 4);
+    sqlx::query("update accounts set manual_pause = true where account_id = 50000001")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let paused = app.admin_json("/api/accounts?status=paused").await;
+    assert_eq!(paused["total"], 1);
+    assert_eq!(paused["accounts"][0]["display_status"], "paused");
+    // Unknown words fall back to the defaults instead of failing.
+    let odd = app
+        .admin_json("/api/accounts?sort=drop%20table&dir=sideways&page=-4&status=x")
+        .await;
+    assert_eq!(odd["total"], 120);
+    assert_eq!(odd["page"], 1);
+
+    let page = app.admin_get("/status?page=2").await.text().await.unwrap();
+    assert!(page.contains("Page 2 of 3"), "paged");
+    assert_eq!(page.matches("<tr data-account-id=").count(), 50);
+    let page = page.replace("&#38;", "&").replace("&amp;", "&");
+    // The current column's link flips the order; the others start ascending.
+    assert!(
+        page.contains(r#"data-sort="domain" href="/status?sort=domain&dir=desc&page"#)
+            || page.contains(r#"data-sort="domain" href="/status?sort=domain&dir=desc""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"data-sort="pending" href="/status?sort=pending&dir=asc""#));
+    assert!(page.contains(r#"href="/status?sort=domain&dir=asc&page=3" rel="next""#));
+    let russian = app
+        .http
+        .get(app.url("/status"))
+        .bearer_auth(TOKEN)
+        .header("accept-language", "ru-RU,ru;q=0.9")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(russian.contains("Аккаунты") && russian.contains("нужна переустановка"));
+}
+
+async fn csrf_of(app: &TestApp, id: i64) -> String {
+    let page = app
+        .admin_get(&format!("/status/accounts/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let start =
+        page.find(r#"name="csrf" value=""#).expect("a csrf field") + r#"name="csrf" value=""#.len();
+    page[start..start + 64].to_owned()
+}
+
+#[tokio::test]
+async fn a_retried_failed_event_is_delivered() {
+    let app = admin_app().await;
+    let key = app.connected("alpha.amocrm.ru", 41_000_001).await;
+    app.post_hook(&key, lead_hook(41_000_001, "add", 5, "x", 1, &[]))
+        .await;
+    app.fake.fail_next(
+        "alpha.amocrm.ru",
+        "/api/v4/leads/notes",
+        Fault::Status(400),
+        1,
+    );
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.events().await[0].2, "failed");
+    let page = app
+        .admin_get("/status/accounts/41000001")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("alpha.amocrm.ru") && page.contains(r#"class="state-failed""#));
+
+    // Without the form's token, or from another site: refused.
+    let form = |csrf: &str| [("csrf", csrf.to_owned())];
+    let forged = app
+        .http
+        .post(app.url("/status/accounts/41000001/retry"))
+        .bearer_auth(TOKEN)
+        .form(&form("0000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let csrf = csrf_of(&app, 41_000_001).await;
+    let cross = app
+        .http
+        .post(app.url("/status/accounts/41000001/retry"))
+        .bearer_auth(TOKEN)
+        .header("sec-fetch-site", "cross-site")
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    assert_eq!(app.events().await[0].2, "failed");
+
+    let retried = app
+        .http
+        .post(app.url("/status/accounts/41000001/retry"))
+        .bearer_auth(TOKEN)
+        .header("origin", &app.address)
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 303);
+    assert!(retried.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/status/accounts/41000001?done="));
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.events().await[0].2, "delivered");
+    assert_eq!(app.fake.notes().len(), 1);
+}
+
+#[tokio::test]
+async fn the_api_retries_pauses_resumes_and_resubscribes() {
+    let app = admin_app().await;
+    app.fake.add_account(
+        "alpha.amocrm.ru",
+        FakeAccount {
+            admin: false,
+            ..FakeAccount::new(41_000_001)
+        },
+    );
+    assert_eq!(app.install("alpha.amocrm.ru").await.status(), 200);
+    let key = app.hook_key(41_000_001).await;
+    let post = |path: &str| app.http.post(app.url(path)).bearer_auth(TOKEN).send();
+
+    // Pause: nothing is delivered; resume: it is.
+    assert_eq!(
+        post("/api/accounts/41000001/pause").await.unwrap().status(),
+        200
+    );
+    app.post_hook(&key, lead_hook(41_000_001, "add", 5, "x", 1, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    assert!(app.fake.notes().is_empty());
+    assert_eq!(
+        app.admin_json("/api/accounts/41000001").await["display_status"],
+        "paused"
+    );
+    assert_eq!(
+        post("/api/accounts/41000001/resume")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 1);
+
+    // Resubscribe while amoCRM still refuses: 502 with the reason.
+    let refused = post("/api/accounts/41000001/resubscribe").await.unwrap();
+    assert_eq!(refused.status(), 502);
+    let json: Value = refused.json().await.unwrap();
+    assert!(json["message"]
+        .as_str()
+        .unwrap()
+        .contains("not an administrator"));
+    // After the account's admin fixed it: subscribed.
+    app.fake
+        .add_account("alpha.amocrm.ru", FakeAccount::new(41_000_001));
+    assert_eq!(
+        post("/api/accounts/41000001/resubscribe")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let subscribed: bool = sqlx::query_scalar("select webhooks_subscribed from accounts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(subscribed);
+
+    let retry = post("/api/accounts/41000001/retry").await.unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.json::<Value>().await.unwrap()["message"], "retried 0");
+    // Errors are JSON with a message.
+    let missing = post("/api/accounts/1/retry").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["message"],
+        "No such account."
+    );
+    assert_eq!(
+        post("/api/accounts/41000001/explode")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(app.admin_get("/api/accounts/1").await.status(), 404);
+}
+
+#[tokio::test]
+async fn five_thousand_accounts_are_paged_not_dumped() {
+    let app = admin_app().await;
+    seed(&app, 5000).await;
+    let page = app.admin_get("/status?sort=pending&dir=desc").await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert_eq!(page.matches("<tr data-account-id=").count(), 50);
+    assert!(page.contains("Page 1 of 100"));
+    let json = app.admin_json("/api/accounts?page=100").await;
+    assert_eq!(json["accounts"].as_array().unwrap().len(), 50);
+}

@@ -1,0 +1,127 @@
+//! Secrets never reach the logs. A test binary of its own: it installs the
+//! process-wide log subscriber and reads everything written.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use amohook::telemetry::{self, Captured, LogFormat};
+use helpers::{lead_hook, TestApp, CLIENT_SECRET};
+
+const ADMIN_TOKEN: &str = "admin-secret-that-must-not-be-logged";
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    // Everything, down to debug, from every crate.
+    std::env::set_var("RUST_LOG", "debug");
+    let logs = Captured::default();
+    telemetry::init_with_writer(LogFormat::Json, logs.clone());
+
+    let app = TestApp::spawn_with(|env| {
+        env.insert("AMOHOOK_ADMIN__TOKEN".into(), ADMIN_TOKEN.into());
+    })
+    .await;
+    let domain = "secret.amocrm.ru";
+    app.account(domain, 38_000_001);
+    let state = app.start_install().await;
+    let code = app.fake.issue_code(domain);
+    let installed = app
+        .callback(&[("code", &code), ("referer", domain), ("state", &state)])
+        .await;
+    assert_eq!(installed.status(), 200);
+    let hook_key = app.hook_key(38_000_001).await;
+
+    // A rejected code (its text in the error), a hook, a bad hook, a 401
+    // and a refresh, the admin pages with right and wrong tokens, a forged
+    // uninstall.
+    let rejected = app.fake.issue_code(domain);
+    app.fake.fail_next(
+        domain,
+        "/oauth2/access_token",
+        amohook::fake_amocrm::Fault::Problem {
+            status: 400,
+            hint: "Authorization code has expired".into(),
+        },
+        1,
+    );
+    let state2 = app.start_install().await;
+    app.callback(&[("code", &rejected), ("referer", domain), ("state", &state2)])
+        .await;
+    app.callback(&[
+        ("code", "widget-code-secret"),
+        ("referer", domain),
+        ("from_widget", "1"),
+    ])
+    .await;
+    app.post_hook(&hook_key, lead_hook(38_000_001, "add", 1, "x", 1, &[]))
+        .await;
+    app.post_hook(&hook_key, "leads[add]=broken".into()).await;
+    app.fake.expire_access_tokens(domain);
+    app.wait_for_notes(domain, 1).await;
+    app.http
+        .get(app.url("/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    app.http
+        .get(app.url("/status"))
+        .bearer_auth("wrong-admin-guess")
+        .send()
+        .await
+        .unwrap();
+    app.http
+        .get(app.url("/metrics"))
+        .basic_auth("ops", Some(ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    app.http
+        .get(app.url("/oauth/disable"))
+        .query(&[
+            ("account_id", "38000001"),
+            ("client_uuid", helpers::CLIENT_ID),
+            ("signature", "deadbeef"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    app.state.receipts.flush(&app.pool).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let text = logs.text();
+    assert!(text.contains("account connected"), "the logs were captured");
+    assert!(
+        text.contains("38000001"),
+        "account lines carry the account id"
+    );
+    assert!(text.contains("request_id"), "requests carry a request id");
+    let mut secrets = vec![
+        CLIENT_SECRET.to_owned(),
+        ADMIN_TOKEN.to_owned(),
+        hook_key.clone(),
+        code.clone(),
+        rejected.clone(),
+        state.clone(),
+        "widget-code-secret".to_owned(),
+        // The encryption key the helpers configure.
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [42u8; 32]),
+    ];
+    secrets.extend(app.fake.issued_tokens());
+    assert!(secrets.len() >= 10);
+    for secret in &secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret reached the logs: {secret}"
+        );
+    }
+    // Not in error pages either.
+    let page = app
+        .callback(&[
+            ("code", "zzz-code-in-page"),
+            ("referer", "evil.com"),
+            ("state", "s"),
+        ])
+        .await;
+    assert!(!page.text().await.unwrap().contains("zzz-code-in-page"));
+}
