@@ -21,7 +21,7 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 
 use crate::{
@@ -77,7 +77,9 @@ pub fn router(state: AppState) -> Router {
                             .and_then(|id| id.header_value().to_str().ok())
                             .unwrap_or_default();
                         tracing::info_span!("request", method = %req.method(), route, request_id = id)
-                    }),
+                    })
+                    // One line per request at info: status and latency.
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TimeoutLayer::with_status_code(
