@@ -77,6 +77,13 @@ pub struct RawSettings {
     pub worker: RawWorker,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRetention {
+    pub days: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +232,8 @@ pub struct Settings {
     pub notes: NotesSettings,
     pub worker: WorkerSettings,
     pub log_format: crate::telemetry::LogFormat,
+    /// Finished events older than this many days are deleted; 0 keeps them.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -426,6 +435,17 @@ impl Settings {
                 ConfigError::invalid("worker.concurrency", "must be a whole number from 0 to 256")
             })?;
 
+        let retention_days = required("retention.days", raw.retention.days.as_deref())?
+            .parse::<u32>()
+            .ok()
+            .filter(|d| *d <= 3650)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "retention.days",
+                    "must be a whole number of days from 0 to 3650",
+                )
+            })?;
+
         Ok(Settings {
             database,
             http: HttpSettings { listen, public_url },
@@ -446,6 +466,7 @@ impl Settings {
             notes: NotesSettings { timezone },
             worker: WorkerSettings { concurrency },
             log_format,
+            retention_days,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod http;
 pub mod install;
 pub mod notes;
+pub mod retention;
 pub mod startup;
 pub mod stats;
 pub mod telemetry;

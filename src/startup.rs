@@ -199,6 +199,11 @@ async fn background(state: AppState, shutdown: CancellationToken) {
                 if let Err(e) = state.installer.prune().await {
                     tracing::warn!(error = %e, "pruning old install records failed");
                 }
+                match crate::retention::prune_events(&state.pool, state.settings.retention_days).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "old finished events deleted"),
+                    Err(e) => tracing::warn!(error = %e, "deleting old events failed"),
+                }
             }
         }
     }

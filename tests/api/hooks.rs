@@ -180,3 +180,43 @@ async fn hooks_of_a_disconnected_account_are_recorded_as_dropped() {
     app.state.worker.drain().await.unwrap();
     assert!(app.fake.notes().is_empty());
 }
+
+#[tokio::test]
+async fn finished_events_past_the_retention_age_are_deleted_and_nothing_else() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    for i in 0..6 {
+        app.post_hook(&key, lead_hook(ID, "add", i, "x", 1, &[]))
+            .await;
+    }
+    // 0-3 finished long ago (each kind of finish), 4 finished recently,
+    // 5 still pending although old.
+    sqlx::query(
+        "update hook_events set
+             state = (array['delivered', 'skipped', 'dropped', 'failed', 'delivered', 'pending'])[entity_id + 1],
+             received_at = now() - interval '40 days',
+             finished_at = case when entity_id < 4 then now() - interval '31 days'
+                                when entity_id = 4 then now() - interval '1 day' end",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        amohook::retention::prune_events(&app.pool, 0)
+            .await
+            .unwrap(),
+        0,
+        "0 keeps all"
+    );
+    assert_eq!(
+        amohook::retention::prune_events(&app.pool, 30)
+            .await
+            .unwrap(),
+        4
+    );
+    let left: Vec<i64> = sqlx::query_scalar("select entity_id from hook_events order by entity_id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, [4, 5]);
+}
