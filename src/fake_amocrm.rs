@@ -101,6 +101,8 @@ pub struct FakeNote {
     pub entity_id: i64,
     pub text: String,
     pub request_id: Option<String>,
+    /// When the note was created.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -633,6 +635,7 @@ fn route(
                     entity_id: item["entity_id"].as_i64().unwrap_or_default(),
                     text: item["params"]["text"].as_str().unwrap_or_default().into(),
                     request_id: item["request_id"].as_str().map(str::to_owned),
+                    at: Instant::now(),
                 };
                 created.push(json!({"id": note.id, "entity_id": note.entity_id, "request_id": note.request_id,
                     "_links": {"self": {"href": format!("/api/v4/{entity_type}/notes/{}", note.id)}}}));

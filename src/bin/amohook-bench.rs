@@ -1,0 +1,523 @@
+//! amohook-bench: measures a real `amohook serve` process against the fake
+//! amoCRM and a fresh PostgreSQL database, and prints a table and JSON.
+//!
+//! It installs N accounts through the real install flow, then measures:
+//! ingest (hooks answered per second at a concurrency, latency), the same
+//! database's raw single-row INSERT rate at that concurrency, delivery of a
+//! saturated account against the ceiling requests_per_second x 50, the time
+//! from a hook's 200 to its note at light load and under saturation, and the
+//! server's peak memory.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use amohook::fake_amocrm::{FakeAccount, FakeAmo};
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use serde_json::json;
+use sqlx::{Connection, PgConnection, PgPool};
+
+const CLIENT_ID: &str = "bench-client";
+const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark a real amohook process against a fake amoCRM")]
+struct Args {
+    /// Accounts to install before measuring.
+    #[arg(long, default_value_t = 100)]
+    accounts: usize,
+    /// Hooks to send in the ingest phase.
+    #[arg(long, default_value_t = 5000)]
+    hooks: usize,
+    /// Concurrent senders in the ingest and INSERT phases.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Hooks sent at once to one account in the saturation phase.
+    #[arg(long, default_value_t = 2000)]
+    saturate: usize,
+    /// Hooks sent one by one in the light-load end-to-end phase.
+    #[arg(long, default_value_t = 50)]
+    light: usize,
+    /// The fake amoCRM's answer latency.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// amocrm.requests_per_second for amohook, and the fake's 429 limit.
+    #[arg(long, default_value_t = 7)]
+    rps: usize,
+    /// A PostgreSQL URL the bench may create databases with.
+    #[arg(
+        long,
+        env = "AMOHOOK_TEST_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    admin_url: String,
+    /// The amohook binary (default: next to this one).
+    #[arg(long)]
+    amohook: Option<PathBuf>,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn rss_kib(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn hook_body(account_id: i64, entity_id: i64) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("account[id]", account_id.to_string()),
+            ("leads[add][0][id]", entity_id.to_string()),
+            ("leads[add][0][name]", format!("Заказ #{entity_id}")),
+            ("leads[add][0][responsible_user_id]", "100".into()),
+            ("leads[add][0][status_id]", "1".into()),
+            ("leads[add][0][pipeline_id]", "10".into()),
+            ("leads[add][0][price]", "1000".into()),
+            ("leads[add][0][created_at]", "1712331728".into()),
+            ("leads[add][0][updated_at]", "1712331728".into()),
+        ])
+        .finish()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let amohook = match &args.amohook {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("amohook"),
+    };
+    if !amohook.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release --bins)",
+            amohook.display()
+        );
+    }
+
+    // A fresh database for this run.
+    let db_name = format!("amohook_bench_{}", std::process::id());
+    let mut db_url = url::Url::parse(&args.admin_url)?;
+    db_url.set_path(&db_name);
+    let fake = FakeAmo::start(CLIENT_ID, CLIENT_SECRET).await?;
+    fake.set_latency(Duration::from_millis(args.latency_ms));
+    fake.set_rate_limit(args.rps);
+
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    let child = Command::new(&amohook)
+        .arg("serve")
+        .env("AMOHOOK_DATABASE__URL", db_url.as_str())
+        .env("AMOHOOK_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("AMOHOOK_HTTP__PUBLIC_URL", &base)
+        .env("AMOHOOK_AMOCRM__CLIENT_ID", CLIENT_ID)
+        .env("AMOHOOK_AMOCRM__CLIENT_SECRET", CLIENT_SECRET)
+        .env("AMOHOOK_AMOCRM__API_BASE_URL", fake.api_base_url())
+        .env("AMOHOOK_AMOCRM__REQUESTS_PER_SECOND", args.rps.to_string())
+        .env("AMOHOOK_ADMIN__TOKEN", ADMIN_TOKEN)
+        .env("AMOHOOK_SECURITY__ENCRYPTION_KEY", key)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting amohook")?;
+    let server = Server { child, base };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()?;
+    wait_ready(&http, &server.base).await?;
+    eprintln!("amohook is up on {}", server.base);
+
+    let result = run(&args, &server, &fake, &http, db_url.as_str()).await;
+    drop(server);
+    drop_database(&args.admin_url, &db_name).await;
+    let report = result?;
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("amohook did not become ready")
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(mut conn) = PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+/// Installs accounts through /install and the callback; returns
+/// (account id, domain, hook URL).
+async fn install(
+    http: &reqwest::Client,
+    base: &str,
+    fake: &FakeAmo,
+    n: usize,
+    first_id: i64,
+) -> anyhow::Result<Vec<(i64, String, String)>> {
+    let mut done = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
+        let mut tasks = Vec::new();
+        for &i in chunk {
+            let id = first_id + i as i64;
+            let domain = format!("acc{id}.amocrm.ru");
+            fake.add_account(&domain, FakeAccount::new(id));
+            let code = fake.issue_code(&domain);
+            let (http, base) = (http.clone(), base.to_owned());
+            tasks.push(tokio::spawn(async move {
+                let r = http.get(format!("{base}/install")).send().await?;
+                let location = url::Url::parse(r.headers()["location"].to_str()?)?;
+                let state = location
+                    .query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned())
+                    .context("state")?;
+                let r = http
+                    .get(format!("{base}/oauth/callback"))
+                    .query(&[
+                        ("code", code.as_str()),
+                        ("referer", domain.as_str()),
+                        ("state", state.as_str()),
+                    ])
+                    .send()
+                    .await?;
+                if r.status() != 200 {
+                    bail!("install of {domain} answered {}", r.status());
+                }
+                Ok::<_, anyhow::Error>((id, domain))
+            }));
+        }
+        for task in tasks {
+            done.push(task.await??);
+        }
+    }
+    let hooks = fake.webhooks();
+    done.into_iter()
+        .map(|(id, domain)| {
+            let url = hooks
+                .iter()
+                .rev()
+                .find(|(d, _)| *d == domain)
+                .and_then(|(_, body)| body["destination"].as_str().map(str::to_owned))
+                .context("subscribed hook URL")?;
+            Ok((id, domain, url))
+        })
+        .collect()
+}
+
+/// Sends `bodies` with `concurrency` senders; returns (seconds, latencies
+/// in ms, errors, when each was answered).
+async fn send_all(
+    http: &reqwest::Client,
+    concurrency: usize,
+    bodies: Vec<(String, String, i64)>,
+) -> (f64, Vec<f64>, usize, Vec<(i64, Instant)>) {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, bodies, next) = (http.clone(), bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((url, body, entity)) = bodies.get(i) else {
+                    break;
+                };
+                let t = Instant::now();
+                let ok = http
+                    .post(url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map(|r| r.status() == 200)
+                    .unwrap_or(false);
+                out.push((
+                    t.elapsed().as_secs_f64() * 1000.0,
+                    ok,
+                    *entity,
+                    Instant::now(),
+                ));
+            }
+            out
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut answered = Vec::new();
+    for task in tasks {
+        for (ms, ok, entity, at) in task.await.unwrap_or_default() {
+            latencies.push(ms);
+            if ok {
+                answered.push((entity, at));
+            } else {
+                errors += 1;
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    (secs, latencies, errors, answered)
+}
+
+async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyhow::Result<f64> {
+    let pool = PgPool::connect(db_url).await?;
+    sqlx::query(
+        "create table if not exists bench_raw (id bigserial primary key, account_id bigint,
+             payload jsonb, received_at timestamptz default now())",
+    )
+    .execute(&pool)
+    .await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (pool, next) = (pool.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < rows {
+                sqlx::query("insert into bench_raw (account_id, payload) values ($1, $2)")
+                    .bind(1_i64)
+                    .bind(json!({"name": "Заказ", "price": "1000", "status_id": 1}))
+                    .execute(&pool)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    sqlx::query("drop table bench_raw").execute(&pool).await?;
+    pool.close().await;
+    Ok(rate)
+}
+
+/// Waits until the fake holds notes for every entity in `entities`; returns
+/// each one's arrival.
+async fn wait_notes(fake: &FakeAmo, entities: &[i64], timeout: Duration) -> Vec<(i64, Instant)> {
+    let wanted: std::collections::HashSet<i64> = entities.iter().copied().collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found: Vec<(i64, Instant)> = fake
+            .notes()
+            .into_iter()
+            .filter(|n| wanted.contains(&n.entity_id))
+            .map(|n| (n.entity_id, n.at))
+            .collect();
+        if found.len() >= wanted.len() || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn e2e_ms(answered: &[(i64, Instant)], notes: &[(i64, Instant)]) -> Vec<f64> {
+    let arrivals: std::collections::HashMap<i64, Instant> = notes.iter().copied().collect();
+    let mut out: Vec<f64> = answered
+        .iter()
+        .filter_map(|(entity, at)| {
+            arrivals
+                .get(entity)
+                .map(|n| n.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+async fn run(
+    args: &Args,
+    server: &Server,
+    fake: &FakeAmo,
+    http: &reqwest::Client,
+    db_url: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let t = Instant::now();
+    let accounts = install(http, &server.base, fake, args.accounts, 60_000_000).await?;
+    let install_secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "installed {} accounts in {install_secs:.1} s",
+        accounts.len()
+    );
+
+    // Ingest: hooks spread over every account.
+    let bodies: Vec<(String, String, i64)> = (0..args.hooks)
+        .map(|i| {
+            let (id, _, url) = &accounts[i % accounts.len()];
+            let entity = 1_000_000 + i as i64;
+            (url.clone(), hook_body(*id, entity), entity)
+        })
+        .collect();
+    let entities: Vec<i64> = bodies.iter().map(|b| b.2).collect();
+    let (secs, lat, errors, _) = send_all(http, args.concurrency, bodies).await;
+    let ingest_rate = args.hooks as f64 / secs;
+    eprintln!("ingest: {ingest_rate:.0} hooks/s");
+    let insert_rate = raw_insert_rate(db_url, args.concurrency, args.hooks).await?;
+    eprintln!("raw insert: {insert_rate:.0} rows/s");
+    let notes = wait_notes(fake, &entities, Duration::from_secs(600)).await;
+    let rss_after_ingest = server.rss_kib("VmRSS:");
+
+    // Light load: one hook at a time to different accounts.
+    let mut light_answered = Vec::new();
+    let mut light_entities = Vec::new();
+    for i in 0..args.light {
+        let (id, _, url) = &accounts[i % accounts.len()];
+        let entity = 2_000_000 + i as i64;
+        let (_, _, _, answered) =
+            send_all(http, 1, vec![(url.clone(), hook_body(*id, entity), entity)]).await;
+        light_answered.extend(answered);
+        light_entities.push(entity);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let light_notes = wait_notes(fake, &light_entities, Duration::from_secs(60)).await;
+    let light = e2e_ms(&light_answered, &light_notes);
+
+    // Saturation: one fresh account gets a burst.
+    let sat = install(http, &server.base, fake, 1, 70_000_000)
+        .await?
+        .remove(0);
+    let bodies: Vec<(String, String, i64)> = (0..args.saturate)
+        .map(|i| {
+            let entity = 3_000_000 + i as i64;
+            (sat.2.clone(), hook_body(sat.0, entity), entity)
+        })
+        .collect();
+    let sat_entities: Vec<i64> = bodies.iter().map(|b| b.2).collect();
+    let started = Instant::now();
+    let (_, _, sat_errors, sat_answered) = send_all(http, args.concurrency, bodies).await;
+    let sat_notes = wait_notes(fake, &sat_entities, Duration::from_secs(600)).await;
+    let last = sat_notes
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let first = sat_notes.iter().map(|(_, at)| *at).min().unwrap_or(started);
+    let sat_secs = last.duration_since(first).as_secs_f64().max(0.001);
+    let sat_rate = sat_notes.len() as f64 / sat_secs;
+    let ceiling = (args.rps * 50) as f64;
+    let saturated = e2e_ms(&sat_answered, &sat_notes);
+
+    let peak_rss = server.rss_kib("VmHWM:");
+    let max_window = accounts
+        .iter()
+        .map(|(_, d, _)| fake.max_per_second(d))
+        .chain([fake.max_per_second(&sat.1)])
+        .max()
+        .unwrap_or(0);
+    let all_429: usize = accounts
+        .iter()
+        .map(|(_, d, _)| fake.count_status(d, 429))
+        .chain([fake.count_status(&sat.1, 429)])
+        .sum();
+
+    Ok(json!({
+        "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "settings": { "accounts": args.accounts, "hooks": args.hooks, "concurrency": args.concurrency,
+                      "saturate": args.saturate, "fake_latency_ms": args.latency_ms, "rps": args.rps },
+        "install": { "accounts": accounts.len() + 1, "seconds": install_secs },
+        "ingest": { "hooks_per_second": ingest_rate, "p50_ms": percentile(&lat, 50.0),
+                    "p99_ms": percentile(&lat, 99.0), "max_ms": lat.last().copied().unwrap_or(0.0),
+                    "errors": errors, "notes_delivered": notes.len() },
+        "raw_insert": { "rows_per_second": insert_rate, "ingest_ratio": ingest_rate / insert_rate },
+        "delivery": { "saturated_notes_per_second": sat_rate, "ceiling": ceiling,
+                      "of_ceiling": sat_rate / ceiling, "notes": sat_notes.len(), "errors": sat_errors,
+                      "max_requests_in_any_second": max_window, "responses_429": all_429 },
+        "end_to_end_ms": { "light_p50": percentile(&light, 50.0), "light_p99": percentile(&light, 99.0),
+                           "saturated_p50": percentile(&saturated, 50.0), "saturated_p99": percentile(&saturated, 99.0) },
+        "memory_kib": { "peak_rss": peak_rss, "rss_after_ingest": rss_after_ingest },
+    }))
+}
+
+fn print_report(r: &serde_json::Value) {
+    let f = |v: &serde_json::Value| match v.as_f64() {
+        Some(x) if x.fract() != 0.0 => format!("{x:.2}"),
+        Some(x) => format!("{x:.0}"),
+        None => v.to_string(),
+    };
+    let rows = [
+        ("accounts installed", &r["install"]["accounts"]),
+        ("ingest hooks/s", &r["ingest"]["hooks_per_second"]),
+        ("ingest p50 ms", &r["ingest"]["p50_ms"]),
+        ("ingest p99 ms", &r["ingest"]["p99_ms"]),
+        ("ingest max ms", &r["ingest"]["max_ms"]),
+        ("ingest errors", &r["ingest"]["errors"]),
+        ("raw INSERT rows/s", &r["raw_insert"]["rows_per_second"]),
+        ("ingest / raw INSERT", &r["raw_insert"]["ingest_ratio"]),
+        (
+            "saturated notes/s",
+            &r["delivery"]["saturated_notes_per_second"],
+        ),
+        ("ceiling (rps x 50)", &r["delivery"]["ceiling"]),
+        ("of ceiling", &r["delivery"]["of_ceiling"]),
+        (
+            "max requests in 1 s",
+            &r["delivery"]["max_requests_in_any_second"],
+        ),
+        ("429 answers", &r["delivery"]["responses_429"]),
+        ("e2e light p50 ms", &r["end_to_end_ms"]["light_p50"]),
+        ("e2e light p99 ms", &r["end_to_end_ms"]["light_p99"]),
+        ("e2e saturated p50 ms", &r["end_to_end_ms"]["saturated_p50"]),
+        ("e2e saturated p99 ms", &r["end_to_end_ms"]["saturated_p99"]),
+        ("peak RSS KiB", &r["memory_kib"]["peak_rss"]),
+    ];
+    println!("{:<24} {:>14}", "measure", "value");
+    for (name, value) in rows {
+        println!("{name:<24} {:>14}", f(value));
+    }
+}
