@@ -355,6 +355,23 @@ fn subscription_error_text(e: &AmoError) -> String {
 #[cfg(test)]
 mod tests {
     use super::account_host;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// Whatever a callback's referer holds, it never panics, and what
+        /// it lets through is a bare host directly under an allowed domain.
+        #[test]
+        fn any_referer_is_either_refused_or_a_bare_account_host(referer in "\\PC{0,80}|[a-z0-9.:/@-]{0,40}(amocrm\\.ru|kommo\\.com)[a-z0-9.:/@?#-]{0,10}") {
+            if let Some(host) = account_host(&referer, &allowed()) {
+                let (label, parent) = host.split_once('.').unwrap();
+                prop_assert!(allowed().iter().any(|d| d == parent));
+                prop_assert!(!label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                prop_assert!(!host.contains(['/', ':', '@', '?', '#']));
+            }
+        }
+    }
 
     fn allowed() -> Vec<String> {
         ["amocrm.ru", "amocrm.com", "kommo.com"]
