@@ -2,6 +2,8 @@
 //! amoCRM at the HTTP boundary.
 
 mod admin;
+mod browser;
+mod cdp;
 mod config;
 mod delivery;
 mod disable;
