@@ -22,7 +22,8 @@ use crate::{
     crypto::Cipher,
 };
 
-/// Refresh this long before the access token expires.
+/// Refresh this long before the access token expires (or a quarter of its
+/// lifetime before, when that is shorter).
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(10 * 60);
 /// Refresh any token not refreshed for this long, so that idle accounts keep
 /// a live refresh token (amoCRM lets one die after 3 months unused).
@@ -261,7 +262,13 @@ impl TokenStore {
 }
 
 fn is_due(row: &TokenRow, reason: &RefreshReason, now: DateTime<Utc>) -> bool {
-    let margin = chrono::Duration::from_std(REFRESH_MARGIN).expect("small");
+    // The margin is at most a quarter of the token's lifetime, so that a
+    // short-lived token (as in tests and drills) is refreshed once per
+    // lifetime rather than on every use.
+    let lifetime = row.expires_at - row.refreshed_at;
+    let margin = chrono::Duration::from_std(REFRESH_MARGIN)
+        .expect("small")
+        .min(lifetime / 4);
     let keep_alive = chrono::Duration::from_std(KEEP_ALIVE_AFTER).expect("small");
     match reason {
         RefreshReason::Expiring => row.expires_at <= now + margin,

@@ -19,10 +19,13 @@ async fn installed() -> TestApp {
 }
 
 async fn expire_soon(pool: &PgPool) {
-    sqlx::query("update account_tokens set expires_at = now() + interval '1 minute'")
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "update account_tokens set expires_at = now() + interval '1 minute',
+             refreshed_at = now() - interval '1 day'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -235,4 +238,34 @@ async fn idle_tokens_are_kept_alive_weekly() {
     assert_eq!(app.state.tokens.keep_alive().await.unwrap(), 1);
     assert_eq!(app.fake.refreshes(DOMAIN), 1);
     assert_eq!(app.state.tokens.keep_alive().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_short_lived_token_is_refreshed_once_per_lifetime_not_on_every_use() {
+    let app = installed().await;
+    // A 4-second token, 1 second old: not due yet (a quarter of its life
+    // is the margin, not ten minutes).
+    sqlx::query(
+        "update account_tokens set refreshed_at = now() - interval '1 second',
+             expires_at = now() + interval '3 seconds'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for _ in 0..5 {
+        app.state.tokens.access_token(ID).await.unwrap();
+    }
+    assert_eq!(app.fake.refreshes(DOMAIN), 0);
+    // In its last quarter: one refresh, then the new token is used.
+    sqlx::query(
+        "update account_tokens set refreshed_at = now() - interval '3500 milliseconds',
+             expires_at = now() + interval '500 milliseconds'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for _ in 0..5 {
+        app.state.tokens.access_token(ID).await.unwrap();
+    }
+    assert_eq!(app.fake.refreshes(DOMAIN), 1);
 }
