@@ -127,6 +127,8 @@ struct Inner {
     notes: Vec<FakeNote>,
     /// Answer 429 past this many requests to one account in a second.
     rate_limit: Option<usize>,
+    /// Every API answer is this status (an outage), until cleared.
+    outage: Option<u16>,
     /// Notes for these entity ids are refused with a validation error.
     refused_entities: HashSet<i64>,
     latency: Duration,
@@ -258,6 +260,17 @@ impl FakeAmo {
     /// second, as amoCRM does.
     pub fn set_rate_limit(&self, per_second: usize) {
         self.with(|s| s.rate_limit = Some(per_second));
+    }
+
+    /// Answers every request with `status` (503 for an outage, 429 for a
+    /// burst of rate limiting) until called again with None.
+    pub fn set_outage(&self, status: Option<u16>) {
+        self.with(|s| s.outage = status);
+    }
+
+    /// All refreshes across accounts.
+    pub fn total_refreshes(&self) -> u32 {
+        self.with(|s| s.refreshes.values().sum())
     }
 
     /// Every answer waits this long first.
@@ -445,7 +458,11 @@ async fn handle(
                 .count();
             recent >= limit
         });
-        (s.take_fault(&domain, &path), s.latency, limited)
+        let fault = match s.outage {
+            Some(status) => Some(Fault::Status(status)),
+            None => s.take_fault(&domain, &path),
+        };
+        (fault, s.latency, limited)
     };
     // The request counts from its arrival, whatever happens next.
     let index = {

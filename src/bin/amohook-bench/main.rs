@@ -29,9 +29,13 @@ const CLIENT_ID: &str = "bench-client";
 const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
+mod drills;
+
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark a real amohook process against a fake amoCRM")]
+#[command(about = "Benchmark a real amohook process against a fake amoCRM, or run a fault drill")]
 struct Args {
+    #[command(subcommand)]
+    drill: Option<drills::Command>,
     /// Accounts to install before measuring.
     #[arg(long, default_value_t = 100)]
     accounts: usize,
@@ -68,7 +72,7 @@ struct Args {
     json: Option<PathBuf>,
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
 }
@@ -81,7 +85,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn rss_kib(&self, field: &str) -> u64 {
+    pub(crate) fn rss_kib(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
@@ -94,7 +98,7 @@ impl Server {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -102,7 +106,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn hook_body(account_id: i64, entity_id: i64) -> String {
+pub(crate) fn hook_body(account_id: i64, entity_id: i64) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("account[id]", account_id.to_string()),
@@ -140,37 +144,31 @@ async fn main() -> anyhow::Result<()> {
     fake.set_latency(Duration::from_millis(args.latency_ms));
     fake.set_rate_limit(args.rps);
 
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let base = format!("http://127.0.0.1:{port}");
-    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
-    let child = Command::new(&amohook)
-        .arg("serve")
-        .env("AMOHOOK_DATABASE__URL", db_url.as_str())
-        .env("AMOHOOK_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("AMOHOOK_HTTP__PUBLIC_URL", &base)
-        .env("AMOHOOK_AMOCRM__CLIENT_ID", CLIENT_ID)
-        .env("AMOHOOK_AMOCRM__CLIENT_SECRET", CLIENT_SECRET)
-        .env("AMOHOOK_AMOCRM__API_BASE_URL", fake.api_base_url())
-        .env("AMOHOOK_AMOCRM__REQUESTS_PER_SECOND", args.rps.to_string())
-        .env("AMOHOOK_ADMIN__TOKEN", ADMIN_TOKEN)
-        .env("AMOHOOK_SECURITY__ENCRYPTION_KEY", key)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting amohook")?;
-    let server = Server { child, base };
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(args.concurrency * 2)
-        .build()?;
+    let port = free_port()?;
+    let server = Server::spawn(&amohook, db_url.as_str(), &fake, args.rps, port)?;
+    let http = client(args.concurrency);
     wait_ready(&http, &server.base).await?;
     eprintln!("amohook is up on {}", server.base);
 
-    let result = run(&args, &server, &fake, &http, db_url.as_str()).await;
-    drop(server);
+    let result = match &args.drill {
+        Some(drill) => {
+            drills::run(drill, &amohook, db_url.as_str(), args.rps, server, &fake, &http).await
+        }
+        None => {
+            let report = run(&args, &server, &fake, &http, db_url.as_str()).await;
+            drop(server);
+            report
+        }
+    };
     drop_database(&args.admin_url, &db_name).await;
     let report = result?;
+    if args.drill.is_some() {
+        println!("{}", serde_json::to_string(&report)?);
+        if report["pass"] != true {
+            bail!("the drill failed");
+        }
+        return Ok(());
+    }
     print_report(&report);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -179,7 +177,51 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub(crate) fn client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a plain HTTP client")
+}
+
+impl Server {
+    /// Starts `amohook serve` on `port` against `db_url` and the fake.
+    pub(crate) fn spawn(amohook: &std::path::Path, db_url: &str, fake: &FakeAmo, rps: usize, port: u16) -> anyhow::Result<Server> {
+        let base = format!("http://127.0.0.1:{port}");
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        let child = Command::new(amohook)
+            .arg("serve")
+            .env("AMOHOOK_DATABASE__URL", db_url)
+            .env("AMOHOOK_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("AMOHOOK_HTTP__PUBLIC_URL", &base)
+            .env("AMOHOOK_AMOCRM__CLIENT_ID", CLIENT_ID)
+            .env("AMOHOOK_AMOCRM__CLIENT_SECRET", CLIENT_SECRET)
+            .env("AMOHOOK_AMOCRM__API_BASE_URL", fake.api_base_url())
+            .env("AMOHOOK_AMOCRM__REQUESTS_PER_SECOND", rps.to_string())
+            .env("AMOHOOK_ADMIN__TOKEN", ADMIN_TOKEN)
+            .env("AMOHOOK_SECURITY__ENCRYPTION_KEY", key)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting amohook")?;
+        Ok(Server { child, base })
+    }
+
+    /// SIGKILL: no shutdown, no cleanup.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     for _ in 0..300 {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
             if r.status() == 200 {
@@ -201,7 +243,7 @@ async fn drop_database(admin_url: &str, name: &str) {
 
 /// Installs accounts through /install and the callback; returns
 /// (account id, domain, hook URL).
-async fn install(
+pub(crate) async fn install(
     http: &reqwest::Client,
     base: &str,
     fake: &FakeAmo,
@@ -260,7 +302,7 @@ async fn install(
 
 /// Sends `bodies` with `concurrency` senders; returns (seconds, latencies
 /// in ms, errors, when each was answered).
-async fn send_all(
+pub(crate) async fn send_all(
     http: &reqwest::Client,
     concurrency: usize,
     bodies: Vec<(String, String, i64)>,
@@ -350,7 +392,7 @@ async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyho
 
 /// Waits until the fake holds notes for every entity in `entities`; returns
 /// each one's arrival.
-async fn wait_notes(fake: &FakeAmo, entities: &[i64], timeout: Duration) -> Vec<(i64, Instant)> {
+pub(crate) async fn wait_notes(fake: &FakeAmo, entities: &[i64], timeout: Duration) -> Vec<(i64, Instant)> {
     let wanted: std::collections::HashSet<i64> = entities.iter().copied().collect();
     let deadline = Instant::now() + timeout;
     loop {

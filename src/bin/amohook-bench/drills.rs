@@ -1,0 +1,283 @@
+//! Fault drills: each puts a real amohook process under load, breaks
+//! something, and checks that every hook answered 200 ends as exactly one
+//! note. A drill prints a JSON verdict and exits non-zero when it fails.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, AtomicI64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use amohook::fake_amocrm::FakeAmo;
+use serde_json::{json, Value};
+
+use crate::{free_port, hook_body, install, percentile, wait_ready, Server};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// kill -9 amohook three times under load and restart it: no hook that
+    /// got a 200 is lost or noted twice.
+    Kill,
+    /// Restart PostgreSQL under load: hooks in the window get 503 (never a
+    /// 200 that is lost), and amohook recovers without a restart.
+    Postgres,
+    /// amoCRM answers 503 for a while, then 429 in bursts, then slowly (5 s):
+    /// hook answers stay fast, every note lands once, budgets hold.
+    Outage {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Two amohook processes on one database, access tokens that expire
+    /// every few seconds: one refresh per expiry, no refresh token reused.
+    TwoProcesses {
+        #[arg(long, default_value_t = 4)]
+        token_ttl: u64,
+    },
+    /// Malformed requests mixed into load: all 4xx, no 5xx, memory flat.
+    Malformed,
+}
+
+/// Hooks sent in the background, by several senders, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<Mutex<Vec<i64>>>,
+    statuses: Arc<Mutex<HashMap<String, usize>>>,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `targets`: (account id, hook URL); entity ids start at `first`.
+    fn start(http: &reqwest::Client, targets: Vec<(i64, String)>, senders: usize, first: i64, pace: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(Mutex::new(Vec::new()));
+        let statuses = Arc::new(Mutex::new(HashMap::new()));
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let next = Arc::new(AtomicI64::new(first));
+        let targets = Arc::new(targets);
+        let tasks = (0..senders)
+            .map(|_| {
+                let (http, stop, ok, statuses, latencies, next, targets) = (
+                    http.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    statuses.clone(),
+                    latencies.clone(),
+                    next.clone(),
+                    targets.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let entity = next.fetch_add(1, Ordering::Relaxed);
+                        let (account, url) = &targets[(entity as usize) % targets.len()];
+                        let started = Instant::now();
+                        let answer = http
+                            .post(url)
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(hook_body(*account, entity))
+                            .send()
+                            .await;
+                        let key = match &answer {
+                            Ok(r) => r.status().as_u16().to_string(),
+                            Err(_) => "no answer".into(),
+                        };
+                        if matches!(&answer, Ok(r) if r.status() == 200) {
+                            ok.lock().unwrap().push(entity);
+                            latencies.lock().unwrap().push(started.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        *statuses.lock().unwrap().entry(key).or_default() += 1;
+                        if answer.is_err() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        tokio::time::sleep(pace).await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            statuses,
+            latencies,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> (Vec<i64>, HashMap<String, usize>, Vec<f64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let mut latencies = self.latencies.lock().unwrap().clone();
+        latencies.sort_by(f64::total_cmp);
+        let ok = self.ok.lock().unwrap().clone();
+        let statuses = self.statuses.lock().unwrap().clone();
+        (ok, statuses, latencies)
+    }
+}
+
+/// Waits until every entity answered 200 has a note (or `timeout`), then
+/// counts the lost and the duplicated.
+async fn verdict(fake: &FakeAmo, ok: &[i64], timeout: Duration) -> (usize, usize, f64) {
+    let started = Instant::now();
+    loop {
+        let mut per_entity: HashMap<i64, usize> = HashMap::new();
+        for note in fake.notes() {
+            *per_entity.entry(note.entity_id).or_default() += 1;
+        }
+        let lost = ok.iter().filter(|e| !per_entity.contains_key(e)).count();
+        let duplicated = per_entity.values().filter(|n| **n > 1).count();
+        if lost == 0 || started.elapsed() > timeout {
+            return (lost, duplicated, started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Locks of a killed process run out after 2 minutes at most.
+const SETTLE: Duration = Duration::from_secs(300);
+
+pub async fn run(
+    command: &Command,
+    amohook: &Path,
+    db_url: &str,
+    rps: usize,
+    mut server: Server,
+    fake: &FakeAmo,
+    http: &reqwest::Client,
+) -> anyhow::Result<Value> {
+    let accounts = install(http, &server.base, fake, 10, 80_000_000).await?;
+    let targets: Vec<(i64, String)> = accounts.iter().map(|(id, _, url)| (*id, url.clone())).collect();
+    let report = match command {
+        Command::Kill => {
+            let port: u16 = server.base.rsplit(':').next().unwrap_or_default().parse()?;
+            let load = Load::start(http, targets, 8, 1, Duration::ZERO);
+            for round in 1..=3 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                server.kill9();
+                eprintln!("kill -9 #{round}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                server = Server::spawn(amohook, db_url, fake, rps, port)?;
+                wait_ready(http, &server.base).await?;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let (ok, statuses, _) = load.finish().await;
+            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            json!({ "drill": "kill", "kills": 3, "hooks_ok": ok.len(), "answers": statuses,
+                    "lost": lost, "duplicated": duplicated, "settled_seconds": settled,
+                    "pass": lost == 0 && duplicated == 0 && !ok.is_empty() })
+        }
+        Command::Postgres => {
+            let load = Load::start(http, targets, 8, 1, Duration::from_millis(5));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let version = std::fs::read_dir("/etc/postgresql")?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("no local PostgreSQL cluster to restart"))?;
+            let restarted = std::process::Command::new("pg_ctlcluster")
+                .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+                .status()?;
+            eprintln!("PostgreSQL restarted: {restarted}");
+            let before = load.ok.lock().unwrap().len();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            let after_restart = load.ok.lock().unwrap().len() - before;
+            let (ok, statuses, _) = load.finish().await;
+            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            json!({ "drill": "postgres", "hooks_ok": ok.len(), "answers": statuses,
+                    "hooks_ok_after_restart": after_restart, "lost": lost, "duplicated": duplicated,
+                    "settled_seconds": settled,
+                    "pass": restarted.success() && lost == 0 && duplicated == 0 && after_restart > 0 })
+        }
+        Command::Outage { seconds } => {
+            let load = Load::start(http, targets, 8, 1, Duration::from_millis(20));
+            fake.set_outage(Some(503));
+            tokio::time::sleep(Duration::from_secs(*seconds)).await;
+            for _ in 0..3 {
+                fake.set_outage(Some(429));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                fake.set_outage(None);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            fake.set_latency(Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            fake.set_latency(Duration::from_millis(20));
+            let (ok, statuses, latencies) = load.finish().await;
+            let (lost, duplicated, settled) = verdict(fake, &ok, Duration::from_secs(900)).await;
+            let max_window = accounts.iter().map(|(_, d, _)| fake.max_per_second(d)).max().unwrap_or(0);
+            let p99 = percentile(&latencies, 99.0);
+            json!({ "drill": "outage", "outage_seconds": seconds, "hooks_ok": ok.len(), "answers": statuses,
+                    "hook_answer_p99_ms": p99, "lost": lost, "duplicated": duplicated,
+                    "settled_seconds": settled, "max_requests_in_any_second": max_window,
+                    "pass": lost == 0 && duplicated == 0 && p99 < 500.0 && max_window <= rps })
+        }
+        Command::TwoProcesses { token_ttl } => {
+            // Tokens issued from now on live `token_ttl` seconds: reinstall
+            // so every account holds one.
+            fake.set_access_ttl(Duration::from_secs(*token_ttl));
+            let accounts = install(http, &server.base, fake, 5, 90_000_000).await?;
+            let second_port = free_port()?;
+            let second = Server::spawn(amohook, db_url, fake, rps, second_port)?;
+            wait_ready(http, &second.base).await?;
+            // Half the hooks go to each process.
+            let mut targets = Vec::new();
+            for (id, _, url) in &accounts {
+                targets.push((*id, url.clone()));
+                targets.push((*id, url.replace(&server.base, &second.base)));
+            }
+            let refreshes_before = fake.total_refreshes();
+            let started = Instant::now();
+            let load = Load::start(http, targets, 8, 1, Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let (ok, statuses, _) = load.finish().await;
+            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            let refreshes = fake.total_refreshes() - refreshes_before;
+            // At most one refresh per account per three quarters of a
+            // lifetime, plus one at the start.
+            let allowed = (accounts.len() as f64 * (elapsed / (*token_ttl as f64 * 0.75) + 1.0)).ceil() as u32;
+            drop(second);
+            json!({ "drill": "two-processes", "token_ttl_seconds": token_ttl, "hooks_ok": ok.len(),
+                    "answers": statuses, "refreshes": refreshes, "refreshes_allowed": allowed,
+                    "refresh_token_reuses": fake.refresh_reuses(), "lost": lost, "duplicated": duplicated,
+                    "settled_seconds": settled,
+                    "pass": lost == 0 && duplicated == 0 && fake.refresh_reuses() == 0 && refreshes <= allowed && refreshes > 0 })
+        }
+        Command::Malformed => {
+            let rss_before = server.rss_kib("VmRSS:");
+            let load = Load::start(http, targets.clone(), 4, 1, Duration::ZERO);
+            let (account, url) = targets[0].clone();
+            let base = server.base.clone();
+            let mut statuses: HashMap<String, usize> = HashMap::new();
+            let oversize = "x".repeat(1024 * 1024 + 10);
+            for i in 0..3000u32 {
+                let (target, body) = match i % 6 {
+                    0 => (url.clone(), "leads[add]=oops".to_owned()),
+                    1 => (url.clone(), format!("account[id]={}&leads[add][0][id]=1&leads[add][0][created_at]=1", account + 1)),
+                    2 => (format!("{base}/hooks/not-a-key-{i}"), hook_body(account, 1)),
+                    3 => (url.clone(), String::from_utf8_lossy(&[0xff, 0xfe, 0x00, (i % 255) as u8]).into_owned()),
+                    4 => (url.clone(), format!("leads[add][0][id]={i}&leads[add][0][created_at]=x%ZZ")),
+                    _ => (url.clone(), oversize.clone()),
+                };
+                let status = match http.post(&target).body(body).send().await {
+                    Ok(r) => r.status().as_u16().to_string(),
+                    Err(_) => "no answer".into(),
+                };
+                *statuses.entry(status).or_default() += 1;
+            }
+            let (ok, load_statuses, _) = load.finish().await;
+            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let rss_after = server.rss_kib("VmRSS:");
+            let bad = statuses.keys().any(|s| !s.starts_with('4'));
+            json!({ "drill": "malformed", "malformed_answers": statuses, "load_answers": load_statuses,
+                    "hooks_ok": ok.len(), "lost": lost, "duplicated": duplicated, "settled_seconds": settled,
+                    "rss_kib_before": rss_before, "rss_kib_after": rss_after,
+                    "pass": !bad && lost == 0 && duplicated == 0 && rss_after < rss_before + 30 * 1024 })
+        }
+    };
+    drop(server);
+    Ok(report)
+}
