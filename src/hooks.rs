@@ -201,6 +201,13 @@ pub fn parse(body: &[u8]) -> Result<Hook, HookError> {
         .deserialize_str(&text)
         .map_err(|e| HookError::Malformed(short(&e.to_string())))?;
 
+    // Every hook amoCRM sends names its account; a body that names none is
+    // not a hook at all (whatever else it holds).
+    if raw.account.id.is_none() && raw.account.subdomain.is_none() {
+        return Err(HookError::Invalid(
+            "no account[id] or account[subdomain]: not an amoCRM hook".into(),
+        ));
+    }
     let mut hook = Hook {
         account_id: raw
             .account

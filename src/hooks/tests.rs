@@ -328,15 +328,21 @@ fn bodies_that_are_not_hooks_get_a_short_reason() {
         (&b"\xff\xfe"[..], "UTF-8"),
         (b"account[id]=abc", "account[id] is not a number"),
         (
-            b"leads[add][0][name]=x&leads[add][0][created_at]=1",
+            b"account[id]=1&leads[add][0][name]=x&leads[add][0][created_at]=1",
             "without an id",
         ),
-        (b"leads[add][0][id]=1", "has no time"),
+        (b"account[id]=1&leads[add][0][id]=1", "has no time"),
         (
-            b"leads[add][0][id]=x&leads[add][0][created_at]=1",
+            b"account[id]=1&leads[add][0][id]=x&leads[add][0][created_at]=1",
             "id is not a number",
         ),
         (b"leads[add]=oops", "not a form-encoded amoCRM hook"),
+        (b"", "no account"),
+        (b"\xef\xbf\xbd\x00garbage", "no account"),
+        (
+            b"leads[add][0][id]=1&leads[add][0][created_at]=1",
+            "no account",
+        ),
     ] {
         let error = parse(body).unwrap_err().to_string();
         assert!(
@@ -346,12 +352,12 @@ fn bodies_that_are_not_hooks_get_a_short_reason() {
         );
         assert!(error.len() < 200);
     }
-    // Nothing we handle: acknowledged, nothing to store.
-    assert!(parse(b"").unwrap().events.is_empty());
+    // A hook about nothing we handle: acknowledged, nothing to store.
     assert!(parse(b"tasks[add][0][id]=1&account[id]=2")
         .unwrap()
         .events
         .is_empty());
+    assert!(parse(b"account[subdomain]=acme").unwrap().events.is_empty());
 }
 
 proptest! {

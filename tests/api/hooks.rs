@@ -104,9 +104,10 @@ async fn a_body_that_is_not_a_hook_gets_400_with_a_reason() {
     let key = app.connected(DOMAIN, ID).await;
     for (body, reason) in [
         (
-            "leads[add][0][name]=x&leads[add][0][created_at]=1",
+            "account[id]=34000001&leads[add][0][name]=x&leads[add][0][created_at]=1",
             "without an id",
         ),
+        ("garbage without any account", "no account"),
         ("account[id]=abc", "not a number"),
         ("leads[add]=oops", "not a form-encoded amoCRM hook"),
     ] {

@@ -52,7 +52,13 @@ struct Load {
 
 impl Load {
     /// `targets`: (account id, hook URL); entity ids start at `first`.
-    fn start(http: &reqwest::Client, targets: Vec<(i64, String)>, senders: usize, first: i64, pace: Duration) -> Load {
+    fn start(
+        http: &reqwest::Client,
+        targets: Vec<(i64, String)>,
+        senders: usize,
+        first: i64,
+        pace: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(Mutex::new(Vec::new()));
         let statuses = Arc::new(Mutex::new(HashMap::new()));
@@ -87,7 +93,10 @@ impl Load {
                         };
                         if matches!(&answer, Ok(r) if r.status() == 200) {
                             ok.lock().unwrap().push(entity);
-                            latencies.lock().unwrap().push(started.elapsed().as_secs_f64() * 1000.0);
+                            latencies
+                                .lock()
+                                .unwrap()
+                                .push(started.elapsed().as_secs_f64() * 1000.0);
                         }
                         *statuses.lock().unwrap().entry(key).or_default() += 1;
                         if answer.is_err() {
@@ -151,7 +160,10 @@ pub async fn run(
     http: &reqwest::Client,
 ) -> anyhow::Result<Value> {
     let accounts = install(http, &server.base, fake, 10, 80_000_000).await?;
-    let targets: Vec<(i64, String)> = accounts.iter().map(|(id, _, url)| (*id, url.clone())).collect();
+    let targets: Vec<(i64, String)> = accounts
+        .iter()
+        .map(|(id, _, url)| (*id, url.clone()))
+        .collect();
     let report = match command {
         Command::Kill => {
             let port: u16 = server.base.rsplit(':').next().unwrap_or_default().parse()?;
@@ -207,7 +219,11 @@ pub async fn run(
             fake.set_latency(Duration::from_millis(20));
             let (ok, statuses, latencies) = load.finish().await;
             let (lost, duplicated, settled) = verdict(fake, &ok, Duration::from_secs(900)).await;
-            let max_window = accounts.iter().map(|(_, d, _)| fake.max_per_second(d)).max().unwrap_or(0);
+            let max_window = accounts
+                .iter()
+                .map(|(_, d, _)| fake.max_per_second(d))
+                .max()
+                .unwrap_or(0);
             let p99 = percentile(&latencies, 99.0);
             json!({ "drill": "outage", "outage_seconds": seconds, "hooks_ok": ok.len(), "answers": statuses,
                     "hook_answer_p99_ms": p99, "lost": lost, "duplicated": duplicated,
@@ -238,7 +254,8 @@ pub async fn run(
             let refreshes = fake.total_refreshes() - refreshes_before;
             // At most one refresh per account per three quarters of a
             // lifetime, plus one at the start.
-            let allowed = (accounts.len() as f64 * (elapsed / (*token_ttl as f64 * 0.75) + 1.0)).ceil() as u32;
+            let allowed = (accounts.len() as f64 * (elapsed / (*token_ttl as f64 * 0.75) + 1.0))
+                .ceil() as u32;
             drop(second);
             json!({ "drill": "two-processes", "token_ttl_seconds": token_ttl, "hooks_ok": ok.len(),
                     "answers": statuses, "refreshes": refreshes, "refreshes_allowed": allowed,
@@ -256,10 +273,22 @@ pub async fn run(
             for i in 0..3000u32 {
                 let (target, body) = match i % 6 {
                     0 => (url.clone(), "leads[add]=oops".to_owned()),
-                    1 => (url.clone(), format!("account[id]={}&leads[add][0][id]=1&leads[add][0][created_at]=1", account + 1)),
+                    1 => (
+                        url.clone(),
+                        format!(
+                            "account[id]={}&leads[add][0][id]=1&leads[add][0][created_at]=1",
+                            account + 1
+                        ),
+                    ),
                     2 => (format!("{base}/hooks/not-a-key-{i}"), hook_body(account, 1)),
-                    3 => (url.clone(), String::from_utf8_lossy(&[0xff, 0xfe, 0x00, (i % 255) as u8]).into_owned()),
-                    4 => (url.clone(), format!("leads[add][0][id]={i}&leads[add][0][created_at]=x%ZZ")),
+                    3 => (
+                        url.clone(),
+                        String::from_utf8_lossy(&[0xff, 0xfe, 0x00, (i % 255) as u8]).into_owned(),
+                    ),
+                    4 => (
+                        url.clone(),
+                        format!("leads[add][0][id]={i}&leads[add][0][created_at]=x%ZZ"),
+                    ),
                     _ => (url.clone(), oversize.clone()),
                 };
                 let status = match http.post(&target).body(body).send().await {

@@ -152,7 +152,16 @@ async fn main() -> anyhow::Result<()> {
 
     let result = match &args.drill {
         Some(drill) => {
-            drills::run(drill, &amohook, db_url.as_str(), args.rps, server, &fake, &http).await
+            drills::run(
+                drill,
+                &amohook,
+                db_url.as_str(),
+                args.rps,
+                server,
+                &fake,
+                &http,
+            )
+            .await
         }
         None => {
             let report = run(&args, &server, &fake, &http, db_url.as_str()).await;
@@ -192,7 +201,13 @@ pub(crate) fn client(concurrency: usize) -> reqwest::Client {
 
 impl Server {
     /// Starts `amohook serve` on `port` against `db_url` and the fake.
-    pub(crate) fn spawn(amohook: &std::path::Path, db_url: &str, fake: &FakeAmo, rps: usize, port: u16) -> anyhow::Result<Server> {
+    pub(crate) fn spawn(
+        amohook: &std::path::Path,
+        db_url: &str,
+        fake: &FakeAmo,
+        rps: usize,
+        port: u16,
+    ) -> anyhow::Result<Server> {
         let base = format!("http://127.0.0.1:{port}");
         let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
         let child = Command::new(amohook)
@@ -392,7 +407,11 @@ async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyho
 
 /// Waits until the fake holds notes for every entity in `entities`; returns
 /// each one's arrival.
-pub(crate) async fn wait_notes(fake: &FakeAmo, entities: &[i64], timeout: Duration) -> Vec<(i64, Instant)> {
+pub(crate) async fn wait_notes(
+    fake: &FakeAmo,
+    entities: &[i64],
+    timeout: Duration,
+) -> Vec<(i64, Instant)> {
     let wanted: std::collections::HashSet<i64> = entities.iter().copied().collect();
     let deadline = Instant::now() + timeout;
     loop {
