@@ -114,13 +114,50 @@ pub async fn find(db: &mut PgConnection, account_id: i64) -> sqlx::Result<Option
 
 /// The account a hook key belongs to.
 pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Option<Account>> {
+    find_by_hook_digest(db, &crypto::sha256_hex(hook_key)).await
+}
+
+/// The account whose hook key has this SHA-256 (hex).
+pub async fn find_by_hook_digest(db: &PgPool, digest: &str) -> sqlx::Result<Option<Account>> {
     let row: Option<AccountRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from accounts where hook_key_sha256 = $1"
     ))
-    .bind(crypto::sha256_hex(hook_key))
+    .bind(digest)
     .fetch_optional(db)
     .await?;
     Ok(row.map(Account::from))
+}
+
+/// Accounts by hook key, remembered for a few seconds so that a burst of
+/// hooks for one account costs one lookup. A status change reaches the hook
+/// path within [`KeyCache::TTL`]; the worker checks the status again before
+/// it delivers anything.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, (Account, std::time::Instant)>>,
+}
+
+impl KeyCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    const MAX: usize = 20_000;
+
+    pub async fn account(&self, db: &PgPool, hook_key: &str) -> sqlx::Result<Option<Account>> {
+        let digest = crypto::sha256_hex(hook_key);
+        if let Some((account, at)) = self.map.lock().expect("not poisoned").get(&digest) {
+            if at.elapsed() < Self::TTL {
+                return Ok(Some(account.clone()));
+            }
+        }
+        let found = find_by_hook_digest(db, &digest).await?;
+        if let Some(account) = &found {
+            let mut map = self.map.lock().expect("not poisoned");
+            if map.len() >= Self::MAX {
+                map.clear();
+            }
+            map.insert(digest, (account.clone(), std::time::Instant::now()));
+        }
+        Ok(found)
+    }
 }
 
 /// The account's hook key, decrypted.

@@ -88,6 +88,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
         let state = AppState {
             receipts: Arc::new(Receipts::default()),
+            hook_accounts: Arc::default(),
             metrics: metrics_handle(),
             pool,
             settings: Arc::new(settings),

@@ -393,23 +393,36 @@ impl Worker {
             .unwrap_or(self.fallback_tz);
         let lang = Lang::for_domain(&account.domain);
         let mut tx = self.pool.begin().await?;
-        let mut states: HashMap<(String, i64), (i64, Snapshot)> = HashMap::new();
+
+        // The last seen state of every card in the round, in one query.
+        let (types, ids): (Vec<String>, Vec<i64>) = events
+            .iter()
+            .filter(|e| e.note_text.is_none())
+            .map(|e| (e.entity_type.clone(), e.entity_id))
+            .unzip();
+        let rows: Vec<(String, i64, i64, Json<Snapshot>)> = sqlx::query_as(
+            "select s.entity_type, s.entity_id, s.changed_at, s.snapshot
+             from entity_states s
+             join unnest($2::text[], $3::bigint[]) as k(entity_type, entity_id)
+               on s.entity_type = k.entity_type and s.entity_id = k.entity_id
+             where s.account_id = $1",
+        )
+        .bind(account.account_id)
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut states: HashMap<(String, i64), (i64, Snapshot)> = rows
+            .into_iter()
+            .map(|(t, id, at, snap)| ((t, id), (at, snap.0)))
+            .collect();
+
+        // Render in order, moving each card's state forward in memory.
+        let mut changed_cards: Vec<(String, i64)> = Vec::new();
+        let (mut note_ids, mut note_texts) = (Vec::new(), Vec::new());
+        let (mut skipped_ids, mut skipped_reasons) = (Vec::new(), Vec::new());
         for event in events.iter_mut().filter(|e| e.note_text.is_none()) {
             let key = (event.entity_type.clone(), event.entity_id);
-            if !states.contains_key(&key) {
-                let row: Option<(i64, Json<Snapshot>)> = sqlx::query_as(
-                    "select changed_at, snapshot from entity_states
-                     where account_id = $1 and entity_type = $2 and entity_id = $3",
-                )
-                .bind(account.account_id)
-                .bind(&event.entity_type)
-                .bind(event.entity_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some((at, snap)) = row {
-                    states.insert(key.clone(), (at, snap.0));
-                }
-            }
             let prev = states.get(&key);
             let cur = &event.snapshot.0;
             let newer = prev.is_none_or(|(at, _)| event.changed_at >= *at);
@@ -443,44 +456,68 @@ impl Worker {
                 }
             };
             if newer {
-                sqlx::query(
-                    "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot)
-                     values ($1, $2, $3, $4, $5)
-                     on conflict (account_id, entity_type, entity_id) do update
-                     set changed_at = excluded.changed_at, snapshot = excluded.snapshot
-                     where entity_states.changed_at <= excluded.changed_at",
-                )
-                .bind(account.account_id)
-                .bind(&event.entity_type)
-                .bind(event.entity_id)
-                .bind(event.changed_at)
-                .bind(Json(cur))
-                .execute(&mut *tx)
-                .await?;
-                states.insert(key, (event.changed_at, cur.clone()));
+                states.insert(key.clone(), (event.changed_at, cur.clone()));
+                if !changed_cards.contains(&key) {
+                    changed_cards.push(key);
+                }
             }
             match outcome {
                 Ok(text) => {
-                    sqlx::query("update hook_events set note_text = $2 where event_id = $1")
-                        .bind(event.event_id)
-                        .bind(&text)
-                        .execute(&mut *tx)
-                        .await?;
+                    note_ids.push(event.event_id);
+                    note_texts.push(text.clone());
                     event.note_text = Some(text);
                 }
                 Err(reason) => {
-                    sqlx::query(
-                        "update hook_events set state = 'skipped', last_error = $2, finished_at = now(),
-                             locked_until = null
-                         where event_id = $1",
-                    )
-                    .bind(event.event_id)
-                    .bind(reason)
-                    .execute(&mut *tx)
-                    .await?;
+                    skipped_ids.push(event.event_id);
+                    skipped_reasons.push(reason);
                 }
             }
         }
+
+        // Write it all back in three statements.
+        let (mut c_types, mut c_ids, mut c_ats, mut c_snaps) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for key in &changed_cards {
+            if let Some((at, snap)) = states.get(key) {
+                c_types.push(key.0.clone());
+                c_ids.push(key.1);
+                c_ats.push(*at);
+                c_snaps.push(Json(snap.clone()));
+            }
+        }
+        sqlx::query(
+            "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot)
+             select $1, * from unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[])
+             on conflict (account_id, entity_type, entity_id) do update
+             set changed_at = excluded.changed_at, snapshot = excluded.snapshot
+             where entity_states.changed_at <= excluded.changed_at",
+        )
+        .bind(account.account_id)
+        .bind(&c_types)
+        .bind(&c_ids)
+        .bind(&c_ats)
+        .bind(&c_snaps)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update hook_events e set note_text = n.text
+             from unnest($1::bigint[], $2::text[]) as n(event_id, text)
+             where e.event_id = n.event_id",
+        )
+        .bind(&note_ids)
+        .bind(&note_texts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update hook_events e set state = 'skipped', last_error = n.reason, finished_at = now(),
+                 locked_until = null
+             from unnest($1::bigint[], $2::text[]) as n(event_id, reason)
+             where e.event_id = n.event_id",
+        )
+        .bind(&skipped_ids)
+        .bind(&skipped_reasons)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

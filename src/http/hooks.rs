@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::{
-    accounts::{self, Account, AccountStatus},
+    accounts::{Account, AccountStatus},
     hooks::{self, Hook},
     worker::CHANNEL,
 };
@@ -75,7 +75,7 @@ async fn answer_hook(state: &AppState, hook_key: &str, body: &[u8]) -> (Response
             "unknown_key",
         );
     }
-    let account = match accounts::find_by_hook_key(&state.pool, hook_key).await {
+    let account = match state.hook_accounts.account(&state.pool, hook_key).await {
         Ok(Some(account)) => account,
         Ok(None) => {
             return (
@@ -165,15 +165,22 @@ async fn store(state: &AppState, account: &Account, hook: &Hook) -> sqlx::Result
         AccountStatus::Disconnected => ("dropped", Some("account disconnected")),
         _ => ("pending", None),
     };
-    let mut tx = state.pool.begin().await?;
-    let stored = sqlx::query(
-        "insert into hook_events (account_id, entity_type, entity_id, action, changed_at, snapshot,
-                                  state, last_error, finished_at)
-         select $1, t.kind, t.id, t.action, t.at, t.snapshot, $7, $8,
-                case when $7 = 'dropped' then now() end
-         from unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::jsonb[])
-              as t(kind, id, action, at, snapshot)
-         on conflict (account_id, entity_type, entity_id, action, changed_at) do nothing",
+    // One statement, so one round trip and one commit: the insert, and a
+    // NOTIFY (delivered on commit, waking the workers of every process)
+    // when something new was stored for delivery.
+    let (stored, _woke): (i64, i64) = sqlx::query_as(
+        "with stored as (
+             insert into hook_events (account_id, entity_type, entity_id, action, changed_at, snapshot,
+                                      state, last_error, finished_at)
+             select $1, t.kind, t.id, t.action, t.at, t.snapshot, $7, $8,
+                    case when $7 = 'dropped' then now() end
+             from unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::jsonb[])
+                  as t(kind, id, action, at, snapshot)
+             on conflict (account_id, entity_type, entity_id, action, changed_at) do nothing
+             returning 1),
+         woke as (
+             select pg_notify($9, $1::text) where $7 = 'pending' and exists (select 1 from stored))
+         select (select count(*) from stored), (select count(*) from woke)",
     )
     .bind(account.account_id)
     .bind(&kinds)
@@ -183,17 +190,9 @@ async fn store(state: &AppState, account: &Account, hook: &Hook) -> sqlx::Result
     .bind(&snapshots)
     .bind(initial)
     .bind(note)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if stored > 0 && initial == "pending" {
-        // Delivered on commit: wakes the workers of every process.
-        sqlx::query("select pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(account.account_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    .bind(CHANNEL)
+    .fetch_one(&state.pool)
+    .await?;
+    let stored = stored as u64;
     Ok(stored)
 }

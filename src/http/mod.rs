@@ -41,6 +41,7 @@ pub struct AppState {
     pub installer: Installer,
     pub worker: Arc<Worker>,
     pub receipts: Arc<Receipts>,
+    pub hook_accounts: Arc<crate::accounts::KeyCache>,
     pub metrics: PrometheusHandle,
 }
 
