@@ -14,7 +14,7 @@ use sqlx::PgPool;
 
 /// A window a little longer than a second: requests leave a few
 /// milliseconds after their slot is taken and may arrive closer together.
-const WINDOW: Duration = Duration::from_millis(1080);
+const WINDOW: Duration = Duration::from_millis(1050);
 
 #[derive(Clone, Debug)]
 pub struct Budget {
