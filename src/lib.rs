@@ -12,6 +12,7 @@ pub mod directory;
 pub mod fake_amocrm;
 pub mod hooks;
 pub mod http;
+pub mod inbox;
 pub mod install;
 pub mod notes;
 pub mod retention;

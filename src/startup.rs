@@ -89,6 +89,7 @@ impl Application {
         let state = AppState {
             receipts: Arc::new(Receipts::default()),
             hook_accounts: Arc::default(),
+            inbox: crate::inbox::Inbox::start(pool.clone()),
             metrics: metrics_handle(),
             pool,
             settings: Arc::new(settings),

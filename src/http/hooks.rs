@@ -23,7 +23,7 @@ use super::AppState;
 use crate::{
     accounts::{Account, AccountStatus},
     hooks::{self, Hook},
-    worker::CHANNEL,
+    inbox::Row,
 };
 
 /// amoCRM waits 2 seconds; past this the answer is 503 instead.
@@ -104,21 +104,17 @@ async fn answer_hook(state: &AppState, hook_key: &str, body: &[u8]) -> (Response
         );
         return (answer(StatusCode::FORBIDDEN, reason), "forbidden");
     }
-    match store(state, &account, &hook).await {
+    let events = hook.events.len();
+    match store(state, &account, hook).await {
         Ok(stored) => {
-            tracing::debug!(
-                account.id = account_id,
-                events = hook.events.len(),
-                stored,
-                "hook stored"
-            );
+            tracing::debug!(account.id = account_id, events, stored, "hook stored");
             state.receipts.record(account_id);
-            let result = if stored == 0 && !hook.events.is_empty() {
+            let result = if stored == 0 && events > 0 {
                 "duplicate"
             } else {
                 "stored"
             };
-            let body = json!({ "status": 200, "events": hook.events.len(), "stored": stored });
+            let body = json!({ "status": 200, "events": events, "stored": stored });
             ((StatusCode::OK, Json(body)).into_response(), result)
         }
         Err(e) => {
@@ -139,60 +135,22 @@ fn mismatch(account: &Account, hook: &Hook) -> Option<&'static str> {
     }
 }
 
-/// Stores the hook's events in one transaction; a change already stored is
-/// skipped. Returns how many were new.
-async fn store(state: &AppState, account: &Account, hook: &Hook) -> sqlx::Result<u64> {
-    if hook.events.is_empty() {
-        return Ok(0);
-    }
-    let n = hook.events.len();
-    let (mut kinds, mut ids, mut actions, mut times, mut snapshots) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for e in &hook.events {
-        kinds.push(e.entity.as_str());
-        ids.push(e.entity_id);
-        actions.push(e.action.as_str());
-        times.push(e.changed_at);
-        snapshots.push(sqlx::types::Json(&e.snapshot));
-    }
+/// Stores the hook's events (group commit, see `inbox.rs`); a change
+/// already stored is skipped. Returns how many were new.
+async fn store(state: &AppState, account: &Account, hook: Hook) -> Result<u64, String> {
     // A disconnected account's events are kept as a record, not delivered.
-    let (initial, note) = match account.status {
-        AccountStatus::Disconnected => ("dropped", Some("account disconnected")),
-        _ => ("pending", None),
+    let initial = match account.status {
+        AccountStatus::Disconnected => "dropped",
+        _ => "pending",
     };
-    // One statement, so one round trip and one commit: the insert, and a
-    // NOTIFY (delivered on commit, waking the workers of every process)
-    // when something new was stored for delivery.
-    let (stored, _woke): (i64, i64) = sqlx::query_as(
-        "with stored as (
-             insert into hook_events (account_id, entity_type, entity_id, action, changed_at, snapshot,
-                                      state, last_error, finished_at)
-             select $1, t.kind, t.id, t.action, t.at, t.snapshot, $7, $8,
-                    case when $7 = 'dropped' then now() end
-             from unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::jsonb[])
-                  as t(kind, id, action, at, snapshot)
-             on conflict (account_id, entity_type, entity_id, action, changed_at) do nothing
-             returning 1),
-         woke as (
-             select pg_notify($9, $1::text) where $7 = 'pending' and exists (select 1 from stored))
-         select (select count(*) from stored), (select count(*) from woke)",
-    )
-    .bind(account.account_id)
-    .bind(&kinds)
-    .bind(&ids)
-    .bind(&actions)
-    .bind(&times)
-    .bind(&snapshots)
-    .bind(initial)
-    .bind(note)
-    .bind(CHANNEL)
-    .fetch_one(&state.pool)
-    .await?;
-    let stored = stored as u64;
-    Ok(stored)
+    let rows = hook
+        .events
+        .into_iter()
+        .map(|event| Row {
+            account_id: account.account_id,
+            event,
+            state: initial,
+        })
+        .collect();
+    state.inbox.store(rows).await
 }

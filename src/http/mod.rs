@@ -42,6 +42,7 @@ pub struct AppState {
     pub worker: Arc<Worker>,
     pub receipts: Arc<Receipts>,
     pub hook_accounts: Arc<crate::accounts::KeyCache>,
+    pub inbox: crate::inbox::Inbox,
     pub metrics: PrometheusHandle,
 }
 

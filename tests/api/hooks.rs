@@ -221,3 +221,38 @@ async fn finished_events_past_the_retention_age_are_deleted_and_nothing_else() {
         .unwrap();
     assert_eq!(left, [4, 5]);
 }
+
+#[tokio::test]
+async fn concurrent_hooks_share_commits_and_each_change_is_stored_once() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    // Ten changes, each sent five times, all at once: many land in the same
+    // group commit, some as duplicates of each other.
+    let mut sends = Vec::new();
+    for _copy in 0..5 {
+        for card in 0..10 {
+            let body = lead_hook(ID, "add", 100 + card, "x", 1, &[]);
+            let http = app.http.clone();
+            let url = app.url(&format!("/hooks/{key}"));
+            sends.push(tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<serde_json::Value>().await.unwrap()["stored"]
+                    .as_u64()
+                    .unwrap()
+            }));
+        }
+    }
+    let mut stored = 0;
+    for send in sends {
+        stored += send.await.unwrap();
+    }
+    assert_eq!(stored, 10, "each change is reported stored exactly once");
+    assert_eq!(count(&app).await, 10);
+}
