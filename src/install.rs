@@ -133,12 +133,7 @@ impl Installer {
         let account =
             accounts::upsert_installed(&mut tx, &self.cipher, &info, domain, &tokens).await?;
         tx.commit().await?;
-        let hook_key = accounts::hook_key(&self.pool, &self.cipher, account.account_id).await?;
-        let hook_url = SecretString::from(format!(
-            "{}/hooks/{}",
-            self.public_url,
-            hook_key.expose_secret()
-        ));
+        let hook_url = self.hook_url(account.account_id).await?;
 
         let webhooks_error = match self
             .api
@@ -170,6 +165,16 @@ impl Installer {
         })
     }
 
+    /// `{public_url}/hooks/{hook_key}`: the account's secret hook URL.
+    async fn hook_url(&self, account_id: i64) -> anyhow::Result<SecretString> {
+        let hook_key = accounts::hook_key(&self.pool, &self.cipher, account_id).await?;
+        Ok(SecretString::from(format!(
+            "{}/hooks/{}",
+            self.public_url,
+            hook_key.expose_secret()
+        )))
+    }
+
     /// Subscribes the account's web-hooks again (after an administrator
     /// fixed rights or the plan) and records the outcome. Returns amoCRM's
     /// refusal in words, or None when subscribed.
@@ -181,11 +186,11 @@ impl Installer {
         let account = accounts::find(&mut *self.pool.acquire().await?, account_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("unknown account"))?;
-        let hook_key = accounts::hook_key(&self.pool, &self.cipher, account_id).await?;
-        let destination = format!("{}/hooks/{}", self.public_url, hook_key.expose_secret());
+        let hook_url = self.hook_url(account_id).await?;
         let result = tokens
             .call(account_id, |token| {
-                let (api, destination, domain) = (&self.api, &destination, &account.domain);
+                let (api, destination, domain) =
+                    (&self.api, hook_url.expose_secret(), &account.domain);
                 async move {
                     api.subscribe_webhooks(domain, &token, destination, WEBHOOK_EVENTS)
                         .await

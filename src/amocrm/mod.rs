@@ -104,6 +104,20 @@ impl From<reqwest::Error> for AmoError {
     }
 }
 
+/// Counts one call to amoCRM and its duration; `status` is None when no
+/// answer came.
+pub(crate) fn record_request(
+    endpoint: &'static str,
+    status: Option<StatusCode>,
+    started: std::time::Instant,
+) {
+    let status = status.map_or_else(|| "error".to_owned(), |s| s.as_str().to_owned());
+    metrics::counter!("amohook_amocrm_requests_total", "endpoint" => endpoint, "status" => status)
+        .increment(1);
+    metrics::histogram!("amohook_amocrm_request_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+}
+
 /// A low-cardinality name for a call, for metrics.
 pub(crate) fn endpoint_name(path: &str) -> &'static str {
     let path = path.split('?').next().unwrap_or(path);
@@ -267,13 +281,11 @@ impl AmoApi {
         let endpoint = endpoint_name(path_and_query);
         let started = std::time::Instant::now();
         let result = self.send(domain, token, method, path_and_query, body).await;
-        let status = match &result {
-            Ok((status, _, _)) => status.as_str().to_owned(),
-            Err(_) => "error".to_owned(),
-        };
-        metrics::counter!("amohook_amocrm_requests_total", "endpoint" => endpoint, "status" => status).increment(1);
-        metrics::histogram!("amohook_amocrm_request_seconds", "endpoint" => endpoint)
-            .record(started.elapsed().as_secs_f64());
+        record_request(
+            endpoint,
+            result.as_ref().ok().map(|(status, _, _)| *status),
+            started,
+        );
         let (status, content_type, bytes) = result?;
         if !status.is_success() {
             return Err(AmoError::from_response(

@@ -157,14 +157,11 @@ impl AmoApi {
         let request = reqwest::Request::try_from(request)?;
         let started = std::time::Instant::now();
         let response = self.http.execute(request).await;
-        metrics::counter!(
-            "amohook_amocrm_requests_total",
-            "endpoint" => "token",
-            "status" => response.as_ref().map(|r| r.status().as_str().to_owned()).unwrap_or_else(|_| "error".into())
-        )
-        .increment(1);
-        metrics::histogram!("amohook_amocrm_request_seconds", "endpoint" => "token")
-            .record(started.elapsed().as_secs_f64());
+        super::record_request(
+            "token",
+            response.as_ref().ok().map(reqwest::Response::status),
+            started,
+        );
         let response = response?;
         let status = response.status();
         let headers = response.headers().clone();
