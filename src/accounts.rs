@@ -128,28 +128,39 @@ pub async fn find_by_hook_digest(db: &PgPool, digest: &str) -> sqlx::Result<Opti
     Ok(row.map(Account::from))
 }
 
-/// Accounts by hook key, remembered for a few seconds so that a burst of
-/// hooks for one account costs one lookup. A status change reaches the hook
-/// path within [`KeyCache::TTL`]; the worker checks the status again before
-/// it delivers anything.
+/// Accounts by hook key, remembered so that a burst of hooks for one
+/// account costs one lookup.
+///
+/// Every process's cache is kept right by the database: a trigger announces
+/// each change of an account's status, hook key, subdomain or pause
+/// (`amohook_accounts`), and `listen::run` forgets that account at once.
+/// While that listener is not connected the cache is not used at all, and a
+/// cached account that is not connected is always read again, so a
+/// reinstalled account's hooks are never taken for a disconnected one's.
 #[derive(Debug, Default)]
 pub struct KeyCache {
     map: std::sync::Mutex<std::collections::HashMap<String, (Account, std::time::Instant)>>,
+    live: std::sync::atomic::AtomicBool,
 }
 
 impl KeyCache {
-    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    /// A backstop only: changes arrive through the listener.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(60);
     const MAX: usize = 20_000;
 
     pub async fn account(&self, db: &PgPool, hook_key: &str) -> sqlx::Result<Option<Account>> {
         let digest = crypto::sha256_hex(hook_key);
-        if let Some((account, at)) = self.map.lock().expect("not poisoned").get(&digest) {
-            if at.elapsed() < Self::TTL {
-                return Ok(Some(account.clone()));
+        let live = self.live.load(std::sync::atomic::Ordering::Acquire);
+        if live {
+            let map = self.map.lock().expect("not poisoned");
+            if let Some((account, at)) = map.get(&digest) {
+                if at.elapsed() < Self::TTL && account.status != AccountStatus::Disconnected {
+                    return Ok(Some(account.clone()));
+                }
             }
         }
         let found = find_by_hook_digest(db, &digest).await?;
-        if let Some(account) = &found {
+        if let (true, Some(account)) = (live, &found) {
             let mut map = self.map.lock().expect("not poisoned");
             if map.len() >= Self::MAX {
                 map.clear();
@@ -157,6 +168,22 @@ impl KeyCache {
             map.insert(digest, (account.clone(), std::time::Instant::now()));
         }
         Ok(found)
+    }
+
+    /// Drops what is remembered of one account (it changed).
+    pub fn forget(&self, account_id: i64) {
+        self.map
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, (account, _)| account.account_id != account_id);
+    }
+
+    /// Called by the listener: while changes reach this process the cache
+    /// is used; when they may not (not yet listening, connection lost), it
+    /// is emptied and bypassed.
+    pub fn set_live(&self, live: bool) {
+        self.map.lock().expect("not poisoned").clear();
+        self.live.store(live, std::sync::atomic::Ordering::Release);
     }
 }
 

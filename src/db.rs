@@ -23,14 +23,43 @@ pub async fn create_if_missing(settings: &DatabaseSettings) -> anyhow::Result<()
     Ok(())
 }
 
-pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+/// Connections of the hook intake's own pool (account lookups by hook key
+/// and the inbox's group commit, which writes one batch at a time). Nothing
+/// else uses them, so no delivery, refresh, install or page can keep a hook
+/// from being stored.
+pub const INTAKE_CONNECTIONS: u32 = 4;
+
+/// Connections of the main pool beyond one per delivery loop: the listener,
+/// the background loop, budget checks, installs and pages.
+const SHARED_CONNECTIONS: u32 = 10;
+
+/// The two pools of a process.
+#[derive(Clone, Debug)]
+pub struct Pools {
+    /// Delivery, tokens, installs, pages, background work.
+    pub main: PgPool,
+    /// Hook intake only.
+    pub intake: PgPool,
+}
+
+/// Opens both pools; the main one is sized for `delivery_loops`.
+pub async fn connect(settings: &DatabaseSettings, delivery_loops: usize) -> anyhow::Result<Pools> {
     let options = PgConnectOptions::from_str(settings.url.expose_secret())?;
-    let pool = PgPoolOptions::new()
-        .max_connections(20)
+    let main = PgPoolOptions::new()
+        .max_connections(
+            u32::try_from(delivery_loops)
+                .unwrap_or(u32::MAX)
+                .saturating_add(SHARED_CONNECTIONS),
+        )
         .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.clone())
+        .await?;
+    let intake = PgPoolOptions::new()
+        .max_connections(INTAKE_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(2))
         .connect_with(options)
         .await?;
-    Ok(pool)
+    Ok(Pools { main, intake })
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {

@@ -100,9 +100,13 @@ pub struct FakeNote {
     pub entity_type: String,
     pub entity_id: i64,
     pub text: String,
+    /// `common` for the notes amohook writes; tests add others.
+    pub note_type: String,
     pub request_id: Option<String>,
     /// When the note was created.
     pub at: Instant,
+    /// Unix seconds, what `filter[updated_at]` compares.
+    pub updated_at: i64,
 }
 
 #[derive(Default)]
@@ -249,6 +253,33 @@ impl FakeAmo {
     /// Every access and refresh token issued so far.
     pub fn issued_tokens(&self) -> Vec<String> {
         self.with(|s| s.access.keys().chain(s.refresh.keys()).cloned().collect())
+    }
+
+    /// Puts a note into a card as someone in the account would.
+    /// `entity_type` is `leads`, `contacts` or `companies`.
+    pub fn add_note(
+        &self,
+        domain: &str,
+        entity_type: &str,
+        entity_id: i64,
+        note_type: &str,
+        text: &str,
+    ) {
+        self.with(|s| {
+            s.counter += 1;
+            let note = FakeNote {
+                id: s.counter as i64,
+                domain: domain.into(),
+                entity_type: entity_type.into(),
+                entity_id,
+                text: text.into(),
+                note_type: note_type.into(),
+                request_id: None,
+                at: Instant::now(),
+                updated_at: unix_now(),
+            };
+            s.notes.push(note);
+        });
     }
 
     /// Notes created so far.
@@ -651,8 +682,10 @@ fn route(
                     entity_type: entity_type.clone(),
                     entity_id: item["entity_id"].as_i64().unwrap_or_default(),
                     text: item["params"]["text"].as_str().unwrap_or_default().into(),
+                    note_type: item["note_type"].as_str().unwrap_or("common").into(),
                     request_id: item["request_id"].as_str().map(str::to_owned),
                     at: Instant::now(),
+                    updated_at: unix_now(),
                 };
                 created.push(json!({"id": note.id, "entity_id": note.entity_id, "request_id": note.request_id,
                     "_links": {"self": {"href": format!("/api/v4/{entity_type}/notes/{}", note.id)}}}));
@@ -665,25 +698,107 @@ fn route(
         }
         ("GET", p) if p.ends_with("/notes") && entity_of(p).is_some() => {
             let entity_type = entity_of(p).unwrap_or_default();
-            let wanted: HashSet<i64> =
-                url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-                    .filter(|(k, _)| k.starts_with("filter[entity_id]"))
-                    .filter_map(|(_, v)| v.parse().ok())
-                    .collect();
-            let notes: Vec<Value> = s
+            let filter = match NotesFilter::parse(query.unwrap_or_default()) {
+                Ok(filter) => filter,
+                Err(detail) => return problem(400, "Bad Request", &detail, None),
+            };
+            let mut matching: Vec<&FakeNote> = s
                 .notes
                 .iter()
                 .filter(|n| n.domain == domain && n.entity_type == entity_type)
-                .filter(|n| wanted.is_empty() || wanted.contains(&n.entity_id))
-                .map(|n| json!({"id": n.id, "entity_id": n.entity_id, "note_type": "common", "params": {"text": n.text}}))
+                .filter(|n| filter.matches(n))
+                .collect();
+            matching.sort_by_key(|n| n.id);
+            let notes: Vec<Value> = matching
+                .into_iter()
+                .skip((filter.page - 1) * filter.limit)
+                .take(filter.limit)
+                .map(|n| {
+                    json!({"id": n.id, "entity_id": n.entity_id, "note_type": n.note_type,
+                    "updated_at": n.updated_at, "params": {"text": n.text}})
+                })
                 .collect();
             if notes.is_empty() {
                 return StatusCode::NO_CONTENT.into_response();
             }
-            json_ok(StatusCode::OK, json!({"_embedded": {"notes": notes}}))
+            json_ok(
+                StatusCode::OK,
+                json!({"_page": filter.page, "_embedded": {"notes": notes}}),
+            )
         }
         _ => html(404),
     }
+}
+
+/// The query of `GET /api/v4/{entity}/notes`, checked like amoCRM documents
+/// it (developers.kommo.com "notes by entity type"; the official SDK's
+/// NotesFilter): `filter[entity_id][]` and `filter[note_type][]` are
+/// arrays, `filter[updated_at]` a timestamp or a `[from]`/`[to]` range,
+/// `limit` at most 250, `page` from 1. Anything else is refused, so a test
+/// fails when amohook sends a form amoCRM does not document.
+struct NotesFilter {
+    entity_ids: HashSet<i64>,
+    note_types: HashSet<String>,
+    updated_from: Option<i64>,
+    updated_to: Option<i64>,
+    limit: usize,
+    page: usize,
+}
+
+impl NotesFilter {
+    fn parse(query: &str) -> Result<NotesFilter, String> {
+        let mut filter = NotesFilter {
+            entity_ids: HashSet::new(),
+            note_types: HashSet::new(),
+            updated_from: None,
+            updated_to: None,
+            limit: 50,
+            page: 1,
+        };
+        let number = |k: &str, v: &str| -> Result<i64, String> {
+            v.parse().map_err(|_| format!("{k} is not a number"))
+        };
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "filter[entity_id][]" | "filter[entity_id]" => {
+                    filter.entity_ids.insert(number(&k, &v)?);
+                }
+                "filter[note_type][]" => {
+                    filter.note_types.insert(v.into_owned());
+                }
+                "filter[updated_at][from]" => filter.updated_from = Some(number(&k, &v)?),
+                "filter[updated_at][to]" => filter.updated_to = Some(number(&k, &v)?),
+                "filter[updated_at]" => {
+                    let at = number(&k, &v)?;
+                    filter.updated_from = Some(at);
+                    filter.updated_to = Some(at);
+                }
+                "limit" => match number(&k, &v)? {
+                    n @ 1..=250 => filter.limit = n as usize,
+                    _ => return Err("limit must be from 1 to 250".into()),
+                },
+                "page" => match number(&k, &v)? {
+                    n @ 1.. => filter.page = n as usize,
+                    _ => return Err("page must be 1 or more".into()),
+                },
+                other => return Err(format!("unknown parameter {other}")),
+            }
+        }
+        Ok(filter)
+    }
+
+    fn matches(&self, note: &FakeNote) -> bool {
+        (self.entity_ids.is_empty() || self.entity_ids.contains(&note.entity_id))
+            && (self.note_types.is_empty() || self.note_types.contains(&note.note_type))
+            && self.updated_from.is_none_or(|from| note.updated_at >= from)
+            && self.updated_to.is_none_or(|to| note.updated_at <= to)
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn entity_of(path: &str) -> Option<&'static str> {

@@ -4,16 +4,23 @@
 //! commit is under way are written together in the next one: one statement,
 //! one commit, however many hooks are waiting. At light load a batch is one
 //! hook and nothing waits longer than before; under load the commit rate no
-//! longer bounds the hook rate. A failed statement fails every hook of its
-//! batch (each is answered 503 and re-sent by amoCRM); none is answered 200
-//! without being stored.
+//! longer bounds the hook rate.
+//!
+//! A batch is shared by many accounts, so one hook must never fail the
+//! others: when the batch statement fails, each hook of the batch is written
+//! on its own, and only a hook that cannot be stored by itself is refused:
+//! [`StoreError::Rejected`] when its content is the reason (sending it again
+//! would fail the same way), [`StoreError::Unavailable`] when the database
+//! is. A hook whose sender has stopped waiting (it was answered 503) is not
+//! written at all.
 
 use std::collections::HashMap;
 
+use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{hooks::HookEvent, worker::CHANNEL};
+use crate::{hooks::HookEvent, listen::EVENTS};
 
 /// Hooks written in one statement at most.
 const MAX_BATCH: usize = 256;
@@ -26,9 +33,19 @@ pub struct Row {
     pub state: &'static str,
 }
 
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database refuses this hook's content; a re-send fails the same way.
+    #[error("the hook cannot be stored: {0}")]
+    Rejected(String),
+    /// The database cannot store anything now; a re-send may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+}
+
 struct Job {
     rows: Vec<Row>,
-    reply: oneshot::Sender<Result<u64, String>>,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
 }
 
 /// Hands rows to the committer. Cheap to clone.
@@ -37,7 +54,10 @@ pub struct Inbox {
     jobs: mpsc::Sender<Job>,
 }
 
-type Key = (i64, String, i64, String, i64);
+/// What makes an event unique: the card, the change, and a digest of what
+/// the hook showed (two different changes within one second share
+/// `changed_at`; amoCRM's re-send of the same body shares all of it).
+type Key = (i64, String, i64, String, i64, i64);
 
 impl Inbox {
     /// Starts the committer; it stops when every `Inbox` is dropped.
@@ -49,16 +69,17 @@ impl Inbox {
 
     /// Stores the rows; returns how many were new (the rest were stored
     /// before: re-sent hooks).
-    pub async fn store(&self, rows: Vec<Row>) -> Result<u64, String> {
+    pub async fn store(&self, rows: Vec<Row>) -> Result<u64, StoreError> {
         if rows.is_empty() {
             return Ok(0);
         }
+        let closed = || StoreError::Unavailable("the inbox is closed".into());
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { rows, reply })
             .await
-            .map_err(|_| "the inbox is closed".to_owned())?;
-        answer.await.map_err(|_| "the inbox stopped".to_owned())?
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 }
 
@@ -71,43 +92,99 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match write(&pool, &jobs).await {
-            Ok(stored) => {
-                for (job, n) in jobs.into_iter().zip(stored) {
-                    let _ = job.reply.send(Ok(n));
-                }
+        commit(&pool, jobs).await;
+    }
+}
+
+/// Writes a batch and answers each job of it.
+async fn commit(pool: &PgPool, jobs: Vec<Job>) {
+    // A sender that timed out was answered 503: amoCRM sends that hook
+    // again, so writing it now would only race with the re-send.
+    let (rows, replies): (Vec<Vec<Row>>, Vec<_>) = jobs
+        .into_iter()
+        .filter(|j| !j.reply.is_closed())
+        .map(|j| (j.rows, j.reply))
+        .unzip();
+    if replies.is_empty() {
+        return;
+    }
+    let prepared: Vec<Vec<Prepared>> = rows.iter().map(|r| prepare(r)).collect();
+    let all: Vec<&[Prepared]> = prepared.iter().map(Vec::as_slice).collect();
+    match write(pool, &all).await {
+        Ok(counts) => {
+            for (reply, n) in replies.into_iter().zip(counts) {
+                let _ = reply.send(Ok(n));
             }
-            Err(e) => {
-                let text = e.to_string();
-                for job in jobs {
-                    let _ = job.reply.send(Err(text.clone()));
+        }
+        Err(e) if replies.len() == 1 => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, hooks = replies.len(), "group commit failed; storing its hooks one by one");
+            for (reply, one) in replies.into_iter().zip(all) {
+                if reply.is_closed() {
+                    continue;
                 }
+                let _ = reply.send(write(pool, &[one]).await.map(|counts| counts[0]));
             }
         }
     }
 }
 
+/// A row ready for the statement: the snapshot encoded once, and its digest.
+struct Prepared<'a> {
+    row: &'a Row,
+    snapshot: String,
+    digest: i64,
+}
+
+fn prepare(rows: &[Row]) -> Vec<Prepared<'_>> {
+    rows.iter()
+        .map(|row| {
+            // The snapshot is a struct with a fixed field order and lists in
+            // the hook's order: the same body always encodes the same way.
+            let snapshot =
+                serde_json::to_string(&row.event.snapshot).expect("a snapshot always encodes");
+            Prepared {
+                row,
+                digest: snapshot_digest(&snapshot),
+                snapshot,
+            }
+        })
+        .collect()
+}
+
+/// The first 64 bits of the snapshot's SHA-256.
+fn snapshot_digest(encoded: &str) -> i64 {
+    let hash = Sha256::digest(encoded.as_bytes());
+    i64::from_be_bytes(hash[..8].try_into().expect("8 bytes"))
+}
+
 /// Writes every job's rows in one statement (with one NOTIFY per account
 /// that got something to deliver) and counts the new rows per job.
-async fn write(pool: &PgPool, jobs: &[Job]) -> sqlx::Result<Vec<u64>> {
-    let n: usize = jobs.iter().map(|j| j.rows.len()).sum();
+async fn write(pool: &PgPool, jobs: &[&[Prepared<'_>]]) -> Result<Vec<u64>, StoreError> {
+    let n: usize = jobs.iter().map(|j| j.len()).sum();
     let mut accounts = Vec::with_capacity(n);
     let mut kinds = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut actions = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
     let mut snapshots = Vec::with_capacity(n);
+    let mut digests = Vec::with_capacity(n);
     let mut states = Vec::with_capacity(n);
     let mut owner: HashMap<Key, usize> = HashMap::with_capacity(n);
     for (index, job) in jobs.iter().enumerate() {
-        for row in &job.rows {
-            let e = &row.event;
+        for p in job.iter() {
+            let (row, e) = (p.row, &p.row.event);
             accounts.push(row.account_id);
             kinds.push(e.entity.as_str());
             ids.push(e.entity_id);
             actions.push(e.action.as_str());
             times.push(e.changed_at);
-            snapshots.push(sqlx::types::Json(&e.snapshot));
+            snapshots.push(p.snapshot.as_str());
+            digests.push(p.digest);
             states.push(row.state);
             owner
                 .entry((
@@ -116,6 +193,7 @@ async fn write(pool: &PgPool, jobs: &[Job]) -> sqlx::Result<Vec<u64>> {
                     e.entity_id,
                     e.action.as_str().into(),
                     e.changed_at,
+                    p.digest,
                 ))
                 .or_insert(index);
         }
@@ -123,19 +201,21 @@ async fn write(pool: &PgPool, jobs: &[Job]) -> sqlx::Result<Vec<u64>> {
     let stored: Vec<(i64, String, i64, String, i64, i64)> = sqlx::query_as(
         "with stored as (
              insert into hook_events (account_id, entity_type, entity_id, action, changed_at, snapshot,
-                                      state, last_error, finished_at)
-             select t.account_id, t.kind, t.id, t.action, t.at, t.snapshot, t.state,
+                                      snapshot_digest, state, last_error, finished_at)
+             select t.account_id, t.kind, t.id, t.action, t.at, t.snapshot::jsonb, t.digest, t.state,
                     case when t.state = 'dropped' then 'account disconnected' end,
                     case when t.state = 'dropped' then now() end
-             from unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::jsonb[], $7::text[])
-                  as t(account_id, kind, id, action, at, snapshot, state)
-             on conflict (account_id, entity_type, entity_id, action, changed_at) do nothing
-             returning account_id, entity_type, entity_id, action, changed_at, state),
+             from unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[],
+                         $7::bigint[], $8::text[])
+                  as t(account_id, kind, id, action, at, snapshot, digest, state)
+             on conflict (account_id, entity_type, entity_id, action, changed_at, snapshot_digest)
+                 do nothing
+             returning account_id, entity_type, entity_id, action, changed_at, snapshot_digest, state),
          woke as (
-             select pg_notify($8, account_id::text)
+             select pg_notify($9, account_id::text)
              from (select distinct account_id from stored where state = 'pending') a)
-         select account_id, entity_type, entity_id, action, changed_at, (select count(*) from woke)
-         from stored",
+         select account_id, entity_type, entity_id, action, changed_at, snapshot_digest
+         from stored, (select count(*) from woke) w",
     )
     .bind(&accounts)
     .bind(&kinds)
@@ -143,15 +223,34 @@ async fn write(pool: &PgPool, jobs: &[Job]) -> sqlx::Result<Vec<u64>> {
     .bind(&actions)
     .bind(&times)
     .bind(&snapshots)
+    .bind(&digests)
     .bind(&states)
-    .bind(CHANNEL)
+    .bind(EVENTS)
     .fetch_all(pool)
-    .await?;
+    .await
+    .map_err(classify)?;
     let mut counts = vec![0u64; jobs.len()];
-    for (account, kind, id, action, at, _) in stored {
-        if let Some(index) = owner.get(&(account, kind, id, action, at)) {
+    for key in stored {
+        if let Some(index) = owner.get(&key) {
             counts[*index] += 1;
         }
     }
     Ok(counts)
+}
+
+/// Whose fault a failed statement is: the data's (SQLSTATE classes 22 data
+/// exception, 23 integrity violation, 54 program limit exceeded) or the
+/// database's (anything else: connections, timeouts, shutdown).
+fn classify(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        if let Some(code) = db.code() {
+            if ["22", "23", "54"]
+                .iter()
+                .any(|class| code.starts_with(class))
+            {
+                return StoreError::Rejected(db.message().to_owned());
+            }
+        }
+    }
+    StoreError::Unavailable(error.to_string())
 }

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod http;
 pub mod inbox;
 pub mod install;
+pub mod listen;
 pub mod notes;
 pub mod retention;
 pub mod startup;

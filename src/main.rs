@@ -60,8 +60,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db::create_if_missing(&database)
                 .await
                 .context("cannot reach PostgreSQL (database.url)")?;
-            let pool = db::connect(&database).await?;
-            db::migrate(&pool).await?;
+            let pools = db::connect(&database, 0).await?;
+            db::migrate(&pools.main).await?;
             tracing::info!("migrations applied");
             Ok(())
         }

@@ -43,9 +43,10 @@ impl Application {
         db::create_if_missing(&settings.database)
             .await
             .context("cannot reach PostgreSQL to create the database (database.url)")?;
-        let pool = db::connect(&settings.database)
+        let pools = db::connect(&settings.database, settings.worker.concurrency)
             .await
             .context("cannot connect to PostgreSQL (database.url)")?;
+        let pool = pools.main.clone();
         db::migrate(&pool)
             .await
             .context("cannot apply migrations")?;
@@ -89,7 +90,8 @@ impl Application {
         let state = AppState {
             receipts: Arc::new(Receipts::default()),
             hook_accounts: Arc::default(),
-            inbox: crate::inbox::Inbox::start(pool.clone()),
+            inbox: crate::inbox::Inbox::start(pools.intake.clone()),
+            intake_pool: pools.intake,
             metrics: metrics_handle(),
             pool,
             settings: Arc::new(settings),
@@ -114,6 +116,12 @@ impl Application {
     /// then lets in-flight requests finish (bounded by a grace period).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let background = tokio::spawn(background(self.state.clone(), shutdown.clone()));
+        let listener = tokio::spawn(crate::listen::run(
+            self.state.pool.clone(),
+            self.state.hook_accounts.clone(),
+            self.state.worker.clone(),
+            shutdown.clone(),
+        ));
         let delivery = tokio::spawn(
             self.state
                 .worker
@@ -138,7 +146,9 @@ impl Application {
         {
             tracing::warn!("note delivery did not stop within the grace period");
         }
+        let _ = tokio::time::timeout(Duration::from_secs(2), listener).await;
         self.state.pool.close().await;
+        self.state.intake_pool.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -109,33 +109,19 @@ impl TokenStore {
 
     /// Refreshes the account's token if, after taking the lock and reading
     /// it again, it is still due for `reason`. Returns the access token to
-    /// use from now on.
+    /// use from now on. Transient failures are tried twice more.
     #[tracing::instrument(skip_all, fields(account.id = account_id, reason = reason_name(&reason)))]
     pub async fn refresh(
         &self,
         account_id: i64,
         reason: RefreshReason,
     ) -> Result<SecretString, TokenError> {
-        let mut tx = self.pool.begin().await?;
-        // Waiting for another process's refresh is bounded by its HTTP
-        // timeout; this bound keeps a stuck lock from hanging a worker.
-        sqlx::query("set local lock_timeout = '60s'")
-            .execute(&mut *tx)
-            .await?;
-        let row = self.read(&mut tx, account_id, true).await?;
-        if !is_due(&row, &reason, Utc::now()) {
-            // Someone else refreshed while we waited for the lock.
-            return self.open(account_id, "access_token", &row.access_token);
-        }
-        if let RefreshReason::Rejected(rejected) = &reason {
-            let current = self.open(account_id, "access_token", &row.access_token)?;
-            if current.expose_secret() != rejected.expose_secret() {
-                return Ok(current);
-            }
-        }
-        let refresh_token = self.open(account_id, "refresh_token", &row.refresh_token)?;
-        let attempt = || self.api.refresh_token(&row.domain, &refresh_token);
-        let outcome = attempt
+        let domain = self
+            .read(&mut *self.pool.acquire().await?, account_id, false)
+            .await?
+            .domain;
+        let attempt = || self.refresh_once(account_id, &domain, &reason);
+        attempt
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(300))
@@ -143,9 +129,42 @@ impl TokenStore {
                     .with_max_times(2)
                     .with_jitter(),
             )
-            .when(AmoError::is_transient)
-            .await;
-        match outcome {
+            .when(|e| matches!(e, TokenError::Transient(_)))
+            .await
+    }
+
+    /// One refresh: the budget slot first, then the row lock, the call and
+    /// the commit of the new pair, so that no lock is held while waiting for
+    /// anything but amoCRM's answer.
+    async fn refresh_once(
+        &self,
+        account_id: i64,
+        domain: &str,
+        reason: &RefreshReason,
+    ) -> Result<SecretString, TokenError> {
+        self.api
+            .take_slot(domain)
+            .await
+            .map_err(TokenError::Transient)?;
+        let mut tx = self.pool.begin().await?;
+        // Waiting for another process's refresh is bounded by its HTTP
+        // timeout; this bound keeps a stuck lock from hanging a worker.
+        sqlx::query("set local lock_timeout = '60s'")
+            .execute(&mut *tx)
+            .await?;
+        let row = self.read(&mut tx, account_id, true).await?;
+        if !is_due(&row, reason, Utc::now()) {
+            // Someone else refreshed while we waited for the lock.
+            return self.open(account_id, "access_token", &row.access_token);
+        }
+        if let RefreshReason::Rejected(rejected) = reason {
+            let current = self.open(account_id, "access_token", &row.access_token)?;
+            if current.expose_secret() != rejected.expose_secret() {
+                return Ok(current);
+            }
+        }
+        let refresh_token = self.open(account_id, "refresh_token", &row.refresh_token)?;
+        match self.api.refresh_token(&row.domain, &refresh_token).await {
             Ok(tokens) => {
                 metrics::counter!("amohook_token_refreshes_total", "result" => "ok").increment(1);
                 accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens).await?;

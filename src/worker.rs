@@ -1,19 +1,27 @@
 //! The delivery worker: turns stored hook events into notes.
 //!
 //! - An account is worked on by one process at a time: a lease on its row
-//!   (claimed with `for update skip locked`, renewed while working, dropped
-//!   when done, and taken over by another process when it runs out).
+//!   (claimed with `for update skip locked`, dropped when done, and taken
+//!   over by another process when it runs out).
 //! - Its due events are claimed with `for update skip locked` into state
 //!   `sending` with their own lock, so that even a process that lost its
 //!   account lease cannot have an event sent twice at once.
+//! - Leases and locks are short ([`CLAIM_TTL`]) and kept alive by the
+//!   process's heartbeat: a process that dies leaves nothing locked for
+//!   longer than that.
 //! - A note's text is rendered once, in the same transaction that moves the
 //!   card's last seen state forward; retries send exactly that text.
 //! - Before a request that may already have reached amoCRM is repeated (a
 //!   crash mid-send, a timeout, a 5xx), the card's notes are looked up and a
-//!   note with the same text counts as delivered.
+//!   note with the same text counts as delivered. The mark that asks for the
+//!   lookup (`maybe_sent`) is set before every send and cleared only when
+//!   the note is delivered, or when a lookup proved it absent and the send
+//!   that followed was refused outright.
+//! - A failed directory call (users, pipelines) costs only names: the notes
+//!   show ids instead.
 //! - Calls wait for the shared per-account budget (see `budget.rs`).
-//! - NOTIFY on every stored hook wakes idle workers; a one-second poll picks
-//!   up retries whose time has come.
+//! - NOTIFY on every stored hook wakes idle workers (see `listen.rs`); a
+//!   one-second poll picks up retries whose time has come.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -35,13 +43,14 @@ use crate::{
     tokens::{CallError, TokenError, TokenStore},
 };
 
-/// The NOTIFY channel a stored hook signals on.
-pub const CHANNEL: &str = "amohook_events";
-/// How long an account stays with one process without a renewal.
-const ACCOUNT_LEASE: Duration = Duration::from_secs(60);
-/// How long a claimed event stays with its sender: longer than any send
-/// takes (a 15 s timeout, a budget wait).
-const EVENT_LOCK: Duration = Duration::from_secs(120);
+/// How long an account lease or an event lock lasts without a heartbeat.
+pub const CLAIM_TTL: Duration = Duration::from_secs(15);
+/// How often a process renews its claims: three beats per [`CLAIM_TTL`].
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Pages of notes read at most when looking for a note that may exist.
+const LOOKUP_PAGES: u32 = 20;
+/// Notes per page of that lookup: amoCRM's maximum.
+const LOOKUP_LIMIT: usize = 250;
 /// Events claimed per round (two full batches).
 const ROUND: i64 = 100;
 /// Notes per request: amoCRM's batch limit.
@@ -115,7 +124,7 @@ impl Worker {
         if concurrency == 0 {
             return;
         }
-        let listener = tokio::spawn(self.clone().listen(shutdown.clone()));
+        let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
         let mut loops = Vec::new();
         for _ in 0..concurrency {
             let worker = self.clone();
@@ -127,7 +136,7 @@ impl Worker {
         for handle in loops {
             let _ = handle.await;
         }
-        listener.abort();
+        heartbeat.abort();
         if let Err(e) = sqlx::query(
             "update accounts set lease_owner = null, lease_until = null where lease_owner = $1",
         )
@@ -156,31 +165,45 @@ impl Worker {
         }
     }
 
-    async fn listen(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Wakes the idle delivery loops (a hook was stored).
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Keeps this process's claims alive while it runs. When the process
+    /// dies they run out within [`CLAIM_TTL`] and another process (or this
+    /// one, restarted) takes over.
+    async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let listener = async {
-                let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-                listener.listen(CHANNEL).await?;
-                loop {
-                    listener.recv().await?;
-                    self.wake.notify_waiters();
-                }
-                #[allow(unreachable_code)]
-                Ok::<(), sqlx::Error>(())
-            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                result = listener => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "listening for new hooks failed; polling meanwhile");
-                    }
-                }
+                _ = beat.tick() => {}
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            if let Err(e) = self.renew_claims().await {
+                tracing::warn!(error = %e, "renewing this process's claims failed");
             }
         }
+    }
+
+    /// Pushes every lease and lock this process holds [`CLAIM_TTL`] ahead.
+    pub async fn renew_claims(&self) -> sqlx::Result<()> {
+        let ttl = claim_ttl();
+        sqlx::query("update accounts set lease_until = now() + $2 where lease_owner = $1")
+            .bind(&self.owner)
+            .bind(ttl)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "update hook_events set locked_until = now() + $2
+             where locked_by = $1 and state = 'sending'",
+        )
+        .bind(&self.owner)
+        .bind(ttl)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Claims one account with due events and works on it. False when no
@@ -230,7 +253,7 @@ impl Worker {
              returning a.account_id, a.domain, a.status, a.timezone",
         )
         .bind(&self.owner)
-        .bind(chrono::Duration::from_std(ACCOUNT_LEASE).expect("small"))
+        .bind(claim_ttl())
         .fetch_optional(&self.pool)
         .await
     }
@@ -243,7 +266,7 @@ impl Worker {
         )
         .bind(account_id)
         .bind(&self.owner)
-        .bind(chrono::Duration::from_std(ACCOUNT_LEASE).expect("small"))
+        .bind(claim_ttl())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -290,14 +313,15 @@ impl Worker {
                  order by changed_at, event_id
                  limit $2
                  for update skip locked)
-             update hook_events e set state = 'sending', locked_until = now() + $3
+             update hook_events e set state = 'sending', locked_until = now() + $3, locked_by = $4
              from due where e.event_id = due.event_id
              returning e.event_id, e.entity_type, e.entity_id, e.action, e.changed_at, e.snapshot,
                        e.note_text, e.maybe_sent, e.sent_at",
         )
         .bind(account_id)
         .bind(ROUND)
-        .bind(chrono::Duration::from_std(EVENT_LOCK).expect("small"))
+        .bind(claim_ttl())
+        .bind(&self.owner)
         .fetch_all(&self.pool)
         .await?;
         events.sort_by_key(|e| (e.changed_at, e.event_id));
@@ -325,7 +349,14 @@ impl Worker {
             )
             .await
             {
-                return self.failed_call(account, &ids, e).await.map(Err);
+                if stops_the_account(&e) {
+                    // Sending would fail the same way.
+                    return self.failed_call(account, &ids, e).await.map(Err);
+                }
+                // Names are a nicety: the notes show ids instead.
+                tracing::warn!(error = %e, "users or pipelines unavailable; notes name ids");
+                self.record(account.account_id, 0, Some(&e.to_string()))
+                    .await?;
             }
             self.render(account, &mut events, &dir).await?;
         }
@@ -536,11 +567,12 @@ impl Worker {
         }
         sqlx::query(
             "update hook_events set maybe_sent = true, sent_at = coalesce(sent_at, now()),
-                 locked_until = now() + $2
+                 locked_until = now() + $2, locked_by = $3
              where event_id = any($1)",
         )
         .bind(&ids)
-        .bind(chrono::Duration::from_std(EVENT_LOCK).expect("small"))
+        .bind(claim_ttl())
+        .bind(&self.owner)
         .execute(&self.pool)
         .await?;
         let body: Vec<serde_json::Value> = chunk
@@ -634,7 +666,20 @@ impl Worker {
                 }
                 Ok(Ok(()))
             }
-            Err(e) => self.failed_call(account, &ids, e).await.map(Err),
+            Err(e) => {
+                if refused_outright(&e) {
+                    // Nothing of this request was created, and before it
+                    // each note was either never sent or proved absent by
+                    // this round's lookup.
+                    sqlx::query(
+                        "update hook_events set maybe_sent = false where event_id = any($1)",
+                    )
+                    .bind(&ids)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                self.failed_call(account, &ids, e).await.map(Err)
+            }
         }
     }
 
@@ -652,7 +697,7 @@ impl Worker {
                 // so that workers do not come back in step.
                 let wait = rand::thread_rng().gen_range(1000..3000);
                 sqlx::query(
-                    "update hook_events set state = 'pending', maybe_sent = false, locked_until = null,
+                    "update hook_events set state = 'pending', locked_until = null,
                          last_error = $2, next_attempt_at = now() + make_interval(secs => $3::float8 / 1000)
                      where event_id = any($1)",
                 )
@@ -673,7 +718,7 @@ impl Worker {
                 .execute(&self.pool)
                 .await?;
                 sqlx::query(
-                    "update hook_events set state = 'pending', maybe_sent = false, locked_until = null,
+                    "update hook_events set state = 'pending', locked_until = null,
                          last_error = $2, next_attempt_at = now() + $3
                      where event_id = any($1)",
                 )
@@ -694,18 +739,11 @@ impl Worker {
             {
                 self.fail(account.account_id, ids, &text).await?;
             }
-            other => {
+            _ => {
                 // Timeouts, dropped connections and 5xx may have reached
-                // amoCRM: keep maybe_sent so the next try looks first.
-                let maybe_sent = matches!(
-                    other,
-                    CallError::Amo(
-                        AmoError::Transport(_)
-                            | AmoError::Unavailable { .. }
-                            | AmoError::Unexpected(_)
-                    )
-                );
-                self.back_off(ids, &text, maybe_sent).await?;
+                // amoCRM: `maybe_sent` stays as the send left it, so the
+                // next try looks first.
+                self.back_off(ids, &text).await?;
                 self.record(account.account_id, 0, Some(&text)).await?;
                 tracing::warn!(error = %text, "delivery failed; backing off");
             }
@@ -715,7 +753,7 @@ impl Worker {
 
     /// Exponential backoff from 5 s up to 15 min (jittered); after
     /// [`RETRY_FOR`] of failures the event is failed.
-    async fn back_off(&self, ids: &[i64], error: &str, maybe_sent: bool) -> sqlx::Result<()> {
+    async fn back_off(&self, ids: &[i64], error: &str) -> sqlx::Result<()> {
         sqlx::query(&format!(
             "update hook_events set
                  state = case when first_failure_at < now() - interval '{RETRY_FOR}' then 'failed' else 'pending' end,
@@ -724,12 +762,11 @@ impl Worker {
                  first_failure_at = coalesce(first_failure_at, now()),
                  next_attempt_at = now() + least(interval '15 minutes',
                      interval '5 seconds' * power(2, least(attempts, 12))) * (0.8 + random() * 0.4),
-                 last_error = $2, locked_until = null, maybe_sent = $3
+                 last_error = $2, locked_until = null
              where event_id = any($1)"
         ))
         .bind(ids)
         .bind(error)
-        .bind(maybe_sent)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -763,7 +800,7 @@ impl Worker {
         self.record(account_id, 0, Some(reason)).await?;
         sqlx::query(
             "update hook_events set state = 'failed', last_error = $2, finished_at = now(),
-                 locked_until = null, maybe_sent = false, attempts = attempts + 1
+                 locked_until = null, attempts = attempts + 1
              where event_id = any($1)",
         )
         .bind(ids)
@@ -830,26 +867,45 @@ impl Worker {
                 .min()
                 .unwrap_or_else(Utc::now)
                 - chrono::Duration::minutes(5);
-            let mut path = format!(
-                "/api/v4/{}/notes?filter[note_type]=common&filter[updated_at][from]={}&limit=250",
-                kind.plural(),
+            // The filters as amoCRM documents them (developers.kommo.com,
+            // "notes by entity"; the SDK's NotesFilter): note_type and
+            // entity_id are arrays, updated_at a range, at most 250 a page.
+            let mut query = format!(
+                "filter[note_type][]=common&filter[updated_at][from]={}&limit={LOOKUP_LIMIT}",
                 since.timestamp()
             );
             for e in chunk {
-                path.push_str(&format!("&filter[entity_id][]={}", e.entity_id));
+                query.push_str(&format!("&filter[entity_id][]={}", e.entity_id));
             }
-            let answer: Option<NotesAnswer> = self
-                .tokens
-                .call(account.account_id, |token| {
-                    let path = &path;
-                    async move {
-                        self.api
-                            .call(&account.domain, &token, Method::GET, path, None::<&()>)
-                            .await
-                    }
-                })
-                .await?;
-            let existing = answer.map(|a| a.embedded.notes).unwrap_or_default();
+            let mut existing = Vec::new();
+            for page in 1..=LOOKUP_PAGES + 1 {
+                if page > LOOKUP_PAGES {
+                    // Not proved absent: better a late note than a second one.
+                    return Err(CallError::Amo(AmoError::Unexpected(format!(
+                        "more than {} notes to look through",
+                        LOOKUP_PAGES as usize * LOOKUP_LIMIT
+                    ))));
+                }
+                let path = format!("/api/v4/{}/notes?{query}&page={page}", kind.plural());
+                let answer: Option<NotesAnswer> = self
+                    .tokens
+                    .call(account.account_id, |token| {
+                        let path = &path;
+                        async move {
+                            self.api
+                                .call(&account.domain, &token, Method::GET, path, None::<&()>)
+                                .await
+                        }
+                    })
+                    .await?;
+                // 204 (no content) is amoCRM's empty page.
+                let notes = answer.map(|a| a.embedded.notes).unwrap_or_default();
+                let last = notes.len() < LOOKUP_LIMIT;
+                existing.extend(notes);
+                if last {
+                    break;
+                }
+            }
             for event in chunk {
                 let text = event.note_text.as_deref();
                 if let Some(note) = existing
@@ -866,6 +922,36 @@ impl Worker {
         }
         Ok(found)
     }
+}
+
+/// A failure that stops every call to the account for now: the rate limit,
+/// a block, or no usable token.
+fn stops_the_account(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::Amo(AmoError::RateLimited | AmoError::Blocked)
+            | CallError::Token(TokenError::NotActive(_) | TokenError::Revoked(_))
+    )
+}
+
+/// An answer that says amoCRM created nothing: a 429, a block, a refusal,
+/// or a token that could not be had (before the request, or after its 401).
+/// Timeouts, 5xx and odd 2xx answers may hide created notes.
+fn refused_outright(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::Token(_)
+            | CallError::Amo(
+                AmoError::RateLimited
+                    | AmoError::Blocked
+                    | AmoError::Refused { .. }
+                    | AmoError::Unauthorized(_)
+            )
+    )
+}
+
+fn claim_ttl() -> chrono::Duration {
+    chrono::Duration::from_std(CLAIM_TTL).expect("small")
 }
 
 fn needs_of<'a>(events: impl Iterator<Item = &'a Claimed>) -> Needs {

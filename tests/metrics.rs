@@ -27,17 +27,23 @@ async fn metrics_count_hooks_notes_calls_refreshes_and_the_queue() {
     .await;
     let domain = "metrics.amocrm.ru";
     let key = app.connected(domain, 39_000_001).await;
-    for i in 0..3 {
+    for i in 1..=3 {
+        // The third has a field of an unknown shape: skipped, hook kept.
+        let odd: &[(&str, &str)] = if i == 3 {
+            &[("old_status_id", "abc")]
+        } else {
+            &[]
+        };
         assert_eq!(
-            app.post_hook(&key, lead_hook(39_000_001, "add", i, "x", 1, &[]))
+            app.post_hook(&key, lead_hook(39_000_001, "add", i, "x", 1, odd))
                 .await
                 .status(),
             200
         );
     }
-    app.post_hook(&key, lead_hook(39_000_001, "add", 0, "x", 1, &[]))
+    app.post_hook(&key, lead_hook(39_000_001, "add", 1, "x", 1, &[]))
         .await; // duplicate
-    app.post_hook("unknown-key", lead_hook(39_000_001, "add", 0, "x", 1, &[]))
+    app.post_hook("unknown-key", lead_hook(39_000_001, "add", 1, "x", 1, &[]))
         .await;
     app.post_hook(&key, "leads[add]=broken".into()).await;
     // A 401 on the first call of the round (the users list): one refresh,
@@ -81,6 +87,7 @@ async fn metrics_count_hooks_notes_calls_refreshes_and_the_queue() {
         1.0
     );
     assert_eq!(value(&m, "amohook_hook_answer_seconds_count"), 8.0);
+    assert_eq!(value(&m, "amohook_hook_fields_skipped_total"), 1.0);
     assert_eq!(value(&m, "amohook_notes_delivered_total"), 3.0);
     assert_eq!(
         value(&m, r#"amohook_token_refreshes_total{result="ok"}"#),

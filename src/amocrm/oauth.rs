@@ -106,14 +106,15 @@ impl AmoApi {
 
     /// Trades a refresh token for a new pair. amoCRM revokes the old refresh
     /// token on success: callers must store the new one before anything else
-    /// can use the old one (see `tokens.rs`).
+    /// can use the old one (see `tokens.rs`). The caller takes the budget
+    /// slot first ([`AmoApi::take_slot`]), before it locks the token row, so
+    /// that no row lock is held while waiting for the budget.
     pub async fn refresh_token(
         &self,
         domain: &str,
         refresh_token: &SecretString,
     ) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
-        self.take_slot(domain).await?;
         let http = OauthHttp::new(self);
         let refresh = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let result = client

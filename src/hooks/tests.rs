@@ -331,12 +331,20 @@ fn bodies_that_are_not_hooks_get_a_short_reason() {
             b"account[id]=1&leads[add][0][name]=x&leads[add][0][created_at]=1",
             "without an id",
         ),
-        (b"account[id]=1&leads[add][0][id]=1", "has no time"),
+        (
+            b"account[id]=1&leads[add][0][id]=-5&leads[add][0][created_at]=1",
+            "id must be a positive number",
+        ),
+        (b"account[id]=0", "account[id] must be a positive number"),
         (
             b"account[id]=1&leads[add][0][id]=x&leads[add][0][created_at]=1",
             "id is not a number",
         ),
-        (b"leads[add]=oops", "not a form-encoded amoCRM hook"),
+        (b"leads[add]=oops", "no account"),
+        (
+            b"account[id]=1&a[b]=1&a[b][c]=2",
+            "not a form-encoded amoCRM hook",
+        ),
         (b"", "no account"),
         (b"\xef\xbf\xbd\x00garbage", "no account"),
         (
@@ -358,6 +366,88 @@ fn bodies_that_are_not_hooks_get_a_short_reason() {
         .events
         .is_empty());
     assert!(parse(b"account[subdomain]=acme").unwrap().events.is_empty());
+}
+
+#[test]
+fn nul_characters_are_removed_from_every_value() {
+    let body = encode(&[
+        ("account[id]", "7"),
+        ("account[subdomain]", "ac\0me"),
+        ("leads[add][0][id]", "1"),
+        ("leads[add][0][name]", "a\0b"),
+        ("leads[add][0][created_at]", "5"),
+        ("leads[add][0][custom_fields][0][id]", "9\0"),
+        ("leads[add][0][custom_fields][0][name]", "\0City"),
+        (
+            "leads[add][0][custom_fields][0][values][0][value]",
+            "Omsk\0",
+        ),
+    ]);
+    assert!(body.contains("%00"));
+    let hook = parse(body.as_bytes()).unwrap();
+    assert_eq!(hook.subdomain.as_deref(), Some("acme"));
+    let snapshot = &hook.events[0].snapshot;
+    assert_eq!(snapshot.name, "ab");
+    assert_eq!(snapshot.custom_fields[0].id, "9");
+    assert_eq!(snapshot.custom_fields[0].name, "City");
+    assert_eq!(snapshot.custom_fields[0].values, ["Omsk"]);
+    assert_eq!(hook.skipped_fields, 0);
+}
+
+#[test]
+fn fields_of_an_unknown_shape_are_skipped_and_counted_not_the_hook() {
+    let body = encode(&[
+        ("account[id]", "7"),
+        ("leads[add][0][id]", "1"),
+        ("leads[add][0][created_at]", "5"),
+        // A map where a string belongs, a word where a number belongs.
+        ("leads[add][0][name][first]", "Ann"),
+        ("leads[add][0][status_id]", "new"),
+        ("leads[add][0][price]", "10"),
+        // A list of values given as a string.
+        ("leads[add][0][custom_fields][0][id]", "3"),
+        ("leads[add][0][custom_fields][0][values]", "flat"),
+        // An entity that is a string, and an action list with a word index.
+        ("contacts[add][0]", "oops"),
+        ("companies[update][first][id]", "4"),
+        ("leads[update][0][id]", "2"),
+        ("leads[update][0][updated_at]", "6"),
+    ]);
+    let hook = parse(body.as_bytes()).unwrap();
+    assert_eq!(hook.skipped_fields, 5);
+    let ids: Vec<i64> = hook.events.iter().map(|e| e.entity_id).collect();
+    assert_eq!(ids, [1, 2]);
+    let lead = &hook.events[0].snapshot;
+    assert_eq!(lead.name, "");
+    assert_eq!(lead.status_id, None);
+    assert_eq!(lead.price.as_deref(), Some("10"));
+    assert!(lead.custom_fields[0].values.is_empty());
+}
+
+#[test]
+fn a_key_given_twice_keeps_the_last_value_as_php_does() {
+    let body = "account[id]=7&leads[add][0][id]=1&leads[add][0][created_at]=5\
+                &leads[add][0][price]=10&leads[add][0][price]=20";
+    let hook = parse(body.as_bytes()).unwrap();
+    assert_eq!(hook.events[0].snapshot.price.as_deref(), Some("20"));
+}
+
+#[test]
+fn an_entity_without_a_time_takes_the_time_it_was_received() {
+    // A digital-pipeline stage hook: ids only, no times.
+    let body = encode(&[
+        ("account[id]", "7"),
+        ("leads[status][0][id]", "11"),
+        ("leads[status][0][status_id]", "2"),
+        ("leads[status][0][pipeline_id]", "10"),
+        ("leads[status][0][old_status_id]", "1"),
+        ("leads[status][0][old_pipeline_id]", "10"),
+    ]);
+    let hook = parse_at(body.as_bytes(), 1_700_000_000).unwrap();
+    let event = &hook.events[0];
+    assert_eq!((event.entity_id, event.changed_at), (11, 1_700_000_000));
+    assert_eq!(event.snapshot.old_status_id, Some(1));
+    assert_eq!(event.snapshot.updated_at, None);
 }
 
 proptest! {

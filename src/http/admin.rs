@@ -522,7 +522,7 @@ async fn act(state: &AppState, id: i64, action: &str) -> Result<String, ActionEr
         "retry" => {
             let retried = sqlx::query(
                 "update hook_events set state = 'pending', attempts = 0, first_failure_at = null,
-                     next_attempt_at = now(), finished_at = null, last_error = null, maybe_sent = false
+                     next_attempt_at = now(), finished_at = null, last_error = null
                  where account_id = $1 and state = 'failed'",
             )
             .bind(id)
@@ -531,7 +531,7 @@ async fn act(state: &AppState, id: i64, action: &str) -> Result<String, ActionEr
             .map_err(db)?
             .rows_affected();
             let _ = sqlx::query("select pg_notify($1, $2)")
-                .bind(crate::worker::CHANNEL)
+                .bind(crate::listen::EVENTS)
                 .bind(id.to_string())
                 .execute(&state.pool)
                 .await;

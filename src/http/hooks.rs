@@ -3,9 +3,13 @@
 //!
 //! The answer is 200 only once the hook's events are committed in
 //! PostgreSQL; when the database cannot take them in time the answer is
-//! 503, so that amoCRM sends the hook again. Nothing after the commit can
-//! turn the answer into an error: amoCRM switches a hook off after 100
-//! failed answers in two hours.
+//! 503, so that amoCRM sends the hook again; a hook whose content the
+//! database refuses is 400 (a re-send would fail the same way). Nothing
+//! after the commit can turn the answer into an error: amoCRM switches a
+//! hook off after many failed answers.
+//!
+//! Intake has its own connections (`db::INTAKE_CONNECTIONS`): nothing else
+//! the process does can keep a hook from being stored.
 
 use std::time::Duration;
 
@@ -23,7 +27,7 @@ use super::AppState;
 use crate::{
     accounts::{Account, AccountStatus},
     hooks::{self, Hook},
-    inbox::Row,
+    inbox::{Row, StoreError},
 };
 
 /// amoCRM waits 2 seconds; past this the answer is 503 instead.
@@ -75,7 +79,11 @@ async fn answer_hook(state: &AppState, hook_key: &str, body: &[u8]) -> (Response
             "unknown_key",
         );
     }
-    let account = match state.hook_accounts.account(&state.pool, hook_key).await {
+    let account = match state
+        .hook_accounts
+        .account(&state.intake_pool, hook_key)
+        .await
+    {
         Ok(Some(account)) => account,
         Ok(None) => {
             return (
@@ -90,7 +98,18 @@ async fn answer_hook(state: &AppState, hook_key: &str, body: &[u8]) -> (Response
     };
     let account_id = account.account_id;
     let hook = match hooks::parse(body) {
-        Ok(hook) => hook,
+        Ok(hook) => {
+            if hook.skipped_fields > 0 {
+                metrics::counter!("amohook_hook_fields_skipped_total")
+                    .increment(u64::from(hook.skipped_fields));
+                tracing::info!(
+                    account.id = account_id,
+                    skipped = hook.skipped_fields,
+                    "hook fields of an unknown shape skipped"
+                );
+            }
+            hook
+        }
         Err(e) => {
             tracing::warn!(account.id = account_id, error = %e, "hook refused: not a valid hook");
             return (answer(StatusCode::BAD_REQUEST, &e.to_string()), "invalid");
@@ -117,7 +136,17 @@ async fn answer_hook(state: &AppState, hook_key: &str, body: &[u8]) -> (Response
             let body = json!({ "status": 200, "events": events, "stored": stored });
             ((StatusCode::OK, Json(body)).into_response(), result)
         }
-        Err(e) => {
+        Err(StoreError::Rejected(reason)) => {
+            tracing::warn!(account.id = account_id, error = %reason, "hook refused: the database cannot store it");
+            (
+                answer(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot be stored: {reason}"),
+                ),
+                "invalid",
+            )
+        }
+        Err(e @ StoreError::Unavailable(_)) => {
             tracing::error!(account.id = account_id, error = %e, "hook not stored: database unavailable");
             (not_stored(), "unavailable")
         }
@@ -137,7 +166,7 @@ fn mismatch(account: &Account, hook: &Hook) -> Option<&'static str> {
 
 /// Stores the hook's events (group commit, see `inbox.rs`); a change
 /// already stored is skipped. Returns how many were new.
-async fn store(state: &AppState, account: &Account, hook: Hook) -> Result<u64, String> {
+async fn store(state: &AppState, account: &Account, hook: Hook) -> Result<u64, StoreError> {
     // A disconnected account's events are kept as a record, not delivered.
     let initial = match account.status {
         AccountStatus::Disconnected => "dropped",

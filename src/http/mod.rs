@@ -43,6 +43,8 @@ pub struct AppState {
     pub receipts: Arc<Receipts>,
     pub hook_accounts: Arc<crate::accounts::KeyCache>,
     pub inbox: crate::inbox::Inbox,
+    /// Hook intake's own connections (see `db::INTAKE_CONNECTIONS`).
+    pub intake_pool: PgPool,
     pub metrics: PrometheusHandle,
 }
 

@@ -127,7 +127,7 @@ async fn the_table_shows_each_account_with_its_figures() {
     let app = admin_app().await;
     let key = app.connected("alpha.amocrm.ru", 41_000_001).await;
     app.connected("bravo.amocrm.ru", 41_000_002).await;
-    for i in 0..3 {
+    for i in 1..=3 {
         app.post_hook(&key, lead_hook(41_000_001, "add", i, "x", 1, &[]))
             .await;
     }

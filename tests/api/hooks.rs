@@ -109,7 +109,15 @@ async fn a_body_that_is_not_a_hook_gets_400_with_a_reason() {
         ),
         ("garbage without any account", "no account"),
         ("account[id]=abc", "not a number"),
-        ("leads[add]=oops", "not a form-encoded amoCRM hook"),
+        (
+            "account[id]=34000001&a[b]=1&a[b][c]=2",
+            "not a form-encoded amoCRM hook",
+        ),
+        (
+            "account[id]=34000001&leads[add][0][id]=-5&leads[add][0][created_at]=1",
+            "id must be a positive number",
+        ),
+        ("account[id]=0", "must be a positive number"),
     ] {
         let response = app.post_hook(&key, body.into()).await;
         assert_eq!(response.status(), 400, "{body}");
@@ -186,18 +194,18 @@ async fn hooks_of_a_disconnected_account_are_recorded_as_dropped() {
 async fn finished_events_past_the_retention_age_are_deleted_and_nothing_else() {
     let app = TestApp::spawn_without_worker().await;
     let key = app.connected(DOMAIN, ID).await;
-    for i in 0..6 {
+    for i in 1..=6 {
         app.post_hook(&key, lead_hook(ID, "add", i, "x", 1, &[]))
             .await;
     }
-    // 0-3 finished long ago (each kind of finish), 4 finished recently,
-    // 5 still pending although old.
+    // 1-4 finished long ago (each kind of finish), 5 finished recently,
+    // 6 still pending although old.
     sqlx::query(
         "update hook_events set
-             state = (array['delivered', 'skipped', 'dropped', 'failed', 'delivered', 'pending'])[entity_id + 1],
+             state = (array['delivered', 'skipped', 'dropped', 'failed', 'delivered', 'pending'])[entity_id],
              received_at = now() - interval '40 days',
-             finished_at = case when entity_id < 4 then now() - interval '31 days'
-                                when entity_id = 4 then now() - interval '1 day' end",
+             finished_at = case when entity_id < 5 then now() - interval '31 days'
+                                when entity_id = 5 then now() - interval '1 day' end",
     )
     .execute(&app.pool)
     .await
@@ -219,7 +227,7 @@ async fn finished_events_past_the_retention_age_are_deleted_and_nothing_else() {
         .fetch_all(&app.pool)
         .await
         .unwrap();
-    assert_eq!(left, [4, 5]);
+    assert_eq!(left, [5, 6]);
 }
 
 #[tokio::test]

@@ -1,0 +1,61 @@
+//! One LISTEN connection per process, for the two things PostgreSQL
+//! announces: a stored hook (wakes the delivery loops at once instead of at
+//! their next poll) and a changed account (the hook-key cache forgets it).
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::{postgres::PgListener, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::{accounts::KeyCache, worker::Worker};
+
+/// Signalled with the account id when a hook stored events to deliver.
+pub const EVENTS: &str = "amohook_events";
+/// Signalled with the account id by a trigger on `accounts` (see the
+/// migration `isolation`).
+pub const ACCOUNTS: &str = "amohook_accounts";
+
+/// Listens until `shutdown`, reconnecting after a lost connection. While
+/// not connected the cache is bypassed and the delivery loops poll.
+pub async fn run(
+    pool: PgPool,
+    cache: Arc<KeyCache>,
+    worker: Arc<Worker>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let session = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen_all([EVENTS, ACCOUNTS]).await?;
+            cache.set_live(true);
+            // `try_recv` says when the connection was lost (sqlx would
+            // reconnect silently in `recv`, and the announcements sent
+            // meanwhile would be lost without a word).
+            while let Some(notification) = listener.try_recv().await? {
+                if notification.channel() == ACCOUNTS {
+                    if let Ok(account_id) = notification.payload().parse() {
+                        cache.forget(account_id);
+                    }
+                } else {
+                    worker.wake();
+                }
+            }
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            result = session => {
+                cache.set_live(false);
+                match result {
+                    Ok(()) => tracing::warn!("the listening connection was lost; reconnecting"),
+                    Err(e) => tracing::warn!(error = %e, "listening for announcements failed; retrying"),
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    cache.set_live(false);
+}
