@@ -33,6 +33,8 @@ pub struct Seen {
     pub domain: String,
     pub method: Method,
     pub path: String,
+    /// The query string, decoded.
+    pub query: String,
     pub status: u16,
     pub body: String,
 }
@@ -503,6 +505,10 @@ async fn handle(
             domain: domain.clone(),
             method: method.clone(),
             path: path.clone(),
+            query: url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&"),
             status: 0,
             body: String::from_utf8_lossy(&body).into_owned(),
         });

@@ -33,7 +33,7 @@ pub struct Row {
     pub state: &'static str,
 }
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
     /// The database refuses this hook's content; a re-send fails the same way.
     #[error("the hook cannot be stored: {0}")]
@@ -108,27 +108,38 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>) {
     if replies.is_empty() {
         return;
     }
-    let prepared: Vec<Vec<Prepared>> = rows.iter().map(|r| prepare(r)).collect();
+    let hooks: Vec<&[Row]> = rows.iter().map(Vec::as_slice).collect();
+    let results = write_group(pool, &hooks, |i| !replies[i].is_closed()).await;
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+/// Writes several hooks' rows in one statement and counts the new rows of
+/// each. When the statement fails, each hook is written on its own, so that
+/// only a hook that cannot be stored by itself fails; a hook whose sender
+/// is no longer `waiting` is then left out.
+pub async fn write_group(
+    pool: &PgPool,
+    hooks: &[&[Row]],
+    waiting: impl Fn(usize) -> bool,
+) -> Vec<Result<u64, StoreError>> {
+    let prepared: Vec<Vec<Prepared>> = hooks.iter().map(|rows| prepare(rows)).collect();
     let all: Vec<&[Prepared]> = prepared.iter().map(Vec::as_slice).collect();
     match write(pool, &all).await {
-        Ok(counts) => {
-            for (reply, n) in replies.into_iter().zip(counts) {
-                let _ = reply.send(Ok(n));
-            }
-        }
-        Err(e) if replies.len() == 1 => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
+        Ok(counts) => counts.into_iter().map(Ok).collect(),
+        Err(e) if all.len() == 1 => vec![Err(e)],
         Err(e) => {
-            tracing::warn!(error = %e, hooks = replies.len(), "group commit failed; storing its hooks one by one");
-            for (reply, one) in replies.into_iter().zip(all) {
-                if reply.is_closed() {
-                    continue;
-                }
-                let _ = reply.send(write(pool, &[one]).await.map(|counts| counts[0]));
+            tracing::warn!(error = %e, hooks = all.len(), "group commit failed; storing its hooks one by one");
+            let mut results = Vec::with_capacity(all.len());
+            for (index, one) in all.into_iter().enumerate() {
+                results.push(if waiting(index) {
+                    write(pool, &[one]).await.map(|counts| counts[0])
+                } else {
+                    Err(StoreError::Unavailable("its sender stopped waiting".into()))
+                });
             }
+            results
         }
     }
 }

@@ -10,5 +10,6 @@ mod disable;
 mod helpers;
 mod hooks;
 mod install;
+mod isolation;
 mod lifecycle;
 mod tokens;

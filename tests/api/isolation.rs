@@ -1,0 +1,475 @@
+//! One account can never hurt another: what one tenant's input, traffic or
+//! bad luck may and may not do to the others.
+
+use std::time::Duration;
+
+use amohook::{
+    fake_amocrm::Fault,
+    hooks::{Action, EntityKind, HookEvent, Snapshot},
+    inbox::{self, Row, StoreError},
+};
+use proptest::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{base_env, lead_hook, TestApp};
+
+const CLEAN: (&str, i64) = ("clean.amocrm.ru", 36_000_001);
+const POISON: (&str, i64) = ("poison.amocrm.ru", 36_000_002);
+
+async fn event_states(app: &TestApp, account_id: i64) -> Vec<String> {
+    sqlx::query_scalar("select state from hook_events where account_id = $1 order by event_id")
+        .bind(account_id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_accounts_nul_bytes_never_fail_another_accounts_hooks() {
+    let app = TestApp::spawn_without_worker().await;
+    let clean_key = app.connected(CLEAN.0, CLEAN.1).await;
+    let poison_key = app.connected(POISON.0, POISON.1).await;
+    // Both at once, so that their hooks share group commits.
+    let mut sends = Vec::new();
+    for sender in 0..6i64 {
+        let (key, account, name) = if sender < 2 {
+            (poison_key.clone(), POISON.1, "a\0b")
+        } else {
+            (clean_key.clone(), CLEAN.1, "fine")
+        };
+        let (http, url) = (app.http.clone(), app.url(&format!("/hooks/{key}")));
+        sends.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..40 {
+                let body = lead_hook(account, "add", 1 + sender * 100 + i, name, 1, &[]);
+                let r = http.post(&url).body(body).send().await.unwrap();
+                statuses.push(r.status().as_u16());
+            }
+            statuses
+        }));
+    }
+    for send in sends {
+        assert!(send.await.unwrap().iter().all(|s| *s == 200));
+    }
+    assert_eq!(event_states(&app, CLEAN.1).await.len(), 160);
+    // The poison is stored without its NUL, and its note reads "ab".
+    let names: Vec<String> = sqlx::query_scalar(
+        "select distinct snapshot->>'name' from hook_events where account_id = $1",
+    )
+    .bind(POISON.1)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(names, ["ab"]);
+}
+
+fn row(account_id: i64, entity_id: i64, name: String, field: String) -> Row {
+    Row {
+        account_id,
+        state: "pending",
+        event: HookEvent {
+            entity: EntityKind::Lead,
+            action: Action::Add,
+            entity_id,
+            changed_at: 1,
+            snapshot: Snapshot {
+                name,
+                custom_fields: vec![amohook::hooks::FieldValue {
+                    id: "1".into(),
+                    name: field,
+                    values: vec!["v".into()],
+                }],
+                ..Snapshot::default()
+            },
+        },
+    }
+}
+
+/// The parser removes what PostgreSQL cannot store; this puts arbitrary
+/// text straight into a batch, as a parser bug would, next to valid hooks
+/// of other accounts.
+#[test]
+fn a_hook_the_database_refuses_fails_alone_in_its_batch() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(async {
+        let app = TestApp::spawn_without_worker().await;
+        app.connected(CLEAN.0, CLEAN.1).await;
+        app.connected(POISON.0, POISON.1).await;
+        app.connected("third.amocrm.ru", 36_000_003).await;
+        app
+    });
+    let next_id = std::cell::Cell::new(0i64);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    runner
+        .run(
+            &(any::<String>(), any::<String>(), 0usize..5),
+            |(name, field, position)| {
+                next_id.set(next_id.get() + 10);
+                let next_id = next_id.get();
+                let mut hooks: Vec<Vec<Row>> = (0..4)
+                    .map(|i| {
+                        let account = if i % 2 == 0 { CLEAN.1 } else { 36_000_003 };
+                        vec![row(account, next_id + i, format!("ok {i}"), "f".into())]
+                    })
+                    .collect();
+                let odd = vec![row(POISON.1, next_id + 9, name.clone(), field.clone())];
+                hooks.insert(position.min(4), odd);
+                let refs: Vec<&[Row]> = hooks.iter().map(Vec::as_slice).collect();
+                let results = rt.block_on(inbox::write_group(&app.pool, &refs, |_| true));
+                for (hook, result) in hooks.iter().zip(&results) {
+                    if hook[0].account_id == POISON.1 {
+                        let unstorable = name.contains('\0') || field.contains('\0');
+                        match result {
+                            Ok(1) => prop_assert!(!unstorable),
+                            Err(StoreError::Rejected(_)) => prop_assert!(unstorable),
+                            other => prop_assert!(false, "odd hook: {other:?}"),
+                        }
+                    } else {
+                        prop_assert_eq!(result, &Ok(1), "a valid hook of another account");
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    rt.block_on(async move { drop(app) });
+}
+
+#[tokio::test]
+async fn hook_intake_has_connections_nothing_else_can_take() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    // The main pool is sized from worker.concurrency (0 here) ...
+    let main = &app.state.pool;
+    assert_eq!(main.options().get_max_connections(), 10);
+    // ... and every one of its connections is taken (stuck refreshes,
+    // slow pages, a delivery storm).
+    let mut held = Vec::new();
+    while let Ok(Ok(connection)) =
+        tokio::time::timeout(Duration::from_millis(300), main.acquire()).await
+    {
+        held.push(connection);
+    }
+    assert!(!held.is_empty());
+    assert!(main.try_acquire().is_none());
+    let started = std::time::Instant::now();
+    let response = app
+        .post_hook(&key, lead_hook(CLEAN.1, "add", 1, "x", 1, &[]))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    drop(held);
+    assert_eq!(event_states(&app, CLEAN.1).await, ["pending"]);
+}
+
+#[tokio::test]
+async fn a_main_pool_grows_with_the_delivery_loops() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "32".into());
+    })
+    .await;
+    assert_eq!(app.state.pool.options().get_max_connections(), 42);
+    assert_eq!(
+        app.state.intake_pool.options().get_max_connections(),
+        amohook::db::INTAKE_CONNECTIONS
+    );
+}
+
+#[tokio::test]
+async fn the_claims_of_a_killed_process_run_out_and_another_delivers_within_seconds() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    for i in 1..=5 {
+        app.post_hook(&key, lead_hook(CLEAN.1, "add", i, "x", 1, &[]))
+            .await;
+    }
+    // Another process takes the account; amoCRM creates its notes but the
+    // answer never comes back before the process is killed.
+    app.fake.fail_next(
+        CLEAN.0,
+        "/api/v4/leads/notes",
+        Fault::WorkThenDelay(Duration::from_secs(120)),
+        1,
+    );
+    let mut env = base_env(&app.db.url, &app.fake);
+    env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "1".into());
+    let mut other = tokio::process::Command::new(env!("CARGO_BIN_EXE_amohook"))
+        .arg("serve")
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    app.wait_for_notes(CLEAN.0, 5).await;
+    other.start_kill().unwrap();
+    other.wait().await.unwrap();
+    let killed = std::time::Instant::now();
+
+    // This process delivers from now on.
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(app.state.worker.clone().run(1, stop.clone()));
+    for _ in 0..300 {
+        if event_states(&app, CLEAN.1)
+            .await
+            .iter()
+            .all(|s| s == "delivered")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = killed.elapsed();
+    stop.cancel();
+    worker.await.unwrap();
+    assert_eq!(event_states(&app, CLEAN.1).await, ["delivered"; 5]);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    // The notes the killed process had sent were found, not sent again.
+    assert_eq!(app.fake.notes().len(), 5);
+}
+
+#[tokio::test]
+async fn a_live_process_keeps_its_claims_past_their_time() {
+    let app = TestApp::spawn().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    app.fake.fail_next(
+        CLEAN.0,
+        "/api/v4/leads/notes",
+        // Longer than a heartbeat, shorter than the request timeout.
+        Fault::Delay(Duration::from_secs(8)),
+        1,
+    );
+    app.post_hook(&key, lead_hook(CLEAN.1, "add", 1, "x", 1, &[]))
+        .await;
+    let lock = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "select locked_until from hook_events where state = 'sending'",
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+        .flatten()
+    };
+    let mut first = None;
+    for _ in 0..100 {
+        first = lock().await;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = first.expect("the event is claimed");
+    // Past a heartbeat, the lock has moved forward while the send goes on.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let later = lock().await.expect("still claimed while sending");
+    assert!(later > first, "{first} → {later}");
+    app.wait_for_notes(CLEAN.0, 1).await;
+}
+
+#[tokio::test]
+async fn two_changes_in_one_second_are_two_notes_and_a_resend_is_none() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    let add = lead_hook(CLEAN.1, "add", 7, "Заказ", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, add).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    // A person changes the budget and, in the same second, a robot renames.
+    let at = 1_712_331_800;
+    let budget =
+        lead_hook(CLEAN.1, "update", 7, "Заказ", at, &[]).replace("price%5D=1000", "price%5D=2500");
+    let rename = lead_hook(CLEAN.1, "update", 7, "Заказ 2", at, &[])
+        .replace("price%5D=1000", "price%5D=2500");
+    for body in [&budget, &rename, &rename] {
+        assert_eq!(app.post_hook(&key, body.clone()).await.status(), 200);
+    }
+    app.state.worker.drain().await.unwrap();
+    let texts: Vec<String> = app.fake.notes().into_iter().map(|n| n.text).collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[1].contains("Бюджет: 1000 → 2500"), "{texts:?}");
+    assert!(texts[2].contains("Название: Заказ → Заказ 2"), "{texts:?}");
+}
+
+/// Sends one note whose answer is lost (created, then 502), so that the
+/// event is marked "may already be sent".
+async fn lost_answer(app: &TestApp, key: &str) {
+    app.fake
+        .fail_next(CLEAN.0, "/api/v4/leads/notes", Fault::AfterWork(502), 1);
+    app.post_hook(key, lead_hook(CLEAN.1, "add", 5, "x", 1, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(ours(app), 1);
+    assert_eq!(event_states(app, CLEAN.1).await, ["pending"]);
+}
+
+/// Notes amohook created (people's notes have no request id).
+fn ours(app: &TestApp) -> usize {
+    app.fake
+        .notes()
+        .iter()
+        .filter(|n| n.request_id.is_some())
+        .count()
+}
+
+#[tokio::test]
+async fn after_an_uncertain_send_no_failure_of_the_lookup_leads_to_a_second_note() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    lost_answer(&app, &key).await;
+    // Each following attempt fails in another way before it could send.
+    for fault in [
+        Fault::Status(429),
+        Fault::Status(403),
+        Fault::Status(500),
+        Fault::Status(400),
+    ] {
+        app.fake
+            .fail_next(CLEAN.0, "/api/v4/leads/notes", fault.clone(), 1);
+        app.make_due().await;
+        sqlx::query("update hook_events set state = 'pending' where state = 'failed'")
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        app.state.worker.drain().await.unwrap();
+        assert_eq!(app.fake.notes().len(), 1, "after {fault:?}");
+    }
+    app.make_due().await;
+    sqlx::query("update hook_events set state = 'pending' where state = 'failed'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 1);
+    assert_eq!(event_states(&app, CLEAN.1).await, ["delivered"]);
+    let posts = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v4/leads/notes")
+        .count();
+    assert_eq!(posts, 1, "the note was posted once");
+}
+
+#[tokio::test]
+async fn an_admin_retry_looks_before_it_sends_again() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert(
+            "AMOHOOK_ADMIN__TOKEN".into(),
+            "an-admin-token-0123456789".into(),
+        );
+        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "0".into());
+    })
+    .await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    lost_answer(&app, &key).await;
+    // Its retries ran out (a day of 5xx, say) and it was marked failed.
+    sqlx::query("update hook_events set state = 'failed', finished_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let retried = app
+        .http
+        .post(app.url(&format!("/api/accounts/{}/retry", CLEAN.1)))
+        .bearer_auth("an-admin-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(event_states(&app, CLEAN.1).await, ["delivered"]);
+    assert_eq!(app.fake.notes().len(), 1);
+}
+
+#[tokio::test]
+async fn the_lookup_reads_every_page_with_the_documented_filters() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    // The card is busy: 300 notes by people, one of them a service note.
+    for i in 0..300 {
+        let kind = if i == 0 { "service_message" } else { "common" };
+        app.fake
+            .add_note(CLEAN.0, "leads", 5, kind, &format!("by a person {i}"));
+    }
+    lost_answer(&app, &key).await;
+    app.make_due().await;
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(event_states(&app, CLEAN.1).await, ["delivered"]);
+    assert_eq!(ours(&app), 1);
+    let lookups: Vec<String> = app
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v4/leads/notes")
+        .map(|r| r.query)
+        .collect();
+    // The fake refuses undocumented forms with 400; these were answered.
+    assert_eq!(lookups.len(), 2, "{lookups:?}");
+    assert!(
+        lookups[0].contains("filter[note_type][]=common"),
+        "{lookups:?}"
+    );
+    assert!(lookups[1].contains("page=2"), "{lookups:?}");
+}
+
+#[tokio::test]
+async fn a_failed_users_list_costs_names_not_notes() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    app.fake
+        .fail_next(CLEAN.0, "/api/v4/users", Fault::Status(500), 10);
+    app.post_hook(&key, lead_hook(CLEAN.1, "add", 1, "x", 1, &[]))
+        .await;
+    app.state.worker.drain().await.unwrap();
+    let notes = app.fake.notes();
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].text.contains("Ответственный: 100."),
+        "{}",
+        notes[0].text
+    );
+    assert_eq!(event_states(&app, CLEAN.1).await, ["delivered"]);
+}
+
+#[tokio::test]
+async fn an_account_change_reaches_the_hook_cache_at_once() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    // Cached as active by a first hook.
+    app.post_hook(&key, lead_hook(CLEAN.1, "add", 1, "x", 1, &[]))
+        .await;
+    // Another process disconnects the account.
+    sqlx::query("update accounts set status = 'disconnected' where account_id = $1")
+        .bind(CLEAN.1)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.post_hook(&key, lead_hook(CLEAN.1, "add", 2, "x", 1, &[]))
+        .await;
+    assert_eq!(event_states(&app, CLEAN.1).await, ["pending", "dropped"]);
+    // Installed again: its next hook, right away, is stored to deliver.
+    assert_eq!(app.install(CLEAN.0).await.status(), 200);
+    app.post_hook(&key, lead_hook(CLEAN.1, "add", 3, "x", 1, &[]))
+        .await;
+    assert_eq!(
+        event_states(&app, CLEAN.1).await,
+        ["pending", "dropped", "pending"]
+    );
+}
+
+#[tokio::test]
+async fn a_field_of_an_unknown_shape_loses_the_field_not_the_hook() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    let body = lead_hook(
+        CLEAN.1,
+        "add",
+        1,
+        "x",
+        1,
+        &[("old_status_id", "soon"), ("tags][0", "a")],
+    ) + "&leads%5Badd%5D%5B0%5D%5Bcustom_fields%5D%5B0%5D%5Bvalues%5D=flat";
+    let response = app.post_hook(&key, body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(event_states(&app, CLEAN.1).await, ["pending"]);
+}
