@@ -6,7 +6,7 @@
 //! tokens and keys are `SecretString`s whose Debug is redacted, and errors
 //! from amoCRM carry its problem text, never the request.
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 
 use tracing_subscriber::{fmt, fmt::MakeWriter, EnvFilter};
 
@@ -27,19 +27,24 @@ impl LogFormat {
     }
 }
 
-/// Logs to stderr.
+/// Logs to stderr; text lines are coloured only when stderr is a terminal
+/// (not in a file, a pipe or `docker logs`).
 pub fn init(format: LogFormat) {
-    init_with_writer(format, std::io::stderr);
+    let colour = std::io::stderr().is_terminal();
+    init_with_writer(format, std::io::stderr, colour);
 }
 
 /// Logs to `writer`; tests capture the lines this way.
-pub fn init_with_writer<W>(format: LogFormat, writer: W)
+pub fn init_with_writer<W>(format: LogFormat, writer: W, colour: bool)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = fmt().with_env_filter(filter).with_writer(writer);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(colour);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder

@@ -15,7 +15,7 @@ async fn secrets_never_reach_the_logs() {
     // Everything, down to debug, from every crate.
     std::env::set_var("RUST_LOG", "debug");
     let logs = Captured::default();
-    telemetry::init_with_writer(LogFormat::Json, logs.clone());
+    telemetry::init_with_writer(LogFormat::Json, logs.clone(), false);
 
     let app = TestApp::spawn_with(|env| {
         env.insert("AMOHOOK_ADMIN__TOKEN".into(), ADMIN_TOKEN.into());

@@ -58,11 +58,11 @@ async fn the_migrate_command_creates_and_migrates_the_database() {
         .env("DATABASE_URL", &db.url)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{logs}");
+    // Not a terminal: plain text, no colour codes.
+    assert!(logs.contains("migrations applied"), "{logs}");
+    assert!(!logs.contains('\x1b'), "{logs:?}");
     let pool = PgPool::connect(&db.url).await.unwrap();
     let tables: i64 = sqlx::query_scalar(
         "select count(*) from information_schema.tables where table_name in ('accounts', 'account_tokens')",
