@@ -39,6 +39,14 @@ pub enum Command {
     },
     /// Malformed requests mixed into load: all 4xx, no 5xx, memory flat.
     Malformed,
+    /// One account sends odd but legal hooks (NUL characters, very long
+    /// values, emoji, control characters) while another sends plain ones:
+    /// the plain account gets only 200s, and every hook answered 200, of
+    /// either account, becomes exactly one note.
+    Poison {
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
 }
 
 /// Hooks sent in the background, by several senders, until stopped.
@@ -58,6 +66,18 @@ impl Load {
         senders: usize,
         first: i64,
         pace: Duration,
+    ) -> Load {
+        Load::start_with(http, targets, senders, first, pace, hook_body)
+    }
+
+    /// [`Load::start`], with `body(account id, entity id)` as each hook.
+    fn start_with(
+        http: &reqwest::Client,
+        targets: Vec<(i64, String)>,
+        senders: usize,
+        first: i64,
+        pace: Duration,
+        body: fn(i64, i64) -> String,
     ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(Mutex::new(Vec::new()));
@@ -84,7 +104,7 @@ impl Load {
                         let answer = http
                             .post(url)
                             .header("content-type", "application/x-www-form-urlencoded")
-                            .body(hook_body(*account, entity))
+                            .body(body(*account, entity))
                             .send()
                             .await;
                         let key = match &answer {
@@ -149,6 +169,72 @@ async fn verdict(fake: &FakeAmo, ok: &[i64], timeout: Duration) -> (usize, usize
 
 /// Locks of a killed process run out after 2 minutes at most.
 const SETTLE: Duration = Duration::from_secs(300);
+
+/// Entity ids of the poison drill's odd hooks: in a range of their own, so
+/// that they never share a card with the plain account's hooks.
+const POISON_FIRST: i64 = 50_000_000;
+
+/// A hook that is odd but legal, in one of six shapes by `entity_id`: NUL
+/// characters in values (removed: PostgreSQL cannot store them), nothing
+/// but NULs, emoji, control characters, very long values, NUL in keys of
+/// fields amohook does not read. No key is given two shapes (a value and a
+/// map): that is malformed, not odd.
+fn poison_body(account_id: i64, entity_id: i64) -> String {
+    let lead = |field: &str| format!("leads[add][0][{field}]");
+    let mut pairs: Vec<(String, String)> = vec![
+        ("account[id]".into(), account_id.to_string()),
+        (lead("id"), entity_id.to_string()),
+        (lead("responsible_user_id"), "100".into()),
+        (lead("pipeline_id"), "10".into()),
+        (lead("created_at"), "1712331728".into()),
+    ];
+    let custom = |value: String| {
+        vec![
+            (lead("custom_fields][0][id"), "501".to_owned()),
+            (lead("custom_fields][0][name"), "Поле\0 field".to_owned()),
+            (lead("custom_fields][0][values][0][value"), value),
+        ]
+    };
+    match entity_id % 6 {
+        0 => pairs.push((lead("name"), format!("a\0b #{entity_id}"))),
+        1 => {
+            pairs.push((lead("name"), "\0".repeat(64)));
+            pairs.push((lead("price"), "1\x000\x000".into()));
+            pairs.push((lead("status_id"), "1\0".into()));
+            pairs.extend(custom("\0v\0".into()));
+        }
+        2 => {
+            pairs.push((lead("name"), format!("🦀🔥👨‍👩‍👧‍👦 🇷🇺 #{entity_id}")));
+            pairs.push((lead("price"), "💰".into()));
+            pairs.extend(custom("😀".repeat(100)));
+        }
+        3 => {
+            let controls: String = (1u8..32).chain([127]).map(char::from).collect();
+            pairs.push((
+                lead("name"),
+                format!("{controls}\u{1b}[31mred\u{1b}[0m\u{202e}\u{feff}#{entity_id}"),
+            ));
+            pairs.extend(custom(format!("line\r\nline\t{controls}")));
+        }
+        4 => {
+            pairs.push((
+                lead("name"),
+                format!("{}#{entity_id}", "Длинно".repeat(8_000)),
+            ));
+            pairs.extend(custom(format!("{}\0", "x".repeat(99)).repeat(2_000)));
+        }
+        _ => {
+            pairs[1].1.push('\0');
+            pairs.push((lead("name"), format!("keys #{entity_id}")));
+            pairs.push((lead("x\0y"), "1".into()));
+            pairs.push(("account[\0]".into(), "\0".into()));
+            pairs.push(("\0".into(), "\0".into()));
+        }
+    }
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
 
 pub async fn run(
     command: &Command,
@@ -305,6 +391,55 @@ pub async fn run(
                     "hooks_ok": ok.len(), "lost": lost, "duplicated": duplicated, "settled_seconds": settled,
                     "rss_kib_before": rss_before, "rss_kib_after": rss_after,
                     "pass": !bad && lost == 0 && duplicated == 0 && rss_after < rss_before + 30 * 1024 })
+        }
+        Command::Poison { seconds } => {
+            // Account 0 sends the odd hooks, account 1 plain ones; the
+            // other eight stay idle.
+            let (poison, clean) = (targets[0].clone(), targets[1].clone());
+            let odd = Load::start_with(
+                http,
+                vec![poison],
+                3,
+                POISON_FIRST,
+                Duration::ZERO,
+                poison_body,
+            );
+            let plain = Load::start(http, vec![clean], 6, 1, Duration::ZERO);
+            tokio::time::sleep(Duration::from_secs(*seconds)).await;
+            let (odd_ok, odd_statuses, _) = odd.finish().await;
+            let (plain_ok, plain_statuses, plain_latencies) = plain.finish().await;
+            let plain_not_200: usize = plain_statuses
+                .iter()
+                .filter(|(status, _)| *status != "200")
+                .map(|(_, n)| n)
+                .sum();
+            let ok: Vec<i64> = plain_ok.iter().chain(&odd_ok).copied().collect();
+            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let notes = fake.notes();
+            let with_nul = notes.iter().filter(|n| n.text.contains('\0')).count();
+            // `a\0b #id` must read `ab #id` in its note.
+            let texts: HashMap<i64, &str> = notes
+                .iter()
+                .map(|n| (n.entity_id, n.text.as_str()))
+                .collect();
+            let nul_names_wrong = odd_ok
+                .iter()
+                .filter(|e| *e % 6 == 0)
+                .filter(|e| {
+                    texts
+                        .get(e)
+                        .is_none_or(|t| !t.contains(&format!("ab #{e}")))
+                })
+                .count();
+            let p99 = percentile(&plain_latencies, 99.0);
+            json!({ "drill": "poison", "seconds": seconds,
+                    "clean_hooks_ok": plain_ok.len(), "clean_answers": plain_statuses,
+                    "clean_not_200": plain_not_200, "clean_answer_p99_ms": p99,
+                    "poison_hooks_ok": odd_ok.len(), "poison_answers": odd_statuses,
+                    "lost": lost, "duplicated": duplicated, "settled_seconds": settled,
+                    "notes_with_nul": with_nul, "nul_names_not_shown_without_nul": nul_names_wrong,
+                    "pass": plain_not_200 == 0 && lost == 0 && duplicated == 0 && !plain_ok.is_empty()
+                        && !odd_ok.is_empty() && with_nul == 0 && nul_names_wrong == 0 })
         }
     };
     drop(server);
