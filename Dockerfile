@@ -5,14 +5,17 @@
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a change in src/ does not rebuild them.
+# The workspace's other members (the simulator, the benchmark) are small and
+# must be present for cargo to read the workspace; only the service is built.
 COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
 RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked && rm -rf src
+    && cargo build --release --locked -p amohook && rm -rf src
 COPY src ./src
 COPY migrations ./migrations
 COPY templates ./templates
 COPY config ./config
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin amohook
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p amohook --bin amohook
 
 FROM debian:bookworm-slim
 RUN apt-get update \

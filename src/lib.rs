@@ -9,7 +9,6 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod directory;
-pub mod fake_amocrm;
 pub mod hooks;
 pub mod http;
 pub mod inbox;

@@ -6,7 +6,7 @@
 //! tokens and keys are `SecretString`s whose Debug is redacted, and errors
 //! from amoCRM carry its problem text, never the request.
 
-use std::io::{IsTerminal as _, Write};
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::{fmt, fmt::MakeWriter, EnvFilter};
 
@@ -53,33 +53,4 @@ where
             .with_current_span(true)
             .try_init(),
     };
-}
-
-/// A writer into shared memory, for tests that read the logs.
-#[derive(Clone, Default)]
-pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }

@@ -5,8 +5,11 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use amohook::telemetry::{self, Captured, LogFormat};
+use std::io::Write;
+
+use amohook::telemetry::{self, LogFormat};
 use helpers::{lead_hook, TestApp, CLIENT_SECRET};
+use tracing_subscriber::fmt::MakeWriter;
 
 const ADMIN_TOKEN: &str = "admin-secret-that-must-not-be-logged";
 
@@ -38,7 +41,7 @@ async fn secrets_never_reach_the_logs() {
     app.fake.fail_next(
         domain,
         "/oauth2/access_token",
-        amohook::fake_amocrm::Fault::Problem {
+        amocrm_sim::Fault::Problem {
             status: 400,
             hint: "Authorization code has expired".into(),
         },
@@ -124,4 +127,33 @@ async fn secrets_never_reach_the_logs() {
         ])
         .await;
     assert!(!page.text().await.unwrap().contains("zzz-code-in-page"));
+}
+
+/// A writer into shared memory: the test reads what was logged.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }

@@ -1,6 +1,6 @@
 //! The status page, the account page and its actions, the admin API.
 
-use amohook::fake_amocrm::{FakeAccount, Fault};
+use amocrm_sim::{FakeAccount, Fault};
 use serde_json::Value;
 
 use crate::helpers::{lead_hook, TestApp};

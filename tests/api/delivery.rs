@@ -1,11 +1,9 @@
 //! Delivering: stored events become notes in the right cards.
 
+use amocrm_sim::{FakeAccount, Fault};
 use std::time::Duration;
 
-use amohook::{
-    fake_amocrm::{FakeAccount, Fault},
-    worker::Worker,
-};
+use amohook::worker::Worker;
 
 use crate::helpers::{form, lead_hook, TestApp};
 

@@ -1,11 +1,11 @@
 //! The test harness: a fresh PostgreSQL database per test, the fake amoCRM,
 //! and the real application on a free port.
 
+use amocrm_sim::{FakeAccount, FakeAmo};
 use std::collections::HashMap;
 
 use amohook::{
     config::{RawSettings, Settings, DEFAULT_TOML},
-    fake_amocrm::{FakeAccount, FakeAmo},
     http::AppState,
     startup::Application,
 };
@@ -283,11 +283,7 @@ impl TestApp {
     }
 
     /// Waits (up to 30 s) until the fake holds `n` notes for `domain`.
-    pub async fn wait_for_notes(
-        &self,
-        domain: &str,
-        n: usize,
-    ) -> Vec<amohook::fake_amocrm::FakeNote> {
+    pub async fn wait_for_notes(&self, domain: &str, n: usize) -> Vec<amocrm_sim::FakeNote> {
         for _ in 0..300 {
             let notes: Vec<_> = self
                 .fake

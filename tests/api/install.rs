@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use amohook::fake_amocrm::{FakeAccount, Fault};
+use amocrm_sim::{FakeAccount, Fault};
 
 use crate::helpers::{TestApp, CLIENT_ID, PUBLIC_URL};
 

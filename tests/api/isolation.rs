@@ -1,10 +1,10 @@
 //! One account can never hurt another: what one tenant's input, traffic or
 //! bad luck may and may not do to the others.
 
+use amocrm_sim::Fault;
 use std::time::Duration;
 
 use amohook::{
-    fake_amocrm::Fault,
     hooks::{Action, EntityKind, HookEvent, Snapshot},
     inbox::{self, Row, StoreError},
 };

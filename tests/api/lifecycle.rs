@@ -119,7 +119,7 @@ async fn a_stop_lets_in_flight_requests_finish_and_releases_leases() {
     app.fake.fail_next(
         "slow.amocrm.ru",
         "/oauth2/access_token",
-        amohook::fake_amocrm::Fault::Delay(std::time::Duration::from_millis(1500)),
+        amocrm_sim::Fault::Delay(std::time::Duration::from_millis(1500)),
         1,
     );
     let state = app.start_install().await;

@@ -1,6 +1,6 @@
+use amocrm_sim::Fault;
 use amohook::{
     amocrm::AmoApi,
-    fake_amocrm::Fault,
     tokens::{CallError, TokenError, TokenStore},
 };
 use secrecy::ExposeSecret as _;

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use amohook::fake_amocrm::FakeAmo;
+use amocrm_sim::FakeAmo;
 use serde_json::{json, Value};
 
 use crate::{free_port, hook_body, install, percentile, wait_ready, Server};

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use amohook::fake_amocrm::{FakeAccount, FakeAmo};
+use amocrm_sim::{FakeAccount, FakeAmo};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use serde_json::json;
