@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::{accounts::KeyCache, worker::Worker};
+use crate::{accounts::KeyCache, delivery::Worker};
 
 /// Signalled with the account id when a hook stored events to deliver.
 pub const EVENTS: &str = "amohook_events";

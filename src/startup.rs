@@ -17,11 +17,11 @@ use crate::{
     config::Settings,
     crypto::{self, Cipher},
     db,
+    delivery::Worker,
     http::{self, AppState},
     install::Installer,
     stats::Receipts,
     tokens::TokenStore,
-    worker::Worker,
 };
 
 /// How often the background loop retries widget installs.

@@ -25,8 +25,8 @@ use tower_http::{
 };
 
 use crate::{
-    amocrm::AmoApi, config::Settings, crypto::Cipher, install::Installer, stats::Receipts,
-    tokens::TokenStore, worker::Worker,
+    amocrm::AmoApi, config::Settings, crypto::Cipher, delivery::Worker, install::Installer,
+    stats::Receipts, tokens::TokenStore,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 

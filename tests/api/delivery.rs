@@ -3,7 +3,7 @@
 use amocrm_sim::{FakeAccount, Fault};
 use std::time::Duration;
 
-use amohook::worker::Worker;
+use amohook::delivery::Worker;
 
 use crate::helpers::{form, lead_hook, TestApp};
 

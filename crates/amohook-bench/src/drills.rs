@@ -184,7 +184,7 @@ fn all_noted_at(fake: &FakeAmo, ok: &[i64]) -> Option<Instant> {
 
 /// How long a drill waits for the last note before it counts the rest as
 /// lost: claims of a killed process run out within
-/// `amohook::worker::CLAIM_TTL` (15 s), and the backlog left by the load
+/// `amohook::delivery::CLAIM_TTL` (15 s), and the backlog left by the load
 /// is delivered well within this.
 const SETTLE: Duration = Duration::from_secs(300);
 
@@ -299,7 +299,7 @@ pub async fn run(
                     "lost": lost, "duplicated": duplicated, "settled_seconds": settled,
                     "all_noted_seconds_after_last_restart": all_noted,
                     "allowed_seconds": RECOVER_WITHIN.as_secs(),
-                    "claim_ttl_seconds": amohook::worker::CLAIM_TTL.as_secs(),
+                    "claim_ttl_seconds": amohook::delivery::CLAIM_TTL.as_secs(),
                     "pass": lost == 0 && duplicated == 0 && !ok.is_empty()
                         && all_noted.is_some_and(|s| s <= RECOVER_WITHIN.as_secs_f64()) })
         }

@@ -1,0 +1,111 @@
+//! Claims: one process at a time per account (a lease), and each due event
+//! locked to its sender; both kept alive by the heartbeat.
+
+use super::{AccountRef, Claimed, Worker, CLAIM_TTL, ROUND};
+
+impl Worker {
+    /// Pushes every lease and lock this process holds [`CLAIM_TTL`] ahead.
+    pub async fn renew_claims(&self) -> sqlx::Result<()> {
+        let ttl = claim_ttl();
+        sqlx::query("update accounts set lease_until = now() + $2 where lease_owner = $1")
+            .bind(&self.owner)
+            .bind(ttl)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "update hook_events set locked_until = now() + $2
+             where locked_by = $1 and state = 'sending'",
+        )
+        .bind(&self.owner)
+        .bind(ttl)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn claim_account(&self) -> sqlx::Result<Option<AccountRef>> {
+        sqlx::query_as(
+            "with candidate as (
+                 select a.account_id from accounts a
+                 where a.status in ('active', 'disconnected')
+                   and not a.manual_pause
+                   and (a.paused_until is null or a.paused_until <= now())
+                   and (a.lease_until is null or a.lease_until < now())
+                   and exists (
+                       select 1 from hook_events e
+                       where e.account_id = a.account_id
+                         and ((e.state = 'pending' and e.next_attempt_at <= now())
+                              or (e.state = 'sending' and e.locked_until < now())))
+                 order by a.last_served_at nulls first
+                 limit 1
+                 for update skip locked)
+             update accounts a
+             set lease_owner = $1, lease_until = now() + $2, last_served_at = now()
+             from candidate where a.account_id = candidate.account_id
+             returning a.account_id, a.domain, a.status, a.timezone",
+        )
+        .bind(&self.owner)
+        .bind(claim_ttl())
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Extends this process's lease on the account; false when it was lost.
+    pub(super) async fn renew(&self, account_id: i64) -> sqlx::Result<bool> {
+        let renewed = sqlx::query(
+            "update accounts set lease_until = now() + $3
+             where account_id = $1 and lease_owner = $2",
+        )
+        .bind(account_id)
+        .bind(&self.owner)
+        .bind(claim_ttl())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    pub(super) async fn claim_events(&self, account_id: i64) -> sqlx::Result<Vec<Claimed>> {
+        let mut events: Vec<Claimed> = sqlx::query_as(
+            "with due as (
+                 select event_id from hook_events
+                 where account_id = $1
+                   and ((state = 'pending' and next_attempt_at <= now())
+                        or (state = 'sending' and locked_until < now()))
+                 order by changed_at, event_id
+                 limit $2
+                 for update skip locked)
+             update hook_events e set state = 'sending', locked_until = now() + $3, locked_by = $4
+             from due where e.event_id = due.event_id
+             returning e.event_id, e.entity_type, e.entity_id, e.action, e.changed_at, e.snapshot,
+                       e.note_text, e.maybe_sent, e.sent_at",
+        )
+        .bind(account_id)
+        .bind(ROUND)
+        .bind(claim_ttl())
+        .bind(&self.owner)
+        .fetch_all(&self.pool)
+        .await?;
+        events.sort_by_key(|e| (e.changed_at, e.event_id));
+        Ok(events)
+    }
+
+    /// Gives claimed events back untouched, due now.
+    pub(super) async fn requeue(&self, ids: &[i64]) -> sqlx::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "update hook_events set state = 'pending', locked_until = null
+             where event_id = any($1) and state = 'sending'",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+pub(super) fn claim_ttl() -> chrono::Duration {
+    chrono::Duration::from_std(CLAIM_TTL).expect("small")
+}

@@ -1,0 +1,179 @@
+//! What a failed call means for the events and the account: wait, back
+//! off, pause, fail; and the figures kept for the status page.
+
+use rand::Rng as _;
+
+use super::{AccountRef, Next, Worker, BLOCK_PAUSE, RETRY_FOR};
+use crate::{
+    amocrm::AmoError,
+    tokens::{CallError, TokenError},
+};
+
+impl Worker {
+    /// Records a failed call for `ids` and decides when to come back.
+    pub(super) async fn failed_call(
+        &self,
+        account: &AccountRef,
+        ids: &[i64],
+        error: CallError,
+    ) -> anyhow::Result<Next> {
+        let text = error.to_string();
+        match &error {
+            CallError::Amo(AmoError::RateLimited) => {
+                // amoCRM sends no Retry-After: one to three seconds, jittered
+                // so that workers do not come back in step.
+                let wait = rand::thread_rng().gen_range(1000..3000);
+                sqlx::query(
+                    "update hook_events set state = 'pending', locked_until = null,
+                         last_error = $2, next_attempt_at = now() + make_interval(secs => $3::float8 / 1000)
+                     where event_id = any($1)",
+                )
+                .bind(ids)
+                .bind(&text)
+                .bind(wait as f64)
+                .execute(&self.pool)
+                .await?;
+                tracing::warn!("amoCRM answered 429; waiting");
+            }
+            CallError::Amo(AmoError::Blocked) => {
+                sqlx::query(
+                    "update accounts set paused_until = now() + $2, pause_reason = $3 where account_id = $1",
+                )
+                .bind(account.account_id)
+                .bind(chrono::Duration::from_std(BLOCK_PAUSE).expect("small"))
+                .bind("amoCRM blocked access (HTML 403)")
+                .execute(&self.pool)
+                .await?;
+                sqlx::query(
+                    "update hook_events set state = 'pending', locked_until = null,
+                         last_error = $2, next_attempt_at = now() + $3
+                     where event_id = any($1)",
+                )
+                .bind(ids)
+                .bind(&text)
+                .bind(chrono::Duration::from_std(BLOCK_PAUSE).expect("small"))
+                .execute(&self.pool)
+                .await?;
+                self.record(account.account_id, 0, Some(&text)).await?;
+                tracing::warn!("amoCRM blocked the account; pausing its delivery");
+            }
+            CallError::Token(TokenError::NotActive(_) | TokenError::Revoked(_)) => {
+                // Waits for a new install; the account is no longer claimed.
+                self.requeue(ids).await?;
+            }
+            CallError::Amo(AmoError::Refused { status, .. })
+                if *status != 404 && *status != 402 =>
+            {
+                self.fail(account.account_id, ids, &text).await?;
+            }
+            _ => {
+                // Timeouts, dropped connections and 5xx may have reached
+                // amoCRM: `maybe_sent` stays as the send left it, so the
+                // next try looks first.
+                self.back_off(ids, &text).await?;
+                self.record(account.account_id, 0, Some(&text)).await?;
+                tracing::warn!(error = %text, "delivery failed; backing off");
+            }
+        }
+        Ok(Next::Later)
+    }
+
+    /// Exponential backoff from 5 s up to 15 min (jittered); after
+    /// [`RETRY_FOR`] of failures the event is failed.
+    pub(super) async fn back_off(&self, ids: &[i64], error: &str) -> sqlx::Result<()> {
+        sqlx::query(&format!(
+            "update hook_events set
+                 state = case when first_failure_at < now() - interval '{RETRY_FOR}' then 'failed' else 'pending' end,
+                 finished_at = case when first_failure_at < now() - interval '{RETRY_FOR}' then now() end,
+                 attempts = attempts + 1,
+                 first_failure_at = coalesce(first_failure_at, now()),
+                 next_attempt_at = now() + least(interval '15 minutes',
+                     interval '5 seconds' * power(2, least(attempts, 12))) * (0.8 + random() * 0.4),
+                 last_error = $2, locked_until = null
+             where event_id = any($1)"
+        ))
+        .bind(ids)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds to the account's figures for the status page.
+    pub(super) async fn record(
+        &self,
+        account_id: i64,
+        delivered: i64,
+        error: Option<&str>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "insert into account_stats (account_id, notes_delivered, last_error, last_error_at)
+             values ($1, $2, $3, case when $3::text is null then null else now() end)
+             on conflict (account_id) do update set
+                 notes_delivered = account_stats.notes_delivered + excluded.notes_delivered,
+                 last_error = coalesce(excluded.last_error, account_stats.last_error),
+                 last_error_at = coalesce(excluded.last_error_at, account_stats.last_error_at)",
+        )
+        .bind(account_id)
+        .bind(delivered)
+        .bind(error.map(|e| e.chars().take(300).collect::<String>()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn fail(
+        &self,
+        account_id: i64,
+        ids: &[i64],
+        reason: &str,
+    ) -> sqlx::Result<()> {
+        metrics::counter!("amohook_notes_failed_total").increment(ids.len() as u64);
+        self.record(account_id, 0, Some(reason)).await?;
+        sqlx::query(
+            "update hook_events set state = 'failed', last_error = $2, finished_at = now(),
+                 locked_until = null, attempts = attempts + 1
+             where event_id = any($1)",
+        )
+        .bind(ids)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        tracing::warn!(events = ids.len(), reason, "notes failed");
+        Ok(())
+    }
+
+    pub(super) async fn mark_delivered(
+        &self,
+        account_id: i64,
+        done: &[(i64, Option<i64>)],
+    ) -> sqlx::Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        metrics::counter!("amohook_notes_delivered_total").increment(done.len() as u64);
+        self.record(account_id, done.len() as i64, None).await?;
+        let (ids, note_ids): (Vec<i64>, Vec<Option<i64>>) = done.iter().copied().unzip();
+        sqlx::query(
+            "update hook_events e set state = 'delivered', note_id = d.note_id, finished_at = now(),
+                 locked_until = null, maybe_sent = false, last_error = null
+             from unnest($1::bigint[], $2::bigint[]) as d(event_id, note_id)
+             where e.event_id = d.event_id",
+        )
+        .bind(&ids)
+        .bind(&note_ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A failure that stops every call to the account for now: the rate limit,
+/// a block, or no usable token.
+pub(super) fn stops_the_account(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::Amo(AmoError::RateLimited | AmoError::Blocked)
+            | CallError::Token(TokenError::NotActive(_) | TokenError::Revoked(_))
+    )
+}
