@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use crate::{
     accounts::{self, Account},
     amocrm::{AmoApi, AmoError, WEBHOOK_EVENTS},
+    backoff::Backoff,
     crypto::{self, Cipher},
 };
 
@@ -236,14 +237,19 @@ impl Installer {
             Err(InstallError::Refused(e)) => ("failed", Some(e.to_string()), None),
             Err(e) => ("pending", Some(e.to_string()), None),
         };
+        let attempts: i32 =
+            sqlx::query_scalar("select attempts from pending_installs where install_id = $1")
+                .bind(install_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let wait = Backoff::INSTALL.delay(u32::try_from(attempts).unwrap_or(0));
         sqlx::query(
             "update pending_installs set
                  state = case when $2 = 'pending' and expires_at <= now() then 'expired' else $2 end,
                  attempts = attempts + 1,
                  last_error = $3,
                  account_id = $4,
-                 -- 5 s, 10 s, 20 s ... at most a minute apart
-                 next_attempt_at = now() + least(interval '60 seconds', interval '5 seconds' * power(2, attempts)),
+                 next_attempt_at = now() + make_interval(secs => $5),
                  locked_until = null,
                  updated_at = now()
              where install_id = $1",
@@ -252,6 +258,7 @@ impl Installer {
         .bind(state)
         .bind(error)
         .bind(account_id)
+        .bind(wait.as_secs_f64())
         .execute(&self.pool)
         .await?;
         result

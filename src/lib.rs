@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod amocrm;
+pub mod backoff;
 pub mod budget;
 pub mod config;
 pub mod crypto;

@@ -2,12 +2,12 @@
 //! announces: a stored hook (wakes the delivery loops at once instead of at
 //! their next poll) and a changed account (the hook-key cache forgets it).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::{accounts::KeyCache, delivery::Worker};
+use crate::{accounts::KeyCache, backoff::Backoff, delivery::Worker};
 
 /// Signalled with the account id when a hook stored events to deliver.
 pub const EVENTS: &str = "amohook_events";
@@ -23,11 +23,13 @@ pub async fn run(
     worker: Arc<Worker>,
     shutdown: CancellationToken,
 ) {
+    let mut failures = 0;
     loop {
         let session = async {
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen_all([EVENTS, ACCOUNTS]).await?;
             cache.set_live(true);
+            failures = 0;
             // `try_recv` says when the connection was lost (sqlx would
             // reconnect silently in `recv`, and the announcements sent
             // meanwhile would be lost without a word).
@@ -52,9 +54,10 @@ pub async fn run(
                 }
             }
         }
+        failures += 1;
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Backoff::RECONNECT.delay(failures)) => {}
         }
     }
     cache.set_live(false);

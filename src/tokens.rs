@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable as _};
+use backon::Retryable as _;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use crate::{
     accounts::{self, token_context},
     amocrm::{AmoApi, AmoError},
+    backoff::Backoff,
     crypto::Cipher,
 };
 
@@ -122,13 +123,7 @@ impl TokenStore {
             .domain;
         let attempt = || self.refresh_once(account_id, &domain, &reason);
         attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(300))
-                    .with_max_delay(Duration::from_secs(3))
-                    .with_max_times(2)
-                    .with_jitter(),
-            )
+            .retry(Backoff::REFRESH.retries(2))
             .when(|e| matches!(e, TokenError::Transient(_)))
             .await
     }

@@ -1,11 +1,10 @@
 //! What a failed call means for the events and the account: wait, back
 //! off, pause, fail; and the figures kept for the status page.
 
-use rand::Rng as _;
-
 use super::{AccountRef, Next, Worker, BLOCK_PAUSE, RETRY_FOR};
 use crate::{
     amocrm::AmoError,
+    backoff::Backoff,
     tokens::{CallError, TokenError},
 };
 
@@ -20,9 +19,8 @@ impl Worker {
         let text = error.to_string();
         match &error {
             CallError::Amo(AmoError::RateLimited) => {
-                // amoCRM sends no Retry-After: one to three seconds, jittered
-                // so that workers do not come back in step.
-                let wait = rand::thread_rng().gen_range(1000..3000);
+                // amoCRM sends no Retry-After.
+                let wait = Backoff::RATE_LIMITED.delay(0).as_millis();
                 sqlx::query(
                     "update hook_events set state = 'pending', locked_until = null,
                          last_error = $2, next_attempt_at = now() + make_interval(secs => $3::float8 / 1000)
@@ -78,21 +76,34 @@ impl Worker {
         Ok(Next::Later)
     }
 
-    /// Exponential backoff from 5 s up to 15 min (jittered); after
+    /// [`Backoff::DELIVERY`] from each event's stored attempt count; after
     /// [`RETRY_FOR`] of failures the event is failed.
     pub(super) async fn back_off(&self, ids: &[i64], error: &str) -> sqlx::Result<()> {
+        let attempts: Vec<(i64, i32)> =
+            sqlx::query_as("select event_id, attempts from hook_events where event_id = any($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        let (ids, waits): (Vec<i64>, Vec<f64>) = attempts
+            .into_iter()
+            .map(|(id, n)| {
+                let wait = Backoff::DELIVERY.delay(u32::try_from(n).unwrap_or(0));
+                (id, wait.as_secs_f64())
+            })
+            .unzip();
         sqlx::query(&format!(
-            "update hook_events set
+            "update hook_events e set
                  state = case when first_failure_at < now() - interval '{RETRY_FOR}' then 'failed' else 'pending' end,
                  finished_at = case when first_failure_at < now() - interval '{RETRY_FOR}' then now() end,
                  attempts = attempts + 1,
                  first_failure_at = coalesce(first_failure_at, now()),
-                 next_attempt_at = now() + least(interval '15 minutes',
-                     interval '5 seconds' * power(2, least(attempts, 12))) * (0.8 + random() * 0.4),
-                 last_error = $2, locked_until = null
-             where event_id = any($1)"
+                 next_attempt_at = now() + make_interval(secs => w.wait),
+                 last_error = $3, locked_until = null
+             from unnest($1::bigint[], $2::float8[]) as w(event_id, wait)
+             where e.event_id = w.event_id"
         ))
-        .bind(ids)
+        .bind(&ids)
+        .bind(&waits)
         .bind(error)
         .execute(&self.pool)
         .await?;
