@@ -9,9 +9,11 @@ use crate::{
     crypto::{self, Cipher},
 };
 
-/// Where an account stands. Only `active` accounts get calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Where an account stands. Only `active` accounts get calls. Stored as
+/// text; an unknown stored value is an error when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum AccountStatus {
     Active,
     /// The refresh token is dead (revoked, reused, expired): someone in the
@@ -29,15 +31,6 @@ impl AccountStatus {
             AccountStatus::Disconnected => "disconnected",
         }
     }
-
-    fn parse(text: &str) -> AccountStatus {
-        match text {
-            "active" => AccountStatus::Active,
-            "reauth_required" => AccountStatus::ReauthRequired,
-            // The column's check constraint allows nothing else.
-            _ => AccountStatus::Disconnected,
-        }
-    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -47,7 +40,7 @@ struct AccountRow {
     subdomain: String,
     name: String,
     timezone: Option<String>,
-    status: String,
+    status: AccountStatus,
     status_reason: Option<String>,
     webhooks_subscribed: bool,
     webhooks_error: Option<String>,
@@ -80,7 +73,7 @@ impl From<AccountRow> for Account {
             subdomain: r.subdomain,
             name: r.name,
             timezone: r.timezone,
-            status: AccountStatus::parse(&r.status),
+            status: r.status,
             status_reason: r.status_reason,
             webhooks_subscribed: r.webhooks_subscribed,
             webhooks_error: r.webhooks_error,

@@ -5,9 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a card is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a card is. Stored as text (`lead`, `contact`, `company`); any other
+/// stored value is an error when read, never a default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum EntityKind {
     Lead,
     Contact,
@@ -42,8 +44,9 @@ impl EntityKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Action {
     Add,
     /// `update`, and the narrower `status` and `responsible` hooks: each

@@ -25,12 +25,63 @@ use crate::{hooks::HookEvent, listen::EVENTS};
 /// Hooks written in one statement at most.
 const MAX_BATCH: usize = 256;
 
+/// Where a stored event stands (the column `hook_events.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum EventState {
+    /// Waits for its note (or for its next attempt).
+    Pending,
+    /// A note request is (or was, before a crash) under way.
+    Sending,
+    Delivered,
+    /// Nothing visible changed, or a newer change was already handled.
+    Skipped,
+    /// amoCRM refused the note, or retries ran out.
+    Failed,
+    /// The account was disconnected.
+    Dropped,
+}
+
+impl EventState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Pending => "pending",
+            EventState::Sending => "sending",
+            EventState::Delivered => "delivered",
+            EventState::Skipped => "skipped",
+            EventState::Failed => "failed",
+            EventState::Dropped => "dropped",
+        }
+    }
+
+    pub const ALL: [EventState; 6] = [
+        EventState::Pending,
+        EventState::Sending,
+        EventState::Delivered,
+        EventState::Skipped,
+        EventState::Failed,
+        EventState::Dropped,
+    ];
+}
+
+impl std::str::FromStr for EventState {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        EventState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("unknown event state `{text}`"))
+    }
+}
+
 /// One event to store, with the state it starts in.
 pub struct Row {
     pub account_id: i64,
     pub event: HookEvent,
-    /// `pending`, or `dropped` for a disconnected account.
-    pub state: &'static str,
+    /// `Pending`, or `Dropped` for a disconnected account.
+    pub state: EventState,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -196,7 +247,7 @@ async fn write(pool: &PgPool, jobs: &[&[Prepared<'_>]]) -> Result<Vec<u64>, Stor
             times.push(e.changed_at);
             snapshots.push(p.snapshot.as_str());
             digests.push(p.digest);
-            states.push(row.state);
+            states.push(row.state.as_str());
             owner
                 .entry((
                     row.account_id,

@@ -11,6 +11,11 @@ use chrono::{DateTime, DurationRound as _, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::{
+    hooks::{Action, EntityKind},
+    inbox::EventState,
+};
+
 #[derive(Debug, Default)]
 pub struct Receipts {
     pending: Mutex<HashMap<i64, (i64, DateTime<Utc>)>>,
@@ -292,10 +297,10 @@ pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EventRow {
     pub event_id: i64,
-    pub entity_type: String,
+    pub entity_type: EntityKind,
     pub entity_id: i64,
-    pub action: String,
-    pub state: String,
+    pub action: Action,
+    pub state: EventState,
     pub attempts: i32,
     pub received_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -308,7 +313,7 @@ pub struct EventRow {
 pub async fn events(
     pool: &PgPool,
     account_id: i64,
-    state: Option<&str>,
+    state: Option<EventState>,
     limit: i64,
 ) -> sqlx::Result<Vec<EventRow>> {
     sqlx::query_as(
@@ -320,7 +325,7 @@ pub async fn events(
          limit $3",
     )
     .bind(account_id)
-    .bind(state)
+    .bind(state.map(EventState::as_str))
     .bind(limit.clamp(1, 500))
     .fetch_all(pool)
     .await

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
 use crate::{
-    accounts::{self, token_context},
+    accounts::{self, token_context, AccountStatus},
     amocrm::{AmoApi, AmoError},
     backoff::Backoff,
     crypto::Cipher,
@@ -76,7 +76,7 @@ pub enum RefreshReason {
 #[derive(sqlx::FromRow)]
 struct TokenRow {
     domain: String,
-    status: String,
+    status: AccountStatus,
     access_token: Vec<u8>,
     refresh_token: Vec<u8>,
     expires_at: DateTime<Utc>,
@@ -258,7 +258,7 @@ impl TokenStore {
             .fetch_optional(db)
             .await?;
         match row {
-            Some(row) if row.status == "active" => Ok(row),
+            Some(row) if row.status == AccountStatus::Active => Ok(row),
             _ => Err(TokenError::NotActive(account_id)),
         }
     }

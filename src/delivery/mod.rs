@@ -43,8 +43,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    accounts::AccountStatus,
     amocrm::AmoApi,
-    hooks::{EntityKind, Snapshot},
+    hooks::{Action, EntityKind, Snapshot},
     tokens::TokenStore,
 };
 
@@ -73,27 +74,21 @@ const POLL: Duration = Duration::from_secs(1);
 struct AccountRef {
     account_id: i64,
     domain: String,
-    status: String,
+    status: AccountStatus,
     timezone: Option<String>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
 struct Claimed {
     event_id: i64,
-    entity_type: String,
+    entity_type: EntityKind,
     entity_id: i64,
-    action: String,
+    action: Action,
     changed_at: i64,
     snapshot: Json<Snapshot>,
     note_text: Option<String>,
     maybe_sent: bool,
     sent_at: Option<DateTime<Utc>>,
-}
-
-impl Claimed {
-    fn kind(&self) -> EntityKind {
-        EntityKind::parse(&self.entity_type).unwrap_or(EntityKind::Lead)
-    }
 }
 
 /// What a round leaves for the account's turn.
@@ -221,7 +216,7 @@ impl Worker {
     }
 
     async fn serve_account(&self, account: &AccountRef) -> anyhow::Result<()> {
-        if account.status == "disconnected" {
+        if account.status == AccountStatus::Disconnected {
             let dropped = sqlx::query(
                 "update hook_events set state = 'dropped', last_error = 'account disconnected',
                      finished_at = now(), locked_until = null

@@ -51,7 +51,7 @@ impl Worker {
         events.retain(|e| e.note_text.is_some());
         let mut by_kind: HashMap<EntityKind, Vec<Claimed>> = HashMap::new();
         for event in events {
-            by_kind.entry(event.kind()).or_default().push(event);
+            by_kind.entry(event.entity_type).or_default().push(event);
         }
         let mut kinds: Vec<_> = by_kind.into_iter().collect();
         kinds.sort_by_key(|(k, _)| k.as_str());
@@ -112,12 +112,12 @@ impl Worker {
         let mut tx = self.pool.begin().await?;
 
         // The last seen state of every card in the round, in one query.
-        let (types, ids): (Vec<String>, Vec<i64>) = events
+        let (types, ids): (Vec<&str>, Vec<i64>) = events
             .iter()
             .filter(|e| e.note_text.is_none())
-            .map(|e| (e.entity_type.clone(), e.entity_id))
+            .map(|e| (e.entity_type.as_str(), e.entity_id))
             .unzip();
-        let rows: Vec<(String, i64, i64, Json<Snapshot>)> = sqlx::query_as(
+        let rows: Vec<(EntityKind, i64, i64, Json<Snapshot>)> = sqlx::query_as(
             "select s.entity_type, s.entity_id, s.changed_at, s.snapshot
              from entity_states s
              join unnest($2::text[], $3::bigint[]) as k(entity_type, entity_id)
@@ -129,23 +129,23 @@ impl Worker {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        let mut states: HashMap<(String, i64), (i64, Snapshot)> = rows
+        let mut states: HashMap<(EntityKind, i64), (i64, Snapshot)> = rows
             .into_iter()
             .map(|(t, id, at, snap)| ((t, id), (at, snap.0)))
             .collect();
 
         // Render in order, moving each card's state forward in memory.
-        let mut changed_cards: Vec<(String, i64)> = Vec::new();
+        let mut changed_cards: Vec<(EntityKind, i64)> = Vec::new();
         let (mut note_ids, mut note_texts) = (Vec::new(), Vec::new());
         let (mut skipped_ids, mut skipped_reasons) = (Vec::new(), Vec::new());
         for event in events.iter_mut().filter(|e| e.note_text.is_none()) {
-            let key = (event.entity_type.clone(), event.entity_id);
+            let key = (event.entity_type, event.entity_id);
             let prev = states.get(&key);
             let cur = &event.snapshot.0;
             let newer = prev.is_none_or(|(at, _)| event.changed_at >= *at);
-            let kind = event.kind();
-            let outcome: Result<String, &str> = match event.action.as_str() {
-                "add" => Ok(notes::added(
+            let kind = event.entity_type;
+            let outcome: Result<String, &str> = match event.action {
+                Action::Add => Ok(notes::added(
                     lang,
                     kind,
                     event.entity_id,
@@ -173,7 +173,7 @@ impl Worker {
                 }
             };
             if newer {
-                states.insert(key.clone(), (event.changed_at, cur.clone()));
+                states.insert(key, (event.changed_at, cur.clone()));
                 if !changed_cards.contains(&key) {
                     changed_cards.push(key);
                 }
@@ -196,7 +196,7 @@ impl Worker {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for key in &changed_cards {
             if let Some((at, snap)) = states.get(key) {
-                c_types.push(key.0.clone());
+                c_types.push(key.0.as_str());
                 c_ids.push(key.1);
                 c_ats.push(*at);
                 c_snaps.push(Json(snap.clone()));
@@ -246,7 +246,7 @@ fn needs_of<'a>(events: impl Iterator<Item = &'a Claimed>) -> Needs {
         let s = &e.snapshot.0;
         needs.users.extend(s.responsible_user_id);
         needs.users.extend(s.old_responsible_user_id);
-        if e.kind() == EntityKind::Lead && e.action != Action::Add.as_str() {
+        if e.entity_type == EntityKind::Lead && e.action != Action::Add {
             needs.statuses.insert((s.pipeline_id, s.status_id));
             if s.old_status_id.is_some() || s.old_pipeline_id.is_some() {
                 needs

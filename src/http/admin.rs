@@ -23,7 +23,10 @@ use super::{
     pages::Page,
     AppState,
 };
-use crate::stats::{self, AccountRow, EventRow, ListQuery, StatusFilter, PAGE_SIZE, SORTS};
+use crate::{
+    inbox::EventState,
+    stats::{self, AccountRow, EventRow, ListQuery, StatusFilter, PAGE_SIZE, SORTS},
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -427,9 +430,9 @@ async fn account_page(
         .iter()
         .map(|e: &EventRow| EventView {
             event_id: e.event_id,
-            card: format!("{} #{}", e.entity_type, e.entity_id),
-            action: e.action.clone(),
-            state: e.state.clone(),
+            card: format!("{} #{}", e.entity_type.as_str(), e.entity_id),
+            action: e.action.as_str().to_owned(),
+            state: e.state.as_str().to_owned(),
             attempts: e.attempts,
             received_rel: t.relative(Some(e.received_at), now),
             received_abs: i18n::absolute(Some(e.received_at)),
@@ -439,8 +442,10 @@ async fn account_page(
                 String::new()
             },
             finished_abs: i18n::absolute(e.finished_at),
-            text: match e.state.as_str() {
-                "delivered" | "pending" | "sending" if e.last_error.is_none() => {
+            text: match e.state {
+                EventState::Delivered | EventState::Pending | EventState::Sending
+                    if e.last_error.is_none() =>
+                {
                     e.note_text.clone().unwrap_or_default()
                 }
                 _ => e
@@ -616,14 +621,16 @@ async fn api_events(
         Ok(None) => return error(true, StatusCode::NOT_FOUND, "No such account."),
         Err(e) => return database_error(true, e),
     }
-    match stats::events(
-        &state.pool,
-        id,
-        params.state.as_deref(),
-        params.limit.unwrap_or(100),
-    )
-    .await
+    let wanted = match params
+        .state
+        .as_deref()
+        .map(str::parse::<EventState>)
+        .transpose()
     {
+        Ok(wanted) => wanted,
+        Err(reason) => return error(true, StatusCode::BAD_REQUEST, &reason),
+    };
+    match stats::events(&state.pool, id, wanted, params.limit.unwrap_or(100)).await {
         Ok(events) => Json(json!({ "events": events })).into_response(),
         Err(e) => database_error(true, e),
     }

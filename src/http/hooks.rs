@@ -27,7 +27,7 @@ use super::AppState;
 use crate::{
     accounts::{Account, AccountStatus},
     hooks::{self, Hook},
-    inbox::{Row, StoreError},
+    inbox::{EventState, Row, StoreError},
 };
 
 /// amoCRM waits 2 seconds; past this the answer is 503 instead.
@@ -169,8 +169,8 @@ fn mismatch(account: &Account, hook: &Hook) -> Option<&'static str> {
 async fn store(state: &AppState, account: &Account, hook: Hook) -> Result<u64, StoreError> {
     // A disconnected account's events are kept as a record, not delivered.
     let initial = match account.status {
-        AccountStatus::Disconnected => "dropped",
-        _ => "pending",
+        AccountStatus::Disconnected => EventState::Dropped,
+        _ => EventState::Pending,
     };
     let rows = hook
         .events

@@ -167,6 +167,52 @@ async fn the_table_shows_each_account_with_its_figures() {
         .await;
     assert_eq!(events["events"].as_array().unwrap().len(), 1);
     assert_eq!(events["events"][0]["entity_id"], 2);
+    assert_eq!(events["events"][0]["state"], "failed");
+    assert_eq!(events["events"][0]["entity_type"], "lead");
+    let unknown = app
+        .admin_get("/api/accounts/41000001/events?state=banana")
+        .await;
+    assert_eq!(unknown.status(), 400);
+    let reason: Value = unknown.json().await.unwrap();
+    assert!(
+        reason["message"].as_str().unwrap().contains("banana"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn stored_states_are_typed_and_an_unknown_one_is_an_error_not_a_default() {
+    let app = admin_app().await;
+    let read = |text: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            (
+                sqlx::query_scalar::<_, amohook::inbox::EventState>("select $1::text")
+                    .bind(text)
+                    .fetch_one(&pool)
+                    .await,
+                sqlx::query_scalar::<_, amohook::accounts::AccountStatus>("select $1::text")
+                    .bind(text)
+                    .fetch_one(&pool)
+                    .await,
+                sqlx::query_scalar::<_, amohook::hooks::EntityKind>("select $1::text")
+                    .bind(text)
+                    .fetch_one(&pool)
+                    .await,
+            )
+        }
+    };
+    let (state, _, kind) = read("dropped").await;
+    assert_eq!(state.unwrap(), amohook::inbox::EventState::Dropped);
+    assert!(kind.is_err());
+    let (_, status, kind) = read("company").await;
+    assert!(status.is_err(), "not quietly 'disconnected'");
+    assert_eq!(kind.unwrap(), amohook::hooks::EntityKind::Company);
+    let (state, status, kind) = read("lead ").await;
+    assert!(
+        state.is_err() && status.is_err() && kind.is_err(),
+        "not quietly a lead"
+    );
 }
 
 #[tokio::test]

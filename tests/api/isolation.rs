@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use amohook::{
     hooks::{Action, EntityKind, HookEvent, Snapshot},
-    inbox::{self, Row, StoreError},
+    inbox::{self, EventState, Row, StoreError},
 };
 use proptest::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +66,7 @@ async fn one_accounts_nul_bytes_never_fail_another_accounts_hooks() {
 fn row(account_id: i64, entity_id: i64, name: String, field: String) -> Row {
     Row {
         account_id,
-        state: "pending",
+        state: EventState::Pending,
         event: HookEvent {
             entity: EntityKind::Lead,
             action: Action::Add,
@@ -150,7 +150,7 @@ fn a_poison_hook_never_fails_the_hooks_beside_it_in_a_batch() {
                         Row {
                             account_id: POISON.1,
                             event,
-                            state: "pending",
+                            state: EventState::Pending,
                         }
                     })
                     .collect();
