@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::{
+    error::{AppError, PageError},
     i18n::{self, Texts},
     pages::Page,
     AppState,
@@ -49,26 +50,23 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let json = !parts.uri.path().starts_with("/status");
-        let Some(token) = &state.settings.admin.token else {
-            let message = "The admin pages are switched off: set admin.token (AMOHOOK_ADMIN__TOKEN) to open them.";
-            return Err(error(json, StatusCode::FORBIDDEN, message));
+        let refusal = match &state.settings.admin.token {
+            None => AppError::new(
+                StatusCode::FORBIDDEN,
+                "The admin pages are switched off: set admin.token (AMOHOOK_ADMIN__TOKEN) to open them.",
+            ),
+            Some(token) => match presented(&parts.headers) {
+                Some(given) if same_secret(&given, token) => return Ok(Admin),
+                _ => AppError::new(StatusCode::UNAUTHORIZED, "The admin token is required.")
+                    .with_challenge(),
+            },
         };
-        match presented(&parts.headers) {
-            Some(given) if same_secret(&given, token) => Ok(Admin),
-            _ => {
-                let mut response = error(
-                    json,
-                    StatusCode::UNAUTHORIZED,
-                    "The admin token is required.",
-                );
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Basic realm=\"amohook\", charset=\"UTF-8\""),
-                );
-                Err(response)
-            }
-        }
+        // Pages get the HTML error page, the API and /metrics JSON.
+        Err(if parts.uri.path().starts_with("/status") {
+            PageError(refusal).into_response()
+        } else {
+            refusal.into_response()
+        })
     }
 }
 
@@ -95,36 +93,6 @@ fn same_secret(given: &str, token: &SecretString) -> bool {
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(token.expose_secret().as_bytes());
     a.ct_eq(&b).into()
-}
-
-fn error(json: bool, status: StatusCode, message: &str) -> Response {
-    if json {
-        (
-            status,
-            Json(json!({ "status": status.as_u16(), "message": message })),
-        )
-            .into_response()
-    } else {
-        super::pages::PageError {
-            status,
-            title: if status == StatusCode::UNAUTHORIZED {
-                "Sign in"
-            } else {
-                "Not available"
-            },
-            message: message.into(),
-        }
-        .into_response()
-    }
-}
-
-fn database_error(json: bool, e: sqlx::Error) -> Response {
-    tracing::error!(error = %e, "admin page: database error");
-    error(
-        json,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The database is not available right now.",
-    )
 }
 
 /// Forms carry a token only the holder of the admin token can make, and
@@ -297,17 +265,11 @@ async fn status_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(params): Query<ListParams>,
-) -> Response {
+) -> Result<Response, PageError> {
     let t = i18n::texts(&headers);
     let q = params.query();
-    let (rows, total) = match stats::list(&state.pool, &q).await {
-        Ok(found) => found,
-        Err(e) => return database_error(false, e),
-    };
-    let totals = match stats::totals(&state.pool).await {
-        Ok(totals) => totals,
-        Err(e) => return database_error(false, e),
-    };
+    let (rows, total) = stats::list(&state.pool, &q).await?;
+    let totals = stats::totals(&state.pool).await?;
     let labels = [
         t.domain,
         t.account_id,
@@ -373,7 +335,7 @@ async fn status_page(
         next: (q.page < pages).then(|| list_href(q.status, q.sort, q.descending, q.page + 1)),
         hook_pattern: format!("{}/hooks/{{hook_key}}", state.settings.http.public_url),
     };
-    Page(StatusCode::OK, page).into_response()
+    Ok(Page(StatusCode::OK, page).into_response())
 }
 
 struct EventView {
@@ -414,17 +376,12 @@ async fn account_page(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Query(done): Query<Done>,
-) -> Response {
+) -> Result<Response, PageError> {
     let t = i18n::texts(&headers);
-    let row = match stats::one(&state.pool, id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return error(false, StatusCode::NOT_FOUND, "No such account."),
-        Err(e) => return database_error(false, e),
-    };
-    let events = match stats::events(&state.pool, id, None, 100).await {
-        Ok(events) => events,
-        Err(e) => return database_error(false, e),
-    };
+    let row = stats::one(&state.pool, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("No such account."))?;
+    let events = stats::events(&state.pool, id, None, 100).await?;
     let now = Utc::now();
     let events = events
         .iter()
@@ -471,7 +428,7 @@ async fn account_page(
         csrf: csrf_token(&state, id),
         done: done.done.filter(|d| d.len() < 100),
     };
-    Page(StatusCode::OK, page).into_response()
+    Ok(Page(StatusCode::OK, page).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -485,44 +442,30 @@ async fn account_action_form(
     headers: HeaderMap,
     Path((id, action)): Path<(i64, String)>,
     Form(form): Form<ActionForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let expected = csrf_token(&state, id);
     if cross_site(&headers) || !bool::from(form.csrf.as_bytes().ct_eq(expected.as_bytes())) {
-        return error(
-            false,
+        return Err(AppError::new(
             StatusCode::FORBIDDEN,
             "This form was not sent from the status page.",
-        );
+        )
+        .into());
     }
-    match act(&state, id, &action).await {
-        Ok(message) => Redirect::to(&format!(
-            "/status/accounts/{id}?done={}",
-            url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
-        ))
-        .into_response(),
-        Err(response) => response(false),
-    }
+    let message = act(&state, id, &action).await?;
+    Ok(Redirect::to(&format!(
+        "/status/accounts/{id}?done={}",
+        url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
+    ))
+    .into_response())
 }
 
-type ActionError = Box<dyn FnOnce(bool) -> Response + Send>;
-
 /// Runs an action; returns a short message of what was done.
-async fn act(state: &AppState, id: i64, action: &str) -> Result<String, ActionError> {
-    let exists =
-        sqlx::query_scalar::<_, i64>("select account_id from accounts where account_id = $1")
-            .bind(id)
-            .fetch_optional(&state.pool)
-            .await;
-    match exists {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err(Box::new(|json| {
-                error(json, StatusCode::NOT_FOUND, "No such account.")
-            }))
-        }
-        Err(e) => return Err(Box::new(move |json| database_error(json, e))),
-    }
-    let db = |e: sqlx::Error| -> ActionError { Box::new(move |json| database_error(json, e)) };
+async fn act(state: &AppState, id: i64, action: &str) -> Result<String, AppError> {
+    sqlx::query_scalar::<_, i64>("select account_id from accounts where account_id = $1")
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or_else(|| AppError::not_found("No such account."))?;
     match action {
         "retry" => {
             let retried = sqlx::query(
@@ -532,8 +475,7 @@ async fn act(state: &AppState, id: i64, action: &str) -> Result<String, ActionEr
             )
             .bind(id)
             .execute(&state.pool)
-            .await
-            .map_err(db)?
+            .await?
             .rows_affected();
             let _ = sqlx::query("select pg_notify($1, $2)")
                 .bind(crate::listen::EVENTS)
@@ -543,35 +485,25 @@ async fn act(state: &AppState, id: i64, action: &str) -> Result<String, ActionEr
             tracing::info!(account.id = id, retried, "failed events queued again");
             Ok(format!("retried {retried}"))
         }
-        "resubscribe" => match state.installer.resubscribe(&state.tokens, id).await {
-            Ok(None) => Ok("subscribed".into()),
-            Ok(Some(reason)) => Err(Box::new(move |json| {
-                error(json, StatusCode::BAD_GATEWAY, &reason)
-            })),
-            Err(e) => {
-                tracing::error!(account.id = id, error = %e, "resubscribe failed");
-                Err(Box::new(|json| {
-                    error(
-                        json,
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "The web-hooks could not be subscribed.",
-                    )
-                }))
-            }
+        "resubscribe" => match state
+            .installer
+            .resubscribe(&state.tokens, id)
+            .await
+            .map_err(AppError::internal)?
+        {
+            None => Ok("subscribed".into()),
+            Some(reason) => Err(AppError::new(StatusCode::BAD_GATEWAY, reason)),
         },
         "pause" | "resume" => {
             sqlx::query("update accounts set manual_pause = $2 where account_id = $1")
                 .bind(id)
                 .bind(action == "pause")
                 .execute(&state.pool)
-                .await
-                .map_err(db)?;
+                .await?;
             tracing::info!(account.id = id, action, "delivery {action}d by an admin");
             Ok(format!("{action}d"))
         }
-        _ => Err(Box::new(|json| {
-            error(json, StatusCode::NOT_FOUND, "No such action.")
-        })),
+        _ => Err(AppError::not_found("No such action.")),
     }
 }
 
@@ -579,29 +511,30 @@ async fn api_accounts(
     _: Admin,
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
-) -> Response {
+) -> Result<Response, AppError> {
     let q = params.query();
-    match stats::list(&state.pool, &q).await {
-        Ok((rows, total)) => Json(json!({
-            "accounts": rows,
-            "page": q.page,
-            "per_page": PAGE_SIZE,
-            "total": total,
-            "sort": q.sort,
-            "dir": if q.descending { "desc" } else { "asc" },
-            "status": q.status,
-        }))
-        .into_response(),
-        Err(e) => database_error(true, e),
-    }
+    let (rows, total) = stats::list(&state.pool, &q).await?;
+    Ok(Json(json!({
+        "accounts": rows,
+        "page": q.page,
+        "per_page": PAGE_SIZE,
+        "total": total,
+        "sort": q.sort,
+        "dir": if q.descending { "desc" } else { "asc" },
+        "status": q.status,
+    }))
+    .into_response())
 }
 
-async fn api_account(_: Admin, State(state): State<AppState>, Path(id): Path<i64>) -> Response {
-    match stats::one(&state.pool, id).await {
-        Ok(Some(row)) => Json(row).into_response(),
-        Ok(None) => error(true, StatusCode::NOT_FOUND, "No such account."),
-        Err(e) => database_error(true, e),
-    }
+async fn api_account(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let row = stats::one(&state.pool, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("No such account."))?;
+    Ok(Json(row).into_response())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -615,25 +548,18 @@ async fn api_events(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(params): Query<EventParams>,
-) -> Response {
-    match stats::one(&state.pool, id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(true, StatusCode::NOT_FOUND, "No such account."),
-        Err(e) => return database_error(true, e),
-    }
-    let wanted = match params
+) -> Result<Response, AppError> {
+    stats::one(&state.pool, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("No such account."))?;
+    let wanted = params
         .state
         .as_deref()
         .map(str::parse::<EventState>)
         .transpose()
-    {
-        Ok(wanted) => wanted,
-        Err(reason) => return error(true, StatusCode::BAD_REQUEST, &reason),
-    };
-    match stats::events(&state.pool, id, wanted, params.limit.unwrap_or(100)).await {
-        Ok(events) => Json(json!({ "events": events })).into_response(),
-        Err(e) => database_error(true, e),
-    }
+        .map_err(AppError::bad_request)?;
+    let events = stats::events(&state.pool, id, wanted, params.limit.unwrap_or(100)).await?;
+    Ok(Json(json!({ "events": events })).into_response())
 }
 
 async fn api_action(
@@ -641,18 +567,15 @@ async fn api_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, action)): Path<(i64, String)>,
-) -> Response {
+) -> Result<Response, AppError> {
     if cross_site(&headers) {
-        return error(
-            true,
+        return Err(AppError::new(
             StatusCode::FORBIDDEN,
             "Cross-site requests are refused.",
-        );
+        ));
     }
-    match act(&state, id, &action).await {
-        Ok(message) => Json(json!({ "status": 200, "message": message })).into_response(),
-        Err(response) => response(true),
-    }
+    let message = act(&state, id, &action).await?;
+    Ok(Json(json!({ "status": 200, "message": message })).into_response())
 }
 
 /// Prometheus text format. Gauges that describe the queue are read from

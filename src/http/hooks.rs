@@ -23,7 +23,7 @@ use axum::{
 };
 use serde_json::json;
 
-use super::AppState;
+use super::{error::AppError, AppState};
 use crate::{
     accounts::{Account, AccountStatus},
     hooks::{self, Hook},
@@ -37,12 +37,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/{hook_key}", post(receive))
 }
 
+/// A refusal as JSON; see `error.rs`.
 fn answer(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "status": status.as_u16(), "message": message })),
-    )
-        .into_response()
+    AppError::new(status, message).into_response()
 }
 
 async fn receive(

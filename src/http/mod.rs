@@ -1,6 +1,7 @@
 //! The HTTP side: one router, its layers, and the shared state.
 
 mod admin;
+pub mod error;
 mod health;
 mod hooks;
 mod i18n;

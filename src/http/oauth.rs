@@ -17,7 +17,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    pages::{Page, PageError},
+    error::{AppError, PageError},
+    pages::Page,
     AppState,
 };
 use crate::install::{self, InstallError, Installed};
@@ -89,10 +90,9 @@ async fn callback(
     State(state): State<AppState>,
     query: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let Query(query) =
-        query.map_err(|_| PageError::bad_request("The address amoCRM sent is malformed."))?;
+    let Query(query) = query.map_err(|_| invalid_link("The address amoCRM sent is malformed."))?;
     if query.error.is_some() {
-        return Err(PageError::bad_request(
+        return Err(invalid_link(
             "Access was not granted in amoCRM, so nothing was connected.",
         ));
     }
@@ -102,23 +102,21 @@ async fn callback(
         .as_deref()
         .is_some_and(|id| id != settings.client_id)
     {
-        return Err(PageError::bad_request(
+        return Err(invalid_link(
             "This install is meant for another integration.",
         ));
     }
     let code = query
         .code
         .filter(|c| !c.is_empty() && c.len() <= 4096)
-        .ok_or_else(|| PageError::bad_request("The address has no authorization code."))?;
+        .ok_or_else(|| invalid_link("The address has no authorization code."))?;
     // The referer decides where the client secret goes: it is checked
     // before anything is sent anywhere.
     let domain = query
         .referer
         .as_deref()
         .and_then(|r| install::account_host(r, &settings.allowed_domains))
-        .ok_or_else(|| {
-            PageError::bad_request("The address does not come from an amoCRM account.")
-        })?;
+        .ok_or_else(|| invalid_link("The address does not come from an amoCRM account."))?;
 
     if query.from_widget.is_some() {
         return widget_install(state, domain, code).await;
@@ -129,7 +127,7 @@ async fn callback(
         _ => false,
     };
     if !valid_state {
-        return Err(PageError::bad_request(
+        return Err(invalid_link(
             "This install link has expired or was already used. Start again from the install button.",
         ));
     }
@@ -168,25 +166,31 @@ async fn widget_install(
     }
 }
 
+/// A callback that cannot be an install: 400 with the reason.
+fn invalid_link(message: &str) -> PageError {
+    PageError(AppError::bad_request(message).titled("This install link is not valid"))
+}
+
 fn install_error_page(e: InstallError) -> PageError {
-    match e {
+    let not_completed = |message: String| {
+        AppError::new(StatusCode::BAD_GATEWAY, message)
+            .titled("amoCRM did not complete the connection")
+    };
+    PageError(match e {
         InstallError::Refused(e) => {
             tracing::warn!(error = %e, "install refused by amoCRM");
-            PageError::bad_gateway(format!(
+            not_completed(format!(
                 "amoCRM refused the connection: {e}. Please start the install again from amoCRM."
             ))
         }
         InstallError::Unavailable(e) => {
             tracing::warn!(error = %e, "amoCRM unavailable during install");
-            PageError::bad_gateway(
-                "amoCRM did not answer in time. Please try the install again in a minute.",
+            not_completed(
+                "amoCRM did not answer in time. Please try the install again in a minute.".into(),
             )
         }
-        InstallError::Internal(e) => {
-            tracing::error!(error = %e, "install failed");
-            PageError::internal()
-        }
-    }
+        InstallError::Internal(e) => AppError::internal(e),
+    })
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -200,7 +204,7 @@ async fn disable(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, AppError> {
     let mut params = query;
     for (k, v) in body_params(&headers, &body) {
         params.entry(k).or_insert(v);
@@ -214,26 +218,22 @@ async fn disable(
         || client_uuid != settings.client_id
     {
         tracing::warn!("uninstall hook with a wrong signature ignored");
-        return json_status(StatusCode::UNAUTHORIZED, "signature does not match");
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "signature does not match",
+        ));
     }
-    let Ok(account_id) = account_id.parse::<i64>() else {
-        return json_status(StatusCode::BAD_REQUEST, "account_id must be a number");
-    };
-    match crate::accounts::disconnect(&state.pool, account_id).await {
-        Ok(known) => {
-            tracing::info!(
-                account.id = account_id,
-                known,
-                "account disconnected by amoCRM"
-            );
-            json_status(StatusCode::OK, "disconnected")
-        }
-        Err(e) => {
-            tracing::error!(account.id = account_id, error = %e, "disconnect failed");
-            // 503 so that amoCRM tries again.
-            json_status(StatusCode::SERVICE_UNAVAILABLE, "try again later")
-        }
-    }
+    let account_id = account_id
+        .parse::<i64>()
+        .map_err(|_| AppError::bad_request("account_id must be a number"))?;
+    // A database error is a 503, so that amoCRM tries again.
+    let known = crate::accounts::disconnect(&state.pool, account_id).await?;
+    tracing::info!(
+        account.id = account_id,
+        known,
+        "account disconnected by amoCRM"
+    );
+    Ok(Json(serde_json::json!({ "status": 200, "message": "disconnected" })).into_response())
 }
 
 fn body_params(headers: &HeaderMap, body: &Bytes) -> Vec<(String, String)> {
@@ -271,14 +271,6 @@ fn signature_valid(
     mac.update(format!("{client_uuid}|{account_id}").as_bytes());
     // verify_slice compares in constant time.
     mac.verify_slice(&expected).is_ok()
-}
-
-fn json_status(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "status": status.as_u16(), "message": message })),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -452,3 +452,29 @@ async fn five_thousand_accounts_are_paged_not_dumped() {
     let json = app.admin_json("/api/accounts?page=100").await;
     assert_eq!(json["accounts"].as_array().unwrap().len(), 50);
 }
+
+#[tokio::test]
+async fn a_database_failure_is_an_opaque_503_as_json_or_as_a_page() {
+    let app = admin_app().await;
+    app.connected("alpha.amocrm.ru", 41_000_001).await;
+    app.state.pool.close().await;
+    let api = app.admin_get("/api/accounts").await;
+    assert_eq!(api.status(), 503);
+    let json: Value = api.json().await.unwrap();
+    assert_eq!(json["status"], 503);
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("database is not available"), "{message}");
+    assert!(
+        !message.to_lowercase().contains("pool"),
+        "no internal text: {message}"
+    );
+    let page = app.admin_get("/status/accounts/41000001").await;
+    assert_eq!(page.status(), 503);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("The service is busy"), "{html}");
+    assert!(!html.to_lowercase().contains("pool"));
+}
