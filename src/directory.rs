@@ -105,8 +105,9 @@ fn due(fetched_at: Option<DateTime<Utc>>, missing: bool, now: DateTime<Utc>) -> 
 }
 
 /// Fetches what `needs` names and the cache does not know (or all of it,
-/// when old), and stores it. Failures leave the cache as it was: a note
-/// then shows ids, which is better than no note.
+/// when old), and stores it. A failure leaves the cache as it was and is
+/// returned; the delivery round then names ids instead (see
+/// `delivery::round`), unless the account cannot be called at all.
 pub async fn refresh_for(
     pool: &PgPool,
     api: &AmoApi,
@@ -148,7 +149,7 @@ pub async fn refresh_for(
         .bind(dir.users_forbidden)
         .execute(pool)
         .await
-        .map_err(|e| CallError::Token(e.into()))?;
+        ?;
     }
 
     let missing_status = needs.statuses.iter().any(|(p, s)| match (p, s) {
@@ -169,8 +170,7 @@ pub async fn refresh_for(
         .bind(sqlx::types::Json(&dir.pipelines))
         .bind(now)
         .execute(pool)
-        .await
-        .map_err(|e| CallError::Token(e.into()))?;
+        .await?;
     }
     Ok(())
 }

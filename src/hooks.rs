@@ -25,15 +25,6 @@ impl EntityKind {
         }
     }
 
-    pub fn parse(text: &str) -> Option<EntityKind> {
-        match text {
-            "lead" => Some(EntityKind::Lead),
-            "contact" => Some(EntityKind::Contact),
-            "company" => Some(EntityKind::Company),
-            _ => None,
-        }
-    }
-
     /// The API path segment: `/api/v4/{plural}/notes`.
     pub fn plural(self) -> &'static str {
         match self {

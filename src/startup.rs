@@ -170,7 +170,8 @@ pub fn metrics_handle() -> PrometheusHandle {
             match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is installed (an embedding program's):
-                // keep a private one so /metrics still renders.
+                // amohook's metrics go to that one, and this private
+                // recorder only keeps /metrics answering (empty).
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             }
         })

@@ -43,23 +43,26 @@ pub enum TokenError {
     /// amoCRM could not be asked (timeouts, 5xx, 429); try again later.
     #[error("token refresh failed for now: {0}")]
     Transient(AmoError),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    /// amoCRM refused the refresh in a way that does not mean the grant is
+    /// dead (a refused client secret, an odd answer): the status stays.
+    #[error("token refresh refused: {0}")]
+    Refused(AmoError),
+    #[error("a stored token cannot be read: {0}")]
+    Key(#[from] crate::crypto::CryptoError),
+    #[error("the database is unavailable: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
-impl From<sqlx::Error> for TokenError {
-    fn from(e: sqlx::Error) -> Self {
-        TokenError::Internal(e.into())
-    }
-}
-
-/// The failure of a call made through [`TokenStore::call`].
+/// The failure of a call made through [`TokenStore::call`], or of work
+/// around it.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
     Amo(#[from] AmoError),
+    #[error("the database is unavailable: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 /// Why a refresh is asked for.
@@ -188,9 +191,7 @@ impl TokenStore {
                 // A refused client (wrong secret) or an odd answer: the
                 // account's grant may be fine, so its status stays.
                 tracing::error!(error = %e, "token refresh refused");
-                Err(TokenError::Internal(anyhow::anyhow!(
-                    "token refresh refused: {e}"
-                )))
+                Err(TokenError::Refused(e))
             }
         }
     }
@@ -269,9 +270,9 @@ impl TokenStore {
         column: &str,
         sealed: &[u8],
     ) -> Result<SecretString, TokenError> {
-        self.cipher
-            .decrypt(sealed, &token_context(account_id, column))
-            .map_err(|e| TokenError::Internal(e.into()))
+        Ok(self
+            .cipher
+            .decrypt(sealed, &token_context(account_id, column))?)
     }
 }
 

@@ -50,6 +50,10 @@ pub enum AmoError {
     /// A 2xx whose body is not what the API documents.
     #[error("amoCRM answered in an unexpected form: {0}")]
     Unexpected(String),
+    /// The shared request budget (kept in PostgreSQL) could not be checked:
+    /// nothing was sent to amoCRM.
+    #[error("the request budget could not be checked: {0}")]
+    Budget(#[source] sqlx::Error),
 }
 
 impl AmoError {
@@ -61,6 +65,7 @@ impl AmoError {
                 | AmoError::Blocked
                 | AmoError::Unavailable { .. }
                 | AmoError::Transport(_)
+                | AmoError::Budget(_)
         )
     }
 
@@ -207,10 +212,7 @@ impl AmoApi {
     /// Waits for the account host's budget, when there is one.
     pub(crate) async fn take_slot(&self, domain: &str) -> Result<(), AmoError> {
         match &self.budget {
-            Some(budget) => budget
-                .acquire(domain)
-                .await
-                .map_err(|e| AmoError::Transport(format!("request budget unavailable: {e}"))),
+            Some(budget) => budget.acquire(domain).await.map_err(AmoError::Budget),
             None => Ok(()),
         }
     }

@@ -228,6 +228,7 @@ pub(super) fn refused_outright(error: &CallError) -> bool {
                     | AmoError::Blocked
                     | AmoError::Refused { .. }
                     | AmoError::Unauthorized(_)
+                    | AmoError::Budget(_)
             )
     )
 }

@@ -218,7 +218,7 @@ async fn a_refused_client_secret_does_not_blame_the_account() {
     );
     assert!(matches!(
         store.access_token(ID).await,
-        Err(TokenError::Internal(_))
+        Err(TokenError::Refused(_))
     ));
     assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
 }
