@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{hooks::HookEvent, listen::EVENTS};
+use crate::{amocrm::hooks::HookEvent, listen::EVENTS};
 
 /// Hooks written in one statement at most.
 const MAX_BATCH: usize = 256;

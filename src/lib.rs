@@ -5,13 +5,10 @@
 pub mod accounts;
 pub mod amocrm;
 pub mod backoff;
-pub mod budget;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod delivery;
-pub mod directory;
-pub mod hooks;
 pub mod http;
 pub mod inbox;
 pub mod install;

@@ -7,8 +7,8 @@ use chrono::TimeZone as _;
 use chrono_tz::Tz;
 
 use crate::{
-    directory::Directory,
-    hooks::{EntityKind, Snapshot},
+    amocrm::directory::Directory,
+    amocrm::hooks::{EntityKind, Snapshot},
 };
 
 /// Russian for amocrm.ru accounts, English for Kommo and amocrm.com.
@@ -322,7 +322,7 @@ fn finish(rendered: askama::Result<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{directory::Pipeline, hooks::FieldValue};
+    use crate::{amocrm::directory::Pipeline, amocrm::hooks::FieldValue};
 
     fn dir() -> Directory {
         let mut d = Directory::default();

@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    amocrm::budget::Budget,
     amocrm::AmoApi,
-    budget::Budget,
     config::Settings,
     crypto::{self, Cipher},
     db,

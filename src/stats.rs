@@ -12,7 +12,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::{
-    hooks::{Action, EntityKind},
+    amocrm::hooks::{Action, EntityKind},
     inbox::EventState,
 };
 

@@ -6,6 +6,10 @@
 //! bodies on 4xx, a non-JSON 429 on the rate limit, an nginx HTML 403 when an
 //! account or IP is blocked, 401 when a token has expired.
 
+pub mod budget;
+pub mod directory;
+pub mod hooks;
+pub mod notes;
 mod oauth;
 mod problem;
 
@@ -15,7 +19,8 @@ use reqwest::{header, Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::{budget::Budget, config::AmocrmSettings};
+use crate::config::AmocrmSettings;
+use budget::Budget;
 pub use oauth::TokenSet;
 pub use problem::Problem;
 

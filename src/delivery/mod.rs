@@ -44,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     accounts::AccountStatus,
+    amocrm::hooks::{Action, EntityKind, Snapshot},
     amocrm::AmoApi,
-    hooks::{Action, EntityKind, Snapshot},
     tokens::TokenStore,
 };
 
@@ -55,8 +55,6 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(15);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Pages of notes read at most when looking for a note that may exist.
 const LOOKUP_PAGES: u32 = 20;
-/// Notes per page of that lookup: amoCRM's maximum.
-const LOOKUP_LIMIT: usize = 250;
 /// Events claimed per round (two full batches).
 const ROUND: i64 = 100;
 /// Notes per request: amoCRM's batch limit.

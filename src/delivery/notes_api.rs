@@ -1,15 +1,17 @@
-//! amoCRM's notes API: sending a batch, and looking up notes that may
-//! already exist after an uncertain send.
-
-use std::collections::HashMap;
+//! Sending a batch of notes, and looking up notes that may already exist
+//! after an uncertain send (the calls themselves are in `amocrm::notes`).
 
 use chrono::Utc;
-use reqwest::Method;
-use serde::Deserialize;
-use serde_json::json;
 
-use super::{claim::claim_ttl, AccountRef, Claimed, Next, Worker, LOOKUP_LIMIT, LOOKUP_PAGES};
-use crate::{amocrm::AmoError, hooks::EntityKind, tokens::CallError};
+use super::{claim::claim_ttl, AccountRef, Claimed, Next, Worker, LOOKUP_PAGES};
+use crate::{
+    amocrm::{
+        hooks::EntityKind,
+        notes::{self, NewNote},
+        AmoError,
+    },
+    tokens::CallError,
+};
 
 impl Worker {
     /// Sends one batch of notes for cards of one kind.
@@ -34,43 +36,27 @@ impl Worker {
         .bind(&self.owner)
         .execute(&self.pool)
         .await?;
-        let body: Vec<serde_json::Value> = chunk
+        let notes: Vec<NewNote> = chunk
             .iter()
-            .map(|e| {
-                json!({
-                    "entity_id": e.entity_id,
-                    "note_type": "common",
-                    "params": { "text": e.note_text },
-                    "request_id": e.event_id.to_string(),
-                })
+            .map(|e| NewNote {
+                entity_id: e.entity_id,
+                text: e.note_text.as_deref().unwrap_or_default(),
+                request_id: e.event_id.to_string(),
             })
             .collect();
-        let path = format!("/api/v4/{}/notes", kind.plural());
-        let result: Result<Option<NotesAnswer>, CallError> = self
+        let result = self
             .tokens
             .call(account.account_id, |token| {
-                let (body, path) = (&body, &path);
+                let notes = &notes;
                 async move {
                     self.api
-                        .call(&account.domain, &token, Method::POST, path, Some(body))
+                        .add_notes(&account.domain, &token, kind, notes)
                         .await
                 }
             })
             .await;
         match result {
-            Ok(answer) => {
-                let by_request: HashMap<String, i64> = answer
-                    .map(|a| a.embedded.notes)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|n| {
-                        let rid = match n.request_id? {
-                            serde_json::Value::String(s) => s,
-                            other => other.to_string(),
-                        };
-                        Some((rid, n.id))
-                    })
-                    .collect();
+            Ok(by_request) => {
                 let done: Vec<(i64, Option<i64>)> = ids
                     .iter()
                     .map(|id| (*id, by_request.get(&id.to_string()).copied()))
@@ -92,7 +78,7 @@ impl Worker {
             })) => {
                 // A validation error names the notes amoCRM refused (by our
                 // request_id, or by position); those fail, the rest go again.
-                let named = refused_notes(&problem, &ids);
+                let named = notes::refused_notes(&problem, &ids);
                 if named.is_empty() {
                     self.fail(
                         account.account_id,
@@ -159,41 +145,30 @@ impl Worker {
                 .min()
                 .unwrap_or_else(Utc::now)
                 - chrono::Duration::minutes(5);
-            // The filters as amoCRM documents them (developers.kommo.com,
-            // "notes by entity"; the SDK's NotesFilter): note_type and
-            // entity_id are arrays, updated_at a range, at most 250 a page.
-            let mut query = format!(
-                "filter[note_type][]=common&filter[updated_at][from]={}&limit={LOOKUP_LIMIT}",
-                since.timestamp()
-            );
-            for e in chunk {
-                query.push_str(&format!("&filter[entity_id][]={}", e.entity_id));
-            }
+            let since = since.timestamp();
+            let cards: Vec<i64> = chunk.iter().map(|e| e.entity_id).collect();
             let mut existing = Vec::new();
             for page in 1..=LOOKUP_PAGES + 1 {
                 if page > LOOKUP_PAGES {
                     // Not proved absent: better a late note than a second one.
                     return Err(CallError::Amo(AmoError::Unexpected(format!(
                         "more than {} notes to look through",
-                        LOOKUP_PAGES as usize * LOOKUP_LIMIT
+                        LOOKUP_PAGES as usize * notes::PAGE
                     ))));
                 }
-                let path = format!("/api/v4/{}/notes?{query}&page={page}", kind.plural());
-                let answer: Option<NotesAnswer> = self
+                let found = self
                     .tokens
                     .call(account.account_id, |token| {
-                        let path = &path;
+                        let cards = &cards;
                         async move {
                             self.api
-                                .call(&account.domain, &token, Method::GET, path, None::<&()>)
+                                .common_notes(&account.domain, &token, kind, cards, since, page)
                                 .await
                         }
                     })
                     .await?;
-                // 204 (no content) is amoCRM's empty page.
-                let notes = answer.map(|a| a.embedded.notes).unwrap_or_default();
-                let last = notes.len() < LOOKUP_LIMIT;
-                existing.extend(notes);
+                let last = found.len() < notes::PAGE;
+                existing.extend(found);
                 if last {
                     break;
                 }
@@ -202,7 +177,7 @@ impl Worker {
                 let text = event.note_text.as_deref();
                 if let Some(note) = existing
                     .iter()
-                    .find(|n| n.entity_id == Some(event.entity_id) && n.text() == text)
+                    .find(|n| n.entity_id == Some(event.entity_id) && n.text.as_deref() == text)
                 {
                     tracing::info!(
                         event.id = event.event_id,
@@ -231,98 +206,4 @@ pub(super) fn refused_outright(error: &CallError) -> bool {
                     | AmoError::Budget(_)
             )
     )
-}
-
-/// The notes a 400 names: `validation-errors[].request_id` is our event id
-/// (or, when amoCRM counts instead, the position in the batch).
-fn refused_notes(problem: &crate::amocrm::Problem, ids: &[i64]) -> Vec<(i64, String)> {
-    let Some(serde_json::Value::Array(items)) = &problem.validation_errors else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| {
-            let rid = match &item["request_id"] {
-                serde_json::Value::String(s) => s.parse::<i64>().ok()?,
-                serde_json::Value::Number(n) => n.as_i64()?,
-                _ => return None,
-            };
-            let id = if ids.contains(&rid) {
-                rid
-            } else {
-                *ids.get(usize::try_from(rid).ok()?)?
-            };
-            let reason = item["errors"]
-                .as_array()
-                .map(|errors| {
-                    errors
-                        .iter()
-                        .map(|e| {
-                            format!(
-                                "{} {}",
-                                e["path"].as_str().unwrap_or_default(),
-                                e["detail"].as_str().unwrap_or_default()
-                            )
-                            .trim()
-                            .to_owned()
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .unwrap_or_default();
-            Some((id, reason))
-        })
-        .collect()
-}
-
-#[derive(Debug, Deserialize, Default)]
-struct NotesAnswer {
-    #[serde(default, rename = "_embedded")]
-    embedded: NotesEmbedded,
-}
-
-#[derive(Debug, Deserialize, Default)]
-struct NotesEmbedded {
-    #[serde(default)]
-    notes: Vec<NoteItem>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NoteItem {
-    id: i64,
-    #[serde(default)]
-    entity_id: Option<i64>,
-    /// Our request id echoed back (a string; a number is read too).
-    #[serde(default)]
-    request_id: Option<serde_json::Value>,
-    #[serde(default)]
-    params: Option<serde_json::Value>,
-}
-
-impl NoteItem {
-    fn text(&self) -> Option<&str> {
-        self.params.as_ref()?.get("text")?.as_str()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::amocrm::Problem;
-
-    #[test]
-    fn a_validation_error_names_notes_by_request_id_or_position() {
-        let problem = Problem::parse(
-            br#"{"validation-errors":[{"request_id":"702","errors":[{"code":"NotSupportedChoice","path":"entity_id","detail":"Entity not found"}]},{"request_id":"0","errors":[]}],"title":"Bad Request","status":400}"#,
-        );
-        let named = refused_notes(&problem, &[701, 702, 703]);
-        assert_eq!(
-            named,
-            vec![
-                (702, "entity_id Entity not found".into()),
-                (701, String::new())
-            ]
-        );
-        assert!(refused_notes(&Problem::default(), &[1]).is_empty());
-    }
 }

@@ -8,8 +8,8 @@ use sqlx::types::Json;
 
 use super::{retry::stops_the_account, AccountRef, Claimed, Next, Worker, BATCH};
 use crate::{
-    directory::{self, Directory, Needs},
-    hooks::{Action, EntityKind, Snapshot},
+    amocrm::directory::{self, Directory, Needs},
+    amocrm::hooks::{Action, EntityKind, Snapshot},
     notes::{self, Lang},
 };
 

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::{error::AppError, AppState};
 use crate::{
     accounts::{Account, AccountStatus},
-    hooks::{self, Hook},
+    amocrm::hooks::{self, Hook},
     inbox::{EventState, Row, StoreError},
 };
 

@@ -195,7 +195,7 @@ async fn stored_states_are_typed_and_an_unknown_one_is_an_error_not_a_default() 
                     .bind(text)
                     .fetch_one(&pool)
                     .await,
-                sqlx::query_scalar::<_, amohook::hooks::EntityKind>("select $1::text")
+                sqlx::query_scalar::<_, amohook::amocrm::hooks::EntityKind>("select $1::text")
                     .bind(text)
                     .fetch_one(&pool)
                     .await,
@@ -207,7 +207,7 @@ async fn stored_states_are_typed_and_an_unknown_one_is_an_error_not_a_default() 
     assert!(kind.is_err());
     let (_, status, kind) = read("company").await;
     assert!(status.is_err(), "not quietly 'disconnected'");
-    assert_eq!(kind.unwrap(), amohook::hooks::EntityKind::Company);
+    assert_eq!(kind.unwrap(), amohook::amocrm::hooks::EntityKind::Company);
     let (state, status, kind) = read("lead ").await;
     assert!(
         state.is_err() && status.is_err() && kind.is_err(),

@@ -5,7 +5,7 @@ use amocrm_sim::Fault;
 use std::time::Duration;
 
 use amohook::{
-    hooks::{Action, EntityKind, HookEvent, Snapshot},
+    amocrm::hooks::{Action, EntityKind, HookEvent, Snapshot},
     inbox::{self, EventState, Row, StoreError},
 };
 use proptest::prelude::*;
@@ -74,7 +74,7 @@ fn row(account_id: i64, entity_id: i64, name: String, field: String) -> Row {
             changed_at: 1,
             snapshot: Snapshot {
                 name,
-                custom_fields: vec![amohook::hooks::FieldValue {
+                custom_fields: vec![amohook::amocrm::hooks::FieldValue {
                     id: "1".into(),
                     name: field,
                     values: vec!["v".into()],
@@ -140,7 +140,7 @@ fn a_poison_hook_never_fails_the_hooks_beside_it_in_a_batch() {
                         vec![row(account, first + i, format!("ok {i}"), "f".into())]
                     })
                     .collect();
-                let parsed: Vec<Row> = amohook::hooks::parse(body.as_bytes())
+                let parsed: Vec<Row> = amohook::amocrm::hooks::parse(body.as_bytes())
                     .map(|hook| hook.events)
                     .unwrap_or_default()
                     .into_iter()
