@@ -1,0 +1,145 @@
+//! An account's page: its facts, recent events and action forms.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    Form,
+};
+use chrono::Utc;
+use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+
+use super::{act, cross_site, csrf_token, status_page::RowView, Admin};
+use crate::{
+    http::{
+        error::{AppError, PageError},
+        i18n::{self, Texts},
+        pages::Page,
+        AppState,
+    },
+    inbox::EventState,
+    stats::{self, EventRow},
+};
+
+pub(super) struct EventView {
+    event_id: i64,
+    card: String,
+    action: String,
+    state: String,
+    attempts: i32,
+    received_rel: String,
+    received_abs: String,
+    finished_rel: String,
+    finished_abs: String,
+    text: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub(super) struct AccountPage {
+    t: &'static Texts,
+    row: RowView,
+    subscribed: bool,
+    timezone: String,
+    manual_pause: bool,
+    paused_until: String,
+    events: Vec<EventView>,
+    csrf: String,
+    done: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct Done {
+    done: Option<String>,
+}
+
+pub(super) async fn account_page(
+    _: Admin,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(done): Query<Done>,
+) -> Result<Response, PageError> {
+    let t = i18n::texts(&headers);
+    let row = stats::one(&state.pool, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("No such account."))?;
+    let events = stats::events(&state.pool, id, None, 100).await?;
+    let now = Utc::now();
+    let events = events
+        .iter()
+        .map(|e: &EventRow| EventView {
+            event_id: e.event_id,
+            card: format!("{} #{}", e.entity_type.as_str(), e.entity_id),
+            action: e.action.as_str().to_owned(),
+            state: e.state.as_str().to_owned(),
+            attempts: e.attempts,
+            received_rel: t.relative(Some(e.received_at), now),
+            received_abs: i18n::absolute(Some(e.received_at)),
+            finished_rel: if e.finished_at.is_some() {
+                t.relative(e.finished_at, now)
+            } else {
+                String::new()
+            },
+            finished_abs: i18n::absolute(e.finished_at),
+            text: match e.state {
+                EventState::Delivered | EventState::Pending | EventState::Sending
+                    if e.last_error.is_none() =>
+                {
+                    e.note_text.clone().unwrap_or_default()
+                }
+                _ => e
+                    .last_error
+                    .clone()
+                    .or_else(|| e.note_text.clone())
+                    .unwrap_or_default(),
+            },
+        })
+        .collect();
+    let page = AccountPage {
+        t,
+        subscribed: row.webhooks_subscribed,
+        timezone: row.timezone.clone().unwrap_or_else(|| "—".into()),
+        manual_pause: row.manual_pause,
+        paused_until: if row.paused_until.is_some_and(|p| p > now) {
+            i18n::absolute(row.paused_until)
+        } else {
+            String::new()
+        },
+        row: RowView::new(&row, t),
+        events,
+        csrf: csrf_token(&state, id),
+        done: done.done.filter(|d| d.len() < 100),
+    };
+    Ok(Page(StatusCode::OK, page).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ActionForm {
+    csrf: String,
+}
+
+pub(super) async fn account_action_form(
+    _: Admin,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(i64, String)>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, PageError> {
+    let expected = csrf_token(&state, id);
+    if cross_site(&headers) || !bool::from(form.csrf.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "This form was not sent from the status page.",
+        )
+        .into());
+    }
+    let message = act(&state, id, &action).await?;
+    Ok(Redirect::to(&format!(
+        "/status/accounts/{id}?done={}",
+        url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
+    ))
+    .into_response())
+}

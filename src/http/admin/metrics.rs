@@ -1,0 +1,51 @@
+//! /metrics: Prometheus text format.
+
+use axum::{
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+};
+
+use super::Admin;
+use crate::http::AppState;
+
+/// Prometheus text format. Gauges that describe the queue are read from
+/// the database at scrape time, so every process reports the same queue.
+pub(super) async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
+    let queue: Result<Vec<(String, i64)>, _> = sqlx::query_as(
+        "select state, count(*) from hook_events where state in ('pending', 'sending', 'failed') group by state",
+    )
+    .fetch_all(&state.pool)
+    .await;
+    let oldest: Result<Option<f64>, _> = sqlx::query_scalar(
+        "select extract(epoch from now() - min(received_at))::float8 from hook_events
+         where state in ('pending', 'sending')",
+    )
+    .fetch_one(&state.pool)
+    .await;
+    if let (Ok(queue), Ok(oldest)) = (queue, oldest) {
+        for s in ["pending", "sending", "failed"] {
+            let n = queue
+                .iter()
+                .find(|(k, _)| k == s)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            metrics::gauge!("amohook_events", "state" => s).set(n as f64);
+        }
+        let depth: i64 = queue
+            .iter()
+            .filter(|(k, _)| k != "failed")
+            .map(|(_, n)| n)
+            .sum();
+        metrics::gauge!("amohook_queue_depth").set(depth as f64);
+        metrics::gauge!("amohook_oldest_pending_age_seconds").set(oldest.unwrap_or(0.0));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

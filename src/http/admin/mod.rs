@@ -1,0 +1,204 @@
+//! The admin side: the status page, an account's page and its actions, the
+//! JSON admin API, and /metrics. All behind `admin.token`.
+//!
+//! Here: the router, the `Admin` proof, the forms' CSRF guard and the
+//! actions shared by pages and API.
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts, HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Router,
+};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::{
+    error::{AppError, PageError},
+    AppState,
+};
+use crate::stats::ListQuery;
+
+mod account_page;
+mod api;
+mod metrics;
+mod status_page;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/status") }))
+        .route("/status", get(status_page::status_page))
+        .route("/status/accounts/{id}", get(account_page::account_page))
+        .route(
+            "/status/accounts/{id}/{action}",
+            post(account_page::account_action_form),
+        )
+        .route("/api/accounts", get(api::api_accounts))
+        .route("/api/accounts/{id}", get(api::api_account))
+        .route("/api/accounts/{id}/events", get(api::api_events))
+        .route("/api/accounts/{id}/{action}", post(api::api_action))
+        .route("/metrics", get(metrics::metrics))
+}
+
+/// Proof that the request carries the admin token: HTTP Basic with any
+/// user name and the token as password, or `Authorization: Bearer`.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let refusal = match &state.settings.admin.token {
+            None => AppError::new(
+                StatusCode::FORBIDDEN,
+                "The admin pages are switched off: set admin.token (AMOHOOK_ADMIN__TOKEN) to open them.",
+            ),
+            Some(token) => match presented(&parts.headers) {
+                Some(given) if same_secret(&given, token) => return Ok(Admin),
+                _ => AppError::new(StatusCode::UNAUTHORIZED, "The admin token is required.")
+                    .with_challenge(),
+            },
+        };
+        // Pages get the HTML error page, the API and /metrics JSON.
+        Err(if parts.uri.path().starts_with("/status") {
+            PageError(refusal).into_response()
+        } else {
+            refusal.into_response()
+        })
+    }
+}
+
+fn presented(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => Some(rest.trim().to_owned()),
+        "basic" => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            let (_, password) = text.split_once(':')?;
+            Some(password.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Compares digests in constant time, so neither the token's content nor
+/// its length leaks through timing.
+fn same_secret(given: &str, token: &SecretString) -> bool {
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(token.expose_secret().as_bytes());
+    a.ct_eq(&b).into()
+}
+
+/// Forms carry a token only the holder of the admin token can make, and
+/// cross-site posts are refused outright (a browser would send Basic
+/// credentials along with them).
+fn csrf_token(state: &AppState, account_id: i64) -> String {
+    let key = state
+        .settings
+        .admin
+        .token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+        .unwrap_or_default();
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(format!("csrf:{account_id}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn cross_site(headers: &HeaderMap) -> bool {
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    if !matches!(site, "same-origin" | "none") {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        host,
+    ) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+            origin_host != host
+        }
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct ListParams {
+    status: Option<String>,
+    sort: Option<String>,
+    dir: Option<String>,
+    page: Option<String>,
+}
+
+impl ListParams {
+    fn query(&self) -> ListQuery {
+        ListQuery::parse(
+            self.status.as_deref(),
+            self.sort.as_deref(),
+            self.dir.as_deref(),
+            self.page.as_deref(),
+        )
+    }
+}
+
+/// Runs an action; returns a short message of what was done.
+async fn act(state: &AppState, id: i64, action: &str) -> Result<String, AppError> {
+    sqlx::query_scalar::<_, i64>("select account_id from accounts where account_id = $1")
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or_else(|| AppError::not_found("No such account."))?;
+    match action {
+        "retry" => {
+            let retried = sqlx::query(
+                "update hook_events set state = 'pending', attempts = 0, first_failure_at = null,
+                     next_attempt_at = now(), finished_at = null, last_error = null
+                 where account_id = $1 and state = 'failed'",
+            )
+            .bind(id)
+            .execute(&state.pool)
+            .await?
+            .rows_affected();
+            let _ = sqlx::query("select pg_notify($1, $2)")
+                .bind(crate::listen::EVENTS)
+                .bind(id.to_string())
+                .execute(&state.pool)
+                .await;
+            tracing::info!(account.id = id, retried, "failed events queued again");
+            Ok(format!("retried {retried}"))
+        }
+        "resubscribe" => match state
+            .installer
+            .resubscribe(&state.tokens, id)
+            .await
+            .map_err(AppError::internal)?
+        {
+            None => Ok("subscribed".into()),
+            Some(reason) => Err(AppError::new(StatusCode::BAD_GATEWAY, reason)),
+        },
+        "pause" | "resume" => {
+            sqlx::query("update accounts set manual_pause = $2 where account_id = $1")
+                .bind(id)
+                .bind(action == "pause")
+                .execute(&state.pool)
+                .await?;
+            tracing::info!(account.id = id, action, "delivery {action}d by an admin");
+            Ok(format!("{action}d"))
+        }
+        _ => Err(AppError::not_found("No such action.")),
+    }
+}

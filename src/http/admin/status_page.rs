@@ -1,0 +1,211 @@
+//! The status page: every account in a sortable, filtered table.
+
+use askama::Template;
+use axum::{
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+
+use super::{Admin, ListParams};
+use crate::{
+    http::{
+        error::PageError,
+        i18n::{self, Texts},
+        pages::Page,
+        AppState,
+    },
+    stats::{self, AccountRow, StatusFilter, PAGE_SIZE, SORTS},
+};
+
+pub(super) struct RowView {
+    pub(super) account_id: i64,
+    pub(super) domain: String,
+    pub(super) name: String,
+    pub(super) status: String,
+    pub(super) status_word: &'static str,
+    pub(super) status_reason: String,
+    pub(super) connected_rel: String,
+    pub(super) connected_abs: String,
+    pub(super) expires_rel: String,
+    pub(super) expires_abs: String,
+    pub(super) hooks_24h: i64,
+    pub(super) hooks_total: i64,
+    pub(super) delivered: i64,
+    pub(super) pending: i64,
+    pub(super) failed: i64,
+    pub(super) last_hook_rel: String,
+    pub(super) last_hook_abs: String,
+    pub(super) last_error: String,
+    pub(super) last_error_rel: String,
+    pub(super) last_error_abs: String,
+}
+
+impl RowView {
+    pub(super) fn new(r: &AccountRow, t: &Texts) -> RowView {
+        let now = Utc::now();
+        let reason = match r.display_status.as_str() {
+            "paused" => r.pause_reason.clone().unwrap_or_default(),
+            "active" => String::new(),
+            _ => r.status_reason.clone().unwrap_or_default(),
+        };
+        RowView {
+            account_id: r.account_id,
+            domain: r.domain.clone(),
+            name: r.name.clone(),
+            status: r.display_status.clone(),
+            status_word: t.status_word(&r.display_status),
+            status_reason: reason,
+            connected_rel: t.relative(Some(r.connected_at), now),
+            connected_abs: i18n::absolute(Some(r.connected_at)),
+            expires_rel: t.relative(r.token_expires_at, now),
+            expires_abs: i18n::absolute(r.token_expires_at),
+            hooks_24h: r.hooks_24h,
+            hooks_total: r.hooks_total,
+            delivered: r.delivered,
+            pending: r.pending,
+            failed: r.failed,
+            last_hook_rel: t.relative(r.last_hook_at, now),
+            last_hook_abs: i18n::absolute(r.last_hook_at),
+            last_error: r
+                .last_error
+                .as_deref()
+                .map(|e| e.chars().take(120).collect())
+                .or_else(|| r.webhooks_error.clone())
+                .unwrap_or_default(),
+            last_error_rel: if r.last_error_at.is_some() {
+                t.relative(r.last_error_at, now)
+            } else {
+                String::new()
+            },
+            last_error_abs: i18n::absolute(r.last_error_at),
+        }
+    }
+}
+
+pub(super) struct SortLink {
+    key: &'static str,
+    label: &'static str,
+    href: String,
+    arrow: &'static str,
+}
+
+pub(super) struct FilterLink {
+    label: &'static str,
+    href: String,
+    current: bool,
+    count: i64,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+pub(super) struct StatusPage {
+    t: &'static Texts,
+    totals: stats::Totals,
+    rows: Vec<RowView>,
+    sorts: Vec<SortLink>,
+    filters: Vec<FilterLink>,
+    page: i64,
+    pages: i64,
+    previous: Option<String>,
+    next: Option<String>,
+    hook_pattern: String,
+}
+
+pub(super) fn list_href(
+    status: Option<StatusFilter>,
+    sort: &str,
+    descending: bool,
+    page: i64,
+) -> String {
+    let mut href = format!(
+        "/status?sort={sort}&dir={}",
+        if descending { "desc" } else { "asc" }
+    );
+    if let Some(s) = status {
+        href.push_str(&format!("&status={}", s.as_str()));
+    }
+    if page > 1 {
+        href.push_str(&format!("&page={page}"));
+    }
+    href
+}
+
+pub(super) async fn status_page(
+    _: Admin,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Result<Response, PageError> {
+    let t = i18n::texts(&headers);
+    let q = params.query();
+    let (rows, total) = stats::list(&state.pool, &q).await?;
+    let totals = stats::totals(&state.pool).await?;
+    let labels = [
+        t.domain,
+        t.account_id,
+        t.status,
+        t.connected_since,
+        t.token_expires,
+        t.hooks_24h,
+        t.hooks_total,
+        t.delivered,
+        t.pending,
+        t.failed,
+        t.last_hook,
+    ];
+    let sorts = SORTS
+        .iter()
+        .zip(labels)
+        .map(|((key, _), label)| {
+            let current = q.sort == *key;
+            // A click on the current column flips the order.
+            let descending = current && !q.descending;
+            SortLink {
+                key,
+                label,
+                href: list_href(q.status, key, descending, 1),
+                arrow: match (current, q.descending) {
+                    (true, false) => "▲",
+                    (true, true) => "▼",
+                    _ => "",
+                },
+            }
+        })
+        .collect();
+    let counts = [
+        totals.active,
+        totals.paused,
+        totals.reauth_required,
+        totals.disconnected,
+    ];
+    let mut filters = vec![FilterLink {
+        label: t.all,
+        href: list_href(None, q.sort, q.descending, 1),
+        current: q.status.is_none(),
+        count: totals.accounts,
+    }];
+    for (filter, count) in StatusFilter::ALL.into_iter().zip(counts) {
+        filters.push(FilterLink {
+            label: t.status_word(filter.as_str()),
+            href: list_href(Some(filter), q.sort, q.descending, 1),
+            current: q.status == Some(filter),
+            count,
+        });
+    }
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let page = StatusPage {
+        t,
+        rows: rows.iter().map(|r| RowView::new(r, t)).collect(),
+        totals,
+        sorts,
+        filters,
+        page: q.page,
+        pages,
+        previous: (q.page > 1).then(|| list_href(q.status, q.sort, q.descending, q.page - 1)),
+        next: (q.page < pages).then(|| list_href(q.status, q.sort, q.descending, q.page + 1)),
+        hook_pattern: format!("{}/hooks/{{hook_key}}", state.settings.http.public_url),
+    };
+    Ok(Page(StatusCode::OK, page).into_response())
+}
