@@ -18,7 +18,7 @@ use crate::{
     crypto::{self, Cipher},
     db,
     delivery::Worker,
-    http::{self, AppState},
+    http::{self, AppState, Intake},
     install::Installer,
     stats::Receipts,
     tokens::TokenStore,
@@ -88,10 +88,12 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
         let state = AppState {
-            receipts: Arc::new(Receipts::default()),
-            hook_accounts: Arc::default(),
-            inbox: crate::inbox::Inbox::start(pools.intake.clone()),
-            intake_pool: pools.intake,
+            intake: Intake {
+                receipts: Arc::new(Receipts::default()),
+                accounts: Arc::default(),
+                inbox: crate::inbox::Inbox::start(pools.intake.clone()),
+                pool: pools.intake,
+            },
             metrics: metrics_handle(),
             pool,
             settings: Arc::new(settings),
@@ -118,7 +120,7 @@ impl Application {
         let background = tokio::spawn(background(self.state.clone(), shutdown.clone()));
         let listener = tokio::spawn(crate::listen::run(
             self.state.pool.clone(),
-            self.state.hook_accounts.clone(),
+            self.state.intake.accounts.clone(),
             self.state.worker.clone(),
             shutdown.clone(),
         ));
@@ -148,7 +150,7 @@ impl Application {
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), listener).await;
         self.state.pool.close().await;
-        self.state.intake_pool.close().await;
+        self.state.intake.pool.close().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -190,11 +192,11 @@ async fn background(state: AppState, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
-                let _ = state.receipts.flush(&state.pool).await;
+                let _ = state.intake.receipts.flush(&state.pool).await;
                 break;
             }
             _ = receipts.tick() => {
-                if let Err(e) = state.receipts.flush(&state.pool).await {
+                if let Err(e) = state.intake.receipts.flush(&state.pool).await {
                     tracing::warn!(error = %e, "writing hook counts failed");
                 }
             }

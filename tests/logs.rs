@@ -89,7 +89,7 @@ async fn secrets_never_reach_the_logs() {
         .send()
         .await
         .unwrap();
-    app.state.receipts.flush(&app.pool).await.unwrap();
+    app.state.intake.receipts.flush(&app.pool).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     let text = logs.text();

@@ -3,6 +3,7 @@
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
 use serde_json::{json, Value};
+use sqlx::PgPool;
 
 use super::AppState;
 
@@ -12,8 +13,8 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(ready))
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match crate::db::pending_migrations(&state.pool).await {
+async fn ready(State(pool): State<PgPool>) -> (StatusCode, Json<Value>) {
+    match crate::db::pending_migrations(&pool).await {
         Ok(0) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(n) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -23,7 +23,7 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{error::AppError, AppState};
+use super::{error::AppError, AppState, Intake};
 use crate::{
     accounts::{Account, AccountStatus},
     amocrm::hooks::{self, Hook},
@@ -43,13 +43,13 @@ fn answer(status: StatusCode, message: &str) -> Response {
 }
 
 async fn receive(
-    State(state): State<AppState>,
+    State(intake): State<Intake>,
     Path(hook_key): Path<String>,
     body: Bytes,
 ) -> Response {
     let started = std::time::Instant::now();
     let (response, result) =
-        match tokio::time::timeout(STORE_WITHIN, answer_hook(&state, &hook_key, &body)).await {
+        match tokio::time::timeout(STORE_WITHIN, answer_hook(&intake, &hook_key, &body)).await {
             Ok(done) => done,
             Err(_) => {
                 tracing::error!("hook not stored in time: database too slow");
@@ -69,18 +69,14 @@ fn not_stored() -> Response {
 }
 
 /// The answer, and a word for the metrics.
-async fn answer_hook(state: &AppState, hook_key: &str, body: &[u8]) -> (Response, &'static str) {
+async fn answer_hook(intake: &Intake, hook_key: &str, body: &[u8]) -> (Response, &'static str) {
     if hook_key.len() > 128 {
         return (
             answer(StatusCode::NOT_FOUND, "unknown hook key"),
             "unknown_key",
         );
     }
-    let account = match state
-        .hook_accounts
-        .account(&state.intake_pool, hook_key)
-        .await
-    {
+    let account = match intake.accounts.account(&intake.pool, hook_key).await {
         Ok(Some(account)) => account,
         Ok(None) => {
             return (
@@ -121,10 +117,10 @@ async fn answer_hook(state: &AppState, hook_key: &str, body: &[u8]) -> (Response
         return (answer(StatusCode::FORBIDDEN, reason), "forbidden");
     }
     let events = hook.events.len();
-    match store(state, &account, hook).await {
+    match store(intake, &account, hook).await {
         Ok(stored) => {
             tracing::debug!(account.id = account_id, events, stored, "hook stored");
-            state.receipts.record(account_id);
+            intake.receipts.record(account_id);
             let result = if stored == 0 && events > 0 {
                 "duplicate"
             } else {
@@ -163,7 +159,7 @@ fn mismatch(account: &Account, hook: &Hook) -> Option<&'static str> {
 
 /// Stores the hook's events (group commit, see `inbox.rs`); a change
 /// already stored is skipped. Returns how many were new.
-async fn store(state: &AppState, account: &Account, hook: Hook) -> Result<u64, StoreError> {
+async fn store(intake: &Intake, account: &Account, hook: Hook) -> Result<u64, StoreError> {
     // A disconnected account's events are kept as a record, not delivered.
     let initial = match account.status {
         AccountStatus::Disconnected => EventState::Dropped,
@@ -178,5 +174,5 @@ async fn store(state: &AppState, account: &Account, hook: Hook) -> Result<u64, S
             state: initial,
         })
         .collect();
-    state.inbox.store(rows).await
+    intake.inbox.store(rows).await
 }

@@ -11,7 +11,7 @@ pub mod pages;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::{DefaultBodyLimit, MatchedPath},
+    extract::{DefaultBodyLimit, FromRef, MatchedPath},
     http::{header, HeaderValue, Request},
     routing::get,
     Router,
@@ -31,8 +31,10 @@ use crate::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
-/// Everything a handler may need. Cheap to clone.
-#[derive(Clone)]
+/// The application's shared parts. Cheap to clone. Each handler takes only
+/// the parts it needs (`State<Intake>`, `State<PgPool>`, ...: axum's
+/// `FromRef`, one impl per field).
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
@@ -41,12 +43,20 @@ pub struct AppState {
     pub tokens: TokenStore,
     pub installer: Installer,
     pub worker: Arc<Worker>,
-    pub receipts: Arc<Receipts>,
-    pub hook_accounts: Arc<crate::accounts::KeyCache>,
-    pub inbox: crate::inbox::Inbox,
-    /// Hook intake's own connections (see `db::INTAKE_CONNECTIONS`).
-    pub intake_pool: PgPool,
+    pub intake: Intake,
     pub metrics: PrometheusHandle,
+}
+
+/// What hook intake uses, and nothing else does.
+#[derive(Clone)]
+pub struct Intake {
+    /// Intake's own connections (see `db::INTAKE_CONNECTIONS`).
+    pub pool: PgPool,
+    /// Accounts by hook key.
+    pub accounts: Arc<crate::accounts::KeyCache>,
+    pub inbox: crate::inbox::Inbox,
+    /// Hook counts per account, written once a second.
+    pub receipts: Arc<Receipts>,
 }
 
 /// Bodies larger than this are refused with 413 on every route.

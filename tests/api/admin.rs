@@ -135,7 +135,7 @@ async fn the_table_shows_each_account_with_its_figures() {
     app.state.worker.drain().await.unwrap();
     app.post_hook(&key, lead_hook(41_000_001, "add", 9, "x", 1, &[]))
         .await;
-    app.state.receipts.flush(&app.pool).await.unwrap();
+    app.state.intake.receipts.flush(&app.pool).await.unwrap();
 
     let json = app.admin_json("/api/accounts").await;
     assert_eq!(json["total"], 2);

@@ -216,7 +216,7 @@ async fn a_main_pool_grows_with_the_delivery_loops() {
     .await;
     assert_eq!(app.state.pool.options().get_max_connections(), 42);
     assert_eq!(
-        app.state.intake_pool.options().get_max_connections(),
+        app.state.intake.pool.options().get_max_connections(),
         amohook::db::INTAKE_CONNECTIONS
     );
 }
