@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use raw::{RawEntity, RawHook, RawValue, Reader};
+
 /// What a card is. Stored as text (`lead`, `contact`, `company`); any other
 /// stored value is an error when read, never a default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
@@ -109,197 +111,6 @@ pub enum HookError {
     Malformed(String),
     #[error("{0}")]
     Invalid(String),
-}
-
-/// `[0]`, `[1]`, ... read as a map from index to item: serde_qs refuses a
-/// `Vec` whose indices have gaps, and a hook must not be refused for that.
-type List<T> = std::collections::BTreeMap<u32, T>;
-
-/// A value of the shape `T`, or `Odd` when the body has something else
-/// there. amoCRM punishes refused hooks (it switches the hook off), so a
-/// field the parser cannot read loses that field, not the hook.
-///
-/// This relies on serde_qs parsing the whole body into a tree before
-/// deserializing: a value that fails to deserialize is an owned subtree, and
-/// its siblings are read as if it were absent (the unit tests hold this).
-#[derive(Debug)]
-enum Lenient<T> {
-    Ok(T),
-    Odd,
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(T::deserialize(d).map_or(Lenient::Odd, Lenient::Ok))
-    }
-}
-
-/// A string value: PostgreSQL cannot store NUL in text or jsonb, so NUL
-/// characters are removed (nothing else is changed). A key given twice
-/// becomes a sequence in serde_qs; the last value wins, as in PHP.
-#[derive(Debug, Default)]
-struct Text(String);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Shape {
-            One(String),
-            Many(Vec<String>),
-        }
-        let text = match Shape::deserialize(d)? {
-            Shape::One(s) => s,
-            Shape::Many(list) => list.into_iter().next_back().unwrap_or_default(),
-        };
-        Ok(Text(if text.contains('\0') {
-            text.replace('\0', "")
-        } else {
-            text
-        }))
-    }
-}
-
-/// Optional fields of the body, each read leniently.
-type Field<T> = Option<Lenient<T>>;
-
-#[derive(Debug, Default, Deserialize)]
-struct RawHook {
-    #[serde(default)]
-    account: Field<RawAccount>,
-    #[serde(default)]
-    leads: Field<RawActions>,
-    #[serde(default)]
-    contacts: Field<RawActions>,
-    #[serde(default)]
-    companies: Field<RawActions>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawAccount {
-    #[serde(default)]
-    id: Field<Text>,
-    #[serde(default)]
-    subdomain: Field<Text>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawActions {
-    #[serde(default)]
-    add: Field<List<Lenient<RawEntity>>>,
-    #[serde(default)]
-    update: Field<List<Lenient<RawEntity>>>,
-    #[serde(default)]
-    status: Field<List<Lenient<RawEntity>>>,
-    #[serde(default)]
-    responsible: Field<List<Lenient<RawEntity>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawEntity {
-    #[serde(default)]
-    id: Field<Text>,
-    #[serde(default)]
-    name: Field<Text>,
-    #[serde(default)]
-    price: Field<Text>,
-    #[serde(default)]
-    status_id: Field<Text>,
-    #[serde(default)]
-    old_status_id: Field<Text>,
-    #[serde(default)]
-    pipeline_id: Field<Text>,
-    #[serde(default)]
-    old_pipeline_id: Field<Text>,
-    #[serde(default)]
-    responsible_user_id: Field<Text>,
-    #[serde(default)]
-    old_responsible_user_id: Field<Text>,
-    #[serde(default)]
-    created_at: Field<Text>,
-    #[serde(default)]
-    date_create: Field<Text>,
-    #[serde(default)]
-    updated_at: Field<Text>,
-    #[serde(default)]
-    last_modified: Field<Text>,
-    #[serde(default, rename = "type")]
-    kind: Field<Text>,
-    #[serde(default)]
-    custom_fields: Field<List<Lenient<RawField>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawField {
-    #[serde(default)]
-    id: Field<Text>,
-    #[serde(default)]
-    name: Field<Text>,
-    #[serde(default)]
-    code: Field<Text>,
-    #[serde(default)]
-    values: Field<List<Lenient<RawValue>>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawValue {
-    /// `values[0]=1537920000`: date fields come without a `[value]` key.
-    Plain(Text),
-    Item {
-        #[serde(default)]
-        value: Field<Text>,
-        #[serde(default, rename = "enum")]
-        enum_id: Field<Text>,
-    },
-}
-
-/// Counts what was left out while the raw body is turned into events.
-#[derive(Default)]
-struct Reader {
-    skipped: u32,
-}
-
-impl Reader {
-    /// The value of a field that was present and readable.
-    fn take<T>(&mut self, field: Field<T>) -> Option<T> {
-        match field? {
-            Lenient::Ok(value) => Some(value),
-            Lenient::Odd => {
-                self.skipped += 1;
-                None
-            }
-        }
-    }
-
-    fn text(&mut self, field: Field<Text>) -> Option<String> {
-        self.take(field).map(|t| t.0)
-    }
-
-    /// A number that may be absent or empty; one that is not a number is
-    /// left out (and counted).
-    fn number(&mut self, field: Field<Text>) -> Option<i64> {
-        let text = self.text(field)?;
-        let text = text.trim();
-        if text.is_empty() {
-            return None;
-        }
-        match text.parse() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                self.skipped += 1;
-                None
-            }
-        }
-    }
-
-    fn list<T>(&mut self, field: Field<List<Lenient<T>>>) -> Vec<T> {
-        let items = self.take(field).unwrap_or_default();
-        items
-            .into_values()
-            .filter_map(|item| self.take(Some(item)))
-            .collect()
-    }
 }
 
 /// Parses a hook body. Never panics; anything that is not a hook is an
@@ -460,5 +271,6 @@ fn short(text: &str) -> String {
     out
 }
 
+mod raw;
 #[cfg(test)]
 mod tests;
