@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rand::Rng as _;
+use rand::RngExt as _;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
@@ -48,7 +48,7 @@ impl Backoff {
         if self.jitter == 0.0 {
             return nominal;
         }
-        let spread = rand::thread_rng().gen_range(1.0 - self.jitter..=1.0 + self.jitter);
+        let spread = rand::rng().random_range(1.0 - self.jitter..=1.0 + self.jitter);
         nominal.mul_f64(spread)
     }
 

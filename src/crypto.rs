@@ -13,7 +13,7 @@ use aes_gcm::{
     Aes256Gcm, Key, Nonce,
 };
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
-use rand::RngCore as _;
+use rand::Rng as _;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
@@ -95,7 +95,7 @@ impl Cipher {
 pub fn random_token(bytes: usize) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
+    rand::rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)
 }
 
@@ -121,7 +121,7 @@ pub fn load_or_create_key_file(path: &Path) -> anyhow::Result<([u8; 32], bool)> 
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut key);
+            rand::rng().fill_bytes(&mut key);
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;

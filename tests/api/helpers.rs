@@ -67,8 +67,7 @@ impl Drop for TestDb {
 }
 
 fn uuid_like() -> String {
-    use rand::Rng as _;
-    let n: u64 = rand::thread_rng().gen();
+    let n: u64 = rand::random();
     format!("{n:016x}")
 }
 
