@@ -9,8 +9,8 @@
 use std::{io::Write as _, path::Path};
 
 use aes_gcm::{
-    aead::{Aead, AeadCore, KeyInit, OsRng, Payload},
-    Aes256Gcm, Key, Nonce,
+    aead::{Aead, Generate, KeyInit, Nonce, Payload},
+    Aes256Gcm, Key,
 };
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use rand::Rng as _;
@@ -43,12 +43,13 @@ impl std::fmt::Debug for Cipher {
 impl Cipher {
     pub fn new(key: &[u8; 32]) -> Self {
         Cipher {
-            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)),
         }
     }
 
     pub fn encrypt(&self, plaintext: &str, context: &str) -> Vec<u8> {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        // A random nonce from the operating system's generator.
+        let nonce = Nonce::<Aes256Gcm>::generate();
         let sealed = self
             .cipher
             .encrypt(
@@ -75,10 +76,11 @@ impl Cipher {
             return Err(CryptoError::Undecryptable);
         }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = <&Nonce<Aes256Gcm>>::try_from(nonce).map_err(|_| CryptoError::Undecryptable)?;
         let plain = self
             .cipher
             .decrypt(
-                Nonce::from_slice(nonce),
+                nonce,
                 Payload {
                     msg: sealed,
                     aad: context.as_bytes(),
@@ -155,6 +157,28 @@ mod tests {
         assert!(!sealed.windows(11).any(|w| w == b"refresh-123"));
         let opened = cipher.decrypt(&sealed, "account:1:refresh_token").unwrap();
         assert_eq!(opened.expose_secret(), "refresh-123");
+    }
+
+    #[test]
+    fn stored_values_keep_their_layout() {
+        // key id 1, nonce 01..0c, then AES-256-GCM ciphertext and tag of
+        // "refresh-123" under key [7; 32] with its context as associated data.
+        let stored = hex::decode(
+            "010102030405060708090a0b0cc9198eec0f998a01d40c31c3db76a2f5c9ddc7bee68a19cb793b3a",
+        )
+        .unwrap();
+        let opened = Cipher::new(&[7; 32])
+            .decrypt(&stored, "account:1:refresh_token")
+            .unwrap();
+        assert_eq!(opened.expose_secret(), "refresh-123");
+    }
+
+    #[test]
+    fn sha256_hex_is_the_standard_digest() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit as _, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -283,6 +283,10 @@ mod tests {
         let mut mac = HmacSha256::new_from_slice(b"s3cret").unwrap();
         mac.update(b"client-1|42");
         let good = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(
+            good,
+            "1ffa137b724b55bdd147529bbae30ea1835b0e2205d04036d843f988c8188c83"
+        );
         assert!(signature_valid(&secret, "client-1", "42", &good));
         assert!(signature_valid(
             &secret,
