@@ -177,6 +177,26 @@ impl AccountInfo {
     }
 }
 
+/// A client builder whose HTTPS is rustls with the ring provider, trusting
+/// the Mozilla root certificates compiled into the binary (webpki-roots)
+/// rather than the host's store, so that the service needs no CA bundle on
+/// its host; ALPN offers HTTP/1.1, the only version the client speaks.
+/// Every client of the service, its tests and its benchmark starts here:
+/// reqwest itself is built without a crypto provider.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder().tls_backend_preconfigured(tls)
+}
+
 /// The HTTP client for amoCRM. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AmoApi {
@@ -190,7 +210,7 @@ pub struct AmoApi {
 
 impl AmoApi {
     pub fn new(settings: &AmocrmSettings) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = http_client()
             // The token endpoint must never be followed elsewhere: a redirect
             // would carry the client secret to another host.
             .redirect(reqwest::redirect::Policy::none())

@@ -129,7 +129,7 @@ impl TestApp {
             pool,
             fake,
             state,
-            http: reqwest::Client::builder()
+            http: amohook::amocrm::http_client()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),

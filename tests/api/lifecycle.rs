@@ -45,7 +45,8 @@ async fn stopping_finishes_cleanly_and_closes_the_port() {
     let address = app.address.clone();
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await.expect("a clean stop");
-    let after = reqwest::get(format!("{address}/healthz")).await;
+    let fresh = amohook::amocrm::http_client().build().unwrap();
+    let after = fresh.get(format!("{address}/healthz")).send().await;
     assert!(after.is_err(), "nothing listens after the stop");
 }
 

@@ -191,7 +191,7 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
 }
 
 pub(crate) fn client(concurrency: usize) -> reqwest::Client {
-    reqwest::Client::builder()
+    amohook::amocrm::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(concurrency * 2)
         .timeout(Duration::from_secs(30))
