@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::{
     amocrm::{AccountInfo, TokenSet},
@@ -96,9 +96,9 @@ pub fn token_context(account_id: i64, column: &str) -> String {
 }
 
 pub async fn find(db: &mut PgConnection, account_id: i64) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> = sqlx::query_as(&format!(
+    let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from accounts where account_id = $1"
-    ))
+    )))
     .bind(account_id)
     .fetch_optional(db)
     .await?;
@@ -112,9 +112,9 @@ pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Optio
 
 /// The account whose hook key has this SHA-256 (hex).
 pub async fn find_by_hook_digest(db: &PgPool, digest: &str) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> = sqlx::query_as(&format!(
+    let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
         "select {COLUMNS} from accounts where hook_key_sha256 = $1"
-    ))
+    )))
     .bind(digest)
     .fetch_optional(db)
     .await?;
@@ -204,7 +204,7 @@ pub async fn upsert_installed(
     tokens: &TokenSet,
 ) -> anyhow::Result<Account> {
     let candidate_key = crypto::random_token(24);
-    let row: AccountRow = sqlx::query_as(&format!(
+    let row: AccountRow = sqlx::query_as(AssertSqlSafe(format!(
         "insert into accounts (account_id, domain, subdomain, name, timezone, hook_key_sha256, hook_key)
          values ($1, $2, $3, $4, $5, $6, $7)
          on conflict (account_id) do update set
@@ -218,7 +218,7 @@ pub async fn upsert_installed(
              disconnected_at = null,
              updated_at = now()
          returning {COLUMNS}"
-    ))
+    )))
     .bind(info.id)
     .bind(domain)
     .bind(if info.subdomain.is_empty() {

@@ -84,3 +84,32 @@ pub async fn pending_migrations(pool: &PgPool) -> sqlx::Result<usize> {
         .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
         .count())
 }
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest as _, Sha384};
+
+    /// A database keeps the SHA-384 of every migration it applied, and a
+    /// build whose embedded migrations hash otherwise refuses to migrate it:
+    /// the checksums must stay those of the files, whatever sqlx computes
+    /// them with.
+    #[test]
+    fn migration_checksums_are_the_sha384_of_their_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), super::MIGRATOR.iter().count());
+        for (migration, file) in super::MIGRATOR.iter().zip(&files) {
+            let sql = std::fs::read(file).unwrap();
+            assert_eq!(
+                &*migration.checksum,
+                Sha384::digest(&sql).as_slice(),
+                "{}",
+                file.display()
+            );
+        }
+    }
+}

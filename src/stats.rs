@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use chrono::{DateTime, DurationRound as _, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::{
     amocrm::hooks::{Action, EntityKind},
@@ -244,19 +244,21 @@ pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>
     let sql = format!(
         "select * from ({ROW_SQL} {filter}) rows order by {column} {dir}, account_id limit $1 offset $2"
     );
-    let rows = sqlx::query_as(&sql)
+    let rows = sqlx::query_as(AssertSqlSafe(sql))
         .bind(PAGE_SIZE)
         .bind((q.page - 1) * PAGE_SIZE)
         .fetch_all(pool)
         .await?;
-    let total: i64 = sqlx::query_scalar(&format!("select count(*) from accounts a {filter}"))
-        .fetch_one(pool)
-        .await?;
+    let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "select count(*) from accounts a {filter}"
+    )))
+    .fetch_one(pool)
+    .await?;
     Ok((rows, total))
 }
 
 pub async fn one(pool: &PgPool, account_id: i64) -> sqlx::Result<Option<AccountRow>> {
-    sqlx::query_as(&format!("{ROW_SQL} where a.account_id = $1"))
+    sqlx::query_as(AssertSqlSafe(format!("{ROW_SQL} where a.account_id = $1")))
         .bind(account_id)
         .fetch_optional(pool)
         .await
@@ -277,7 +279,7 @@ pub struct Totals {
 }
 
 pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
-    sqlx::query_as(&format!(
+    sqlx::query_as(AssertSqlSafe(format!(
         "select count(*) as accounts,
                 count(*) filter (where display_status = 'active') as active,
                 count(*) filter (where display_status = 'paused') as paused,
@@ -288,7 +290,7 @@ pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
                 coalesce(sum(pending), 0)::bigint as pending,
                 coalesce(sum(failed), 0)::bigint as failed
          from ({ROW_SQL}) rows"
-    ))
+    )))
     .fetch_one(pool)
     .await
 }

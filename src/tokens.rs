@@ -14,7 +14,7 @@ use std::time::Duration;
 use backon::Retryable as _;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::{
     accounts::{self, token_context, AccountStatus},
@@ -254,7 +254,7 @@ impl TokenStore {
              where t.account_id = $1 {}",
             if lock { "for update of t" } else { "" }
         );
-        let row: Option<TokenRow> = sqlx::query_as(&sql)
+        let row: Option<TokenRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(account_id)
             .fetch_optional(db)
             .await?;

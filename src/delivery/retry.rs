@@ -7,6 +7,7 @@ use crate::{
     backoff::Backoff,
     tokens::{CallError, TokenError},
 };
+use sqlx::AssertSqlSafe;
 
 impl Worker {
     /// Records a failed call for `ids` and decides when to come back.
@@ -91,7 +92,7 @@ impl Worker {
                 (id, wait.as_secs_f64())
             })
             .unzip();
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "update hook_events e set
                  state = case when first_failure_at < now() - interval '{RETRY_FOR}' then 'failed' else 'pending' end,
                  finished_at = case when first_failure_at < now() - interval '{RETRY_FOR}' then now() end,
@@ -101,7 +102,7 @@ impl Worker {
                  last_error = $3, locked_until = null
              from unnest($1::bigint[], $2::float8[]) as w(event_id, wait)
              where e.event_id = w.event_id"
-        ))
+        )))
         .bind(&ids)
         .bind(&waits)
         .bind(error)

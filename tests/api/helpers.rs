@@ -10,7 +10,7 @@ use amohook::{
     startup::Application,
 };
 use base64::Engine as _;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 pub const CLIENT_ID: &str = "2f6c1e7a-0d7b-4c55-9a51-6a4f0b1c2d3e";
@@ -55,10 +55,11 @@ impl Drop for TestDb {
                 .unwrap();
             rt.block_on(async move {
                 if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-                    let _ =
-                        sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-                            .execute(&mut conn)
-                            .await;
+                    let _ = sqlx::query(AssertSqlSafe(format!(
+                        "drop database if exists \"{name}\" with (force)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         })

@@ -23,7 +23,7 @@ use amocrm_sim::{FakeAccount, FakeAmo};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use serde_json::json;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
 const CLIENT_ID: &str = "bench-client";
 const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
@@ -250,9 +250,11 @@ pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Re
 
 async fn drop_database(admin_url: &str, name: &str) {
     if let Ok(mut conn) = PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(AssertSqlSafe(format!(
+            "drop database if exists \"{name}\" with (force)"
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
 
