@@ -26,6 +26,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod records;
+pub use records::{FakeEvent, FakeField};
+
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -66,6 +69,13 @@ pub struct FakeAccount {
     pub admin: bool,
     pub users: Vec<(i64, String)>,
     pub pipelines: Vec<FakePipeline>,
+    /// Custom field definitions by entity (`leads`, `contacts`, `companies`).
+    pub fields: Vec<(String, FakeField)>,
+    pub currency: String,
+    pub currency_symbol: String,
+    /// PHP date() patterns, as `datetime_settings` gives them.
+    pub date_pattern: String,
+    pub time_pattern: String,
 }
 
 /// (pipeline id, name, [(status id, name)])
@@ -89,6 +99,11 @@ impl FakeAccount {
                     (142, "Успешно реализовано".into()),
                 ],
             )],
+            fields: Vec::new(),
+            currency: "RUB".into(),
+            currency_symbol: "₽".into(),
+            date_pattern: "d.m.Y".into(),
+            time_pattern: "H:i".into(),
         }
     }
 }
@@ -137,6 +152,8 @@ struct Inner {
     outage: Option<u16>,
     /// Notes for these entity ids are refused with a validation error.
     refused_entities: HashSet<i64>,
+    /// (domain, event): what `GET /api/v4/events` lists.
+    events: Vec<(String, FakeEvent)>,
     latency: Duration,
 }
 
@@ -282,6 +299,12 @@ impl FakeAmo {
             };
             s.notes.push(note);
         });
+    }
+
+    /// Records an event in a card's history (amoCRM writes one for every
+    /// change of a field, stage, responsible, name or budget).
+    pub fn add_event(&self, domain: &str, event: FakeEvent) {
+        self.with(|s| s.events.push((domain.into(), event)));
     }
 
     /// Notes created so far.
@@ -587,8 +610,12 @@ fn route(
                 "id": account.id,
                 "name": account.name,
                 "subdomain": domain.split('.').next().unwrap_or_default(),
+                "currency": account.currency, "currency_symbol": account.currency_symbol,
                 "_embedded": {"datetime_settings": {
-                    "date_pattern": "d.m.Y H:i", "time_format": "H:i:s",
+                    "date_pattern": format!("{} {}", account.date_pattern, account.time_pattern),
+                    "short_date_pattern": account.date_pattern,
+                    "short_time_pattern": account.time_pattern,
+                    "date_format": account.date_pattern, "time_format": "H:i:s",
                     "timezone": account.timezone, "timezone_offset": "+03:00"
                 }}
             }),
@@ -650,6 +677,64 @@ fn route(
             json_ok(
                 StatusCode::OK,
                 json!({"_total_items": pipelines.len(), "_embedded": {"pipelines": pipelines}}),
+            )
+        }
+        ("GET", p) if p.ends_with("/custom_fields") => {
+            let entity = p
+                .trim_start_matches("/api/v4/")
+                .trim_end_matches("/custom_fields");
+            if !matches!(entity, "leads" | "contacts" | "companies") {
+                return html(404);
+            }
+            let page: usize = query_param(query, "page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1);
+            let limit: usize = match query_param(query, "limit").map(|l| l.parse::<usize>()) {
+                None => 50,
+                Some(Ok(l @ 1..=250)) => l,
+                Some(_) => return problem(400, "Bad Request", "limit must be from 1 to 250", None),
+            };
+            let fields: Vec<Value> = account
+                .fields
+                .iter()
+                .filter(|(e, _)| e == entity)
+                .skip((page - 1) * limit)
+                .take(limit)
+                .map(|(_, f)| f.json(entity))
+                .collect();
+            if fields.is_empty() {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            json_ok(
+                StatusCode::OK,
+                json!({"_page": page, "_embedded": {"custom_fields": fields}}),
+            )
+        }
+        ("GET", "/api/v4/events") => {
+            let max_limit = if domain.ends_with(".amocrm.ru") {
+                100
+            } else {
+                250
+            };
+            let filter = match records::EventsFilter::parse(query.unwrap_or_default(), max_limit) {
+                Ok(filter) => filter,
+                Err(detail) => return problem(400, "Bad Request", &detail, None),
+            };
+            let events: Vec<Value> = s
+                .events
+                .iter()
+                .filter(|(d, e)| d == domain && filter.matches(e))
+                .enumerate()
+                .skip((filter.page - 1) * filter.limit)
+                .take(filter.limit)
+                .map(|(i, (_, e))| e.json(i, account.id))
+                .collect();
+            if events.is_empty() {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            json_ok(
+                StatusCode::OK,
+                json!({"_page": filter.page, "_embedded": {"events": events}}),
             )
         }
         ("POST", p) if p.ends_with("/notes") && entity_of(p).is_some() => {
