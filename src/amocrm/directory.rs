@@ -1,7 +1,10 @@
-//! An account's users and pipelines, cached in PostgreSQL, so notes can name
-//! the responsible user and the lead's stage.
+//! What an account calls things, cached in PostgreSQL: its users and
+//! pipelines (so notes name the responsible user and the lead's stage), its
+//! custom field definitions and its settings (so values read in the
+//! account's words: dates in its format, choices by name, money in its
+//! currency).
 //!
-//! The cache is refreshed when a note needs an id it does not know (at most
+//! Each part is refreshed when a note needs an id it does not know (at most
 //! once a minute, so a deleted user does not cost a call per note) and after
 //! a day in any case. amoCRM lists users to administrators only: when it
 //! refuses, notes show the numeric id and the list is asked again a day
@@ -10,12 +13,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::{
-    amocrm::{AmoApi, AmoError},
+    amocrm::{hooks::EntityKind, AmoApi, AmoError},
     tokens::{CallError, TokenStore},
 };
 
@@ -28,6 +30,33 @@ pub struct Pipeline {
     pub statuses: BTreeMap<i64, String>,
 }
 
+/// A custom field's definition.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FieldDef {
+    pub name: String,
+    /// amoCRM's field type: `text`, `date`, `select`, `multitext`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Choice id → its text (for phones and e-mails: `WORK`, `MOB`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub enums: BTreeMap<i64, String>,
+    /// A monetary field's own currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// The account's settings that values are written with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    pub currency: Option<String>,
+    pub currency_symbol: Option<String>,
+    pub short_date_pattern: Option<String>,
+    pub short_time_pattern: Option<String>,
+}
+
+/// Field definitions by entity (`leads`, `contacts`, `companies`), then id.
+pub type Fields = BTreeMap<String, BTreeMap<i64, FieldDef>>;
+
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     pub users: BTreeMap<i64, String>,
@@ -35,9 +64,16 @@ pub struct Directory {
     users_fetched_at: Option<DateTime<Utc>>,
     pub pipelines: BTreeMap<i64, Pipeline>,
     pipelines_fetched_at: Option<DateTime<Utc>>,
+    pub fields: Fields,
+    pub settings: Settings,
+    fields_fetched_at: Option<DateTime<Utc>>,
 }
 
 impl Directory {
+    pub fn field(&self, kind: EntityKind, id: i64) -> Option<&FieldDef> {
+        self.fields.get(kind.plural())?.get(&id)
+    }
+
     pub fn user(&self, id: i64) -> Option<&str> {
         self.users.get(&id).map(String::as_str)
     }
@@ -67,6 +103,8 @@ pub struct Needs {
     pub users: HashSet<i64>,
     /// (pipeline, status) pairs; a pipeline alone is (pipeline, None).
     pub statuses: HashSet<(Option<i64>, Option<i64>)>,
+    /// Custom fields whose values are shown: (entity, field id).
+    pub fields: HashSet<(EntityKind, i64)>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -76,11 +114,15 @@ struct Row {
     users_forbidden: bool,
     pipelines: sqlx::types::Json<BTreeMap<i64, Pipeline>>,
     pipelines_fetched_at: Option<DateTime<Utc>>,
+    fields: sqlx::types::Json<Fields>,
+    settings: sqlx::types::Json<Settings>,
+    fields_fetched_at: Option<DateTime<Utc>>,
 }
 
 pub async fn load(pool: &PgPool, account_id: i64) -> sqlx::Result<Directory> {
     let row: Option<Row> = sqlx::query_as(
-        "select users, users_fetched_at, users_forbidden, pipelines, pipelines_fetched_at
+        "select users, users_fetched_at, users_forbidden, pipelines, pipelines_fetched_at,
+             fields, settings, fields_fetched_at
          from account_directory where account_id = $1",
     )
     .bind(account_id)
@@ -93,6 +135,9 @@ pub async fn load(pool: &PgPool, account_id: i64) -> sqlx::Result<Directory> {
             users_fetched_at: r.users_fetched_at,
             pipelines: r.pipelines.0,
             pipelines_fetched_at: r.pipelines_fetched_at,
+            fields: r.fields.0,
+            settings: r.settings.0,
+            fields_fetched_at: r.fields_fetched_at,
         })
         .unwrap_or_default())
 }
@@ -106,8 +151,9 @@ fn due(fetched_at: Option<DateTime<Utc>>, missing: bool, now: DateTime<Utc>) -> 
 
 /// Fetches what `needs` names and the cache does not know (or all of it,
 /// when old), and stores it. A failure leaves the cache as it was and is
-/// returned; the delivery round then names ids instead (see
-/// `delivery::round`), unless the account cannot be called at all.
+/// returned at once; the delivery round then names ids and shows values as
+/// they came (see `delivery::round`), unless the account cannot be called
+/// at all.
 pub async fn refresh_for(
     pool: &PgPool,
     api: &AmoApi,
@@ -126,7 +172,7 @@ pub async fn refresh_for(
             now,
         );
     if users_due {
-        match fetch_users(api, tokens, account_id, domain).await {
+        match fetch::users(api, tokens, account_id, domain).await {
             Ok(users) => {
                 dir.users = users;
                 dir.users_forbidden = false;
@@ -158,7 +204,7 @@ pub async fn refresh_for(
         (None, None) => false,
     });
     if !needs.statuses.is_empty() && due(dir.pipelines_fetched_at, missing_status, now) {
-        dir.pipelines = fetch_pipelines(api, tokens, account_id, domain).await?;
+        dir.pipelines = fetch::pipelines(api, tokens, account_id, domain).await?;
         dir.pipelines_fetched_at = Some(now);
         sqlx::query(
             "insert into account_directory (account_id, pipelines, pipelines_fetched_at)
@@ -172,122 +218,36 @@ pub async fn refresh_for(
         .execute(pool)
         .await?;
     }
+
+    // Field definitions and settings go together: the settings are how
+    // the fields' values are written.
+    let missing_field = needs
+        .fields
+        .iter()
+        .any(|(kind, id)| dir.field(*kind, *id).is_none());
+    if due(dir.fields_fetched_at, missing_field, now) {
+        let mut fields = Fields::new();
+        for kind in [EntityKind::Lead, EntityKind::Contact, EntityKind::Company] {
+            let defs = fetch::fields(api, tokens, account_id, domain, kind).await?;
+            fields.insert(kind.plural().to_owned(), defs);
+        }
+        dir.settings = fetch::settings(api, tokens, account_id, domain).await?;
+        dir.fields = fields;
+        dir.fields_fetched_at = Some(now);
+        sqlx::query(
+            "insert into account_directory (account_id, fields, settings, fields_fetched_at)
+             values ($1, $2, $3, $4)
+             on conflict (account_id) do update set fields = excluded.fields,
+                 settings = excluded.settings, fields_fetched_at = excluded.fields_fetched_at",
+        )
+        .bind(account_id)
+        .bind(sqlx::types::Json(&dir.fields))
+        .bind(sqlx::types::Json(&dir.settings))
+        .bind(now)
+        .execute(pool)
+        .await?;
+    }
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Named {
-    id: i64,
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Deserialize, Default)]
-struct UsersPage {
-    #[serde(default, rename = "_embedded")]
-    embedded: UsersEmbedded,
-}
-
-#[derive(Deserialize, Default)]
-struct UsersEmbedded {
-    #[serde(default)]
-    users: Vec<Named>,
-}
-
-async fn fetch_users(
-    api: &AmoApi,
-    tokens: &TokenStore,
-    account_id: i64,
-    domain: &str,
-) -> Result<BTreeMap<i64, String>, CallError> {
-    const PAGE: usize = 250;
-    let mut users = BTreeMap::new();
-    // 20 pages of 250: more users than any amoCRM account has.
-    for page in 1..=20 {
-        let path = format!("/api/v4/users?limit={PAGE}&page={page}");
-        let batch: Option<UsersPage> = tokens
-            .call(account_id, |token| {
-                let path = path.clone();
-                async move {
-                    api.call(domain, &token, Method::GET, &path, None::<&()>)
-                        .await
-                }
-            })
-            .await?;
-        let list = batch.unwrap_or_default().embedded.users;
-        let last = list.len() < PAGE;
-        users.extend(list.into_iter().map(|u| (u.id, u.name)));
-        if last {
-            break;
-        }
-    }
-    Ok(users)
-}
-
-#[derive(Deserialize, Default)]
-struct PipelinesPage {
-    #[serde(default, rename = "_embedded")]
-    embedded: PipelinesEmbedded,
-}
-
-#[derive(Deserialize, Default)]
-struct PipelinesEmbedded {
-    #[serde(default)]
-    pipelines: Vec<RawPipeline>,
-}
-
-#[derive(Deserialize)]
-struct RawPipeline {
-    id: i64,
-    #[serde(default)]
-    name: String,
-    #[serde(default, rename = "_embedded")]
-    embedded: RawStatuses,
-}
-
-#[derive(Deserialize, Default)]
-struct RawStatuses {
-    #[serde(default)]
-    statuses: Vec<Named>,
-}
-
-async fn fetch_pipelines(
-    api: &AmoApi,
-    tokens: &TokenStore,
-    account_id: i64,
-    domain: &str,
-) -> Result<BTreeMap<i64, Pipeline>, CallError> {
-    let page: Option<PipelinesPage> = tokens
-        .call(account_id, |token| async move {
-            api.call(
-                domain,
-                &token,
-                Method::GET,
-                "/api/v4/leads/pipelines",
-                None::<&()>,
-            )
-            .await
-        })
-        .await?;
-    Ok(page
-        .unwrap_or_default()
-        .embedded
-        .pipelines
-        .into_iter()
-        .map(|p| {
-            let statuses = p
-                .embedded
-                .statuses
-                .into_iter()
-                .map(|s| (s.id, s.name))
-                .collect();
-            (
-                p.id,
-                Pipeline {
-                    name: p.name,
-                    statuses,
-                },
-            )
-        })
-        .collect())
-}
+mod fetch;

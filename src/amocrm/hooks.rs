@@ -42,9 +42,15 @@ impl EntityKind {
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Action {
     Add,
-    /// `update`, and the narrower `status` and `responsible` hooks: each
-    /// carries the entity's full snapshot, so all read as an update.
+    /// `update`: the card's full state after any change.
     Update,
+    /// `leads[status]`: a lead moved to another stage. The digital
+    /// pipeline's "send a web-hook" action sends this with only the ids
+    /// (`id`, `status_id`, `pipeline_id`, `old_status_id`,
+    /// `old_pipeline_id`); its note says the stage change and nothing else.
+    Status,
+    /// `*[responsible]`: the responsible user changed; its note says that.
+    Responsible,
 }
 
 impl Action {
@@ -52,7 +58,45 @@ impl Action {
         match self {
             Action::Add => "add",
             Action::Update => "update",
+            Action::Status => "status",
+            Action::Responsible => "responsible",
         }
+    }
+}
+
+/// One value of a custom field: its text, and for select, multiselect,
+/// radio and multitext (phone, e-mail) fields the id of its choice
+/// (`values[N][enum]`). Stored snapshots from before the choice was kept
+/// hold the text alone, which reads as `Text`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldItem {
+    Text(String),
+    Choice {
+        value: String,
+        #[serde(rename = "enum")]
+        enum_id: i64,
+    },
+}
+
+impl FieldItem {
+    pub fn text(&self) -> &str {
+        match self {
+            FieldItem::Text(t) | FieldItem::Choice { value: t, .. } => t,
+        }
+    }
+
+    pub fn enum_id(&self) -> Option<i64> {
+        match self {
+            FieldItem::Text(_) => None,
+            FieldItem::Choice { enum_id, .. } => Some(*enum_id),
+        }
+    }
+}
+
+impl From<&str> for FieldItem {
+    fn from(text: &str) -> Self {
+        FieldItem::Text(text.to_owned())
     }
 }
 
@@ -61,13 +105,35 @@ impl Action {
 pub struct FieldValue {
     pub id: String,
     pub name: String,
-    /// Values in order; enum fields give their text here too.
-    pub values: Vec<String>,
+    /// `PHONE`, `EMAIL`, `POSITION`, ... for the account's built-in fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Values in order. Date fields give a Unix time as their text.
+    pub values: Vec<FieldItem>,
+}
+
+impl FieldValue {
+    /// Whether two hooks show the same value (texts in order; a choice id
+    /// alone does not make a difference, so snapshots stored before ids were
+    /// kept compare equal to new ones).
+    pub fn same_values(&self, other: &[FieldItem]) -> bool {
+        self.values.len() == other.len()
+            && self
+                .values
+                .iter()
+                .zip(other)
+                .all(|(a, b)| a.text() == b.text())
+    }
 }
 
 /// The state of a card as one hook shows it: what the note is built from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
+    /// True when the body named the card but did not describe it (no
+    /// `name`): the digital pipeline's short bodies. Such a snapshot says
+    /// nothing about the card's name, budget or fields.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     pub name: String,
     pub price: Option<String>,
     pub status_id: Option<i64>,
@@ -103,6 +169,18 @@ pub struct Hook {
     /// belongs, a number that is not one): left out, the rest of the hook
     /// kept.
     pub skipped_fields: u32,
+    /// Cards under entities or actions amohook makes no note of
+    /// (`leads[delete]`, `contacts[restore]`, `unsorted[add]`,
+    /// `message[add]`, `leads[note]`, ...): answered 200 and counted.
+    pub ignored: Vec<Ignored>,
+}
+
+/// A card of a kind or action amohook does not note, named for the metric
+/// by a fixed set of words (anything else is `other`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ignored {
+    pub entity: &'static str,
+    pub action: &'static str,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -162,8 +240,8 @@ pub fn parse_at(body: &[u8], received_at: i64) -> Result<Hook, HookError> {
         for (list, action) in [
             (actions.add, Action::Add),
             (actions.update, Action::Update),
-            (actions.status, Action::Update),
-            (actions.responsible, Action::Update),
+            (actions.status, Action::Status),
+            (actions.responsible, Action::Responsible),
         ] {
             for entity in reader.list(list) {
                 let event = event(&mut reader, entity, default_kind, action, received_at)?;
@@ -172,7 +250,65 @@ pub fn parse_at(body: &[u8], received_at: i64) -> Result<Hook, HookError> {
         }
     }
     hook.skipped_fields = reader.skipped;
+    hook.ignored = ignored(&text);
     Ok(hook)
+}
+
+/// The cards a body names under entities or actions that amohook does not
+/// note, one per `entity[action][N]`. serde skips those keys while parsing;
+/// this pass reads only the keys (values are not decoded).
+fn ignored(text: &str) -> Vec<Ignored> {
+    const ENTITIES: &[&str] = &[
+        "leads",
+        "contacts",
+        "companies",
+        "customers",
+        "tasks",
+        "catalogs",
+        "unsorted",
+        "message",
+        "talk",
+        "notes",
+    ];
+    const ACTIONS: &[&str] = &[
+        "add",
+        "update",
+        "delete",
+        "restore",
+        "status",
+        "responsible",
+        "note",
+    ];
+    let known = |list: &[&'static str], word: &str| -> &'static str {
+        list.iter().copied().find(|w| *w == word).unwrap_or("other")
+    };
+    let mut cards = std::collections::BTreeSet::new();
+    for pair in text.split('&') {
+        let raw_key = pair.split('=').next().unwrap_or_default();
+        if raw_key.starts_with("account") {
+            continue;
+        }
+        let Some((key, _)) = url::form_urlencoded::parse(raw_key.as_bytes()).next() else {
+            continue;
+        };
+        let mut parts = key.split(['[', ']']).filter(|p| !p.is_empty());
+        let (Some(entity), Some(action), Some(index)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let noted = matches!(entity, "leads" | "contacts" | "companies")
+            && matches!(action, "add" | "update" | "status" | "responsible");
+        if !noted && index.bytes().all(|b| b.is_ascii_digit()) {
+            cards.insert((entity.to_owned(), action.to_owned(), index.to_owned()));
+        }
+    }
+    cards
+        .into_iter()
+        .map(|(entity, action, _)| Ignored {
+            entity: known(ENTITIES, &entity),
+            action: known(ACTIONS, &action),
+        })
+        .collect()
 }
 
 fn event(
@@ -207,32 +343,44 @@ fn event(
         .into_iter()
         .filter_map(|f| {
             let id = reader.text(f.id).filter(|s| !s.is_empty())?;
+            let code = reader.text(f.code).filter(|c| !c.is_empty());
             let name = reader
                 .text(f.name)
                 .filter(|s| !s.trim().is_empty())
-                .or(reader.text(f.code))
+                .or(code.clone())
                 .unwrap_or_else(|| format!("#{id}"));
             let values = reader
                 .list(f.values)
                 .into_iter()
-                .filter_map(|v| match v {
-                    RawValue::Plain(s) => Some(s.0),
+                .map(|v| match v {
+                    RawValue::Plain(s) => FieldItem::Text(s.0),
                     RawValue::Item { value, enum_id } => {
-                        reader.text(value).or(reader.text(enum_id))
+                        let value = reader.text(value).unwrap_or_default();
+                        match reader.number(enum_id) {
+                            Some(enum_id) => FieldItem::Choice { value, enum_id },
+                            None => FieldItem::Text(value),
+                        }
                     }
                 })
-                .filter(|v| !v.is_empty())
+                .filter(|v| !v.text().is_empty() || v.enum_id().is_some())
                 .collect();
-            Some(FieldValue { id, name, values })
+            Some(FieldValue {
+                id,
+                name,
+                code,
+                values,
+            })
         })
         .collect();
+    let name = reader.text(raw.name);
     Ok(HookEvent {
         entity,
         action,
         entity_id,
         changed_at,
         snapshot: Snapshot {
-            name: reader.text(raw.name).unwrap_or_default(),
+            partial: name.is_none(),
+            name: name.unwrap_or_default(),
             price: reader.text(raw.price).filter(|p| !p.is_empty()),
             status_id: reader.number(raw.status_id),
             old_status_id: reader.number(raw.old_status_id),

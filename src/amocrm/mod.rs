@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod directory;
+pub mod events;
 pub mod hooks;
 pub mod notes;
 mod oauth;
@@ -137,6 +138,8 @@ pub(crate) fn endpoint_name(path: &str) -> &'static str {
         "/api/v4/webhooks" => "webhooks",
         "/api/v4/users" => "users",
         "/api/v4/leads/pipelines" => "pipelines",
+        "/api/v4/events" => "events",
+        p if p.ends_with("/custom_fields") => "custom_fields",
         p if p.ends_with("/notes") => "notes",
         _ => "other",
     }
@@ -150,6 +153,11 @@ pub struct AccountInfo {
     pub name: String,
     #[serde(default)]
     pub subdomain: String,
+    /// `RUB`, `USD`, ... (the official SDK's AccountModel reads both).
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub currency_symbol: Option<String>,
     #[serde(default, rename = "_embedded")]
     embedded: AccountEmbedded,
 }
@@ -164,6 +172,12 @@ struct AccountEmbedded {
 struct DatetimeSettings {
     #[serde(default)]
     timezone: Option<String>,
+    /// `d.m.Y`: PHP date() letters (the SDK's DateTimeSettings).
+    #[serde(default)]
+    short_date_pattern: Option<String>,
+    /// `H:i`.
+    #[serde(default)]
+    short_time_pattern: Option<String>,
 }
 
 impl AccountInfo {
@@ -174,6 +188,16 @@ impl AccountInfo {
             .as_ref()
             .and_then(|d| d.timezone.as_deref())
             .filter(|tz| !tz.is_empty())
+    }
+
+    /// How the account writes dates (`d.m.Y`) and times (`H:i`).
+    pub fn date_patterns(&self) -> (Option<String>, Option<String>) {
+        let settings = self.embedded.datetime_settings.as_ref();
+        let given = |p: Option<&Option<String>>| p.cloned().flatten().filter(|p| !p.is_empty());
+        (
+            given(settings.map(|s| &s.short_date_pattern)),
+            given(settings.map(|s| &s.short_time_pattern)),
+        )
     }
 }
 

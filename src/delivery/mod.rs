@@ -31,6 +31,7 @@
 
 mod claim;
 mod notes_api;
+mod render;
 mod retry;
 mod round;
 

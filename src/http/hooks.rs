@@ -101,6 +101,11 @@ async fn answer_hook(intake: &Intake, hook_key: &str, body: &[u8]) -> (Response,
                     "hook fields of an unknown shape skipped"
                 );
             }
+            for part in &hook.ignored {
+                metrics::counter!("amohook_hook_cards_ignored_total",
+                    "entity" => part.entity, "action" => part.action)
+                .increment(1);
+            }
             hook
         }
         Err(e) => {

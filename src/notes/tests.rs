@@ -1,5 +1,9 @@
 use super::*;
-use crate::{amocrm::directory::Pipeline, amocrm::hooks::FieldValue};
+use crate::amocrm::{
+    directory::{Directory, FieldDef, Pipeline, Settings},
+    events::CardChange,
+    hooks::{Action, FieldItem, FieldValue},
+};
 
 fn dir() -> Directory {
     let mut d = Directory::default();
@@ -24,7 +28,84 @@ fn dir() -> Directory {
             statuses: [(70, "Первичный контакт".into())].into(),
         },
     );
+    d.settings = Settings {
+        currency: Some("RUB".into()),
+        currency_symbol: Some("₽".into()),
+        short_date_pattern: Some("d.m.Y".into()),
+        short_time_pattern: Some("H:i".into()),
+    };
+    let def = |name: &str, kind: &str, enums: &[(i64, &str)]| FieldDef {
+        name: name.into(),
+        kind: kind.into(),
+        enums: enums.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        currency: None,
+    };
+    d.fields.insert(
+        "leads".into(),
+        [
+            (1425011, def("Город доставки", "text", &[])),
+            (501, def("Дата доставки", "date", &[])),
+            (502, def("Оплачено", "checkbox", &[])),
+            (
+                503,
+                def("Источник", "select", &[(9001, "Сайт"), (9002, "Звонок")]),
+            ),
+            (
+                504,
+                def(
+                    "Услуги",
+                    "multiselect",
+                    &[(9101, "Доставка"), (9102, "Сборка")],
+                ),
+            ),
+            (505, def("Визит", "date_time", &[])),
+            (
+                506,
+                FieldDef {
+                    currency: Some("USD".into()),
+                    ..def("Предоплата", "monetary", &[])
+                },
+            ),
+        ]
+        .into(),
+    );
+    d.fields.insert(
+        "contacts".into(),
+        [
+            (
+                601,
+                def("Телефон", "multitext", &[(7001, "WORK"), (7002, "MOB")]),
+            ),
+            (602, def("День рождения", "birthday", &[])),
+            (603, def("Рейтинг", "smart_address_v9", &[])),
+        ]
+        .into(),
+    );
     d
+}
+
+fn words(lang: Lang, dir: &Directory) -> Words<'_> {
+    Words { lang, tz: MSK, dir }
+}
+
+fn field(id: &str, name: &str, values: Vec<FieldItem>) -> FieldValue {
+    FieldValue {
+        id: id.into(),
+        name: name.into(),
+        code: None,
+        values,
+    }
+}
+
+/// The note for an update of `cur` after `prev`.
+fn update_note(lang: Lang, action: Action, prev: History, cur: &Snapshot) -> String {
+    let dir = dir();
+    let w = words(lang, &dir);
+    match changes(&w, EntityKind::Lead, action, prev, cur) {
+        Outcome::Changes(c) => changed(&w, EntityKind::Lead, 1, cur, &c, 1712332931),
+        Outcome::Unlisted => changed(&w, EntityKind::Lead, 1, cur, &[], 1712332931),
+        Outcome::Skip(reason) => format!("skipped: {reason}"),
+    }
 }
 
 fn lead() -> Snapshot {
@@ -39,6 +120,7 @@ fn lead() -> Snapshot {
         custom_fields: vec![FieldValue {
             id: "1425011".into(),
             name: "Город доставки".into(),
+            code: None,
             values: vec!["Тюмень".into()],
         }],
         ..Snapshot::default()
@@ -49,13 +131,12 @@ const MSK: Tz = chrono_tz::Europe::Moscow;
 
 #[test]
 fn added_lead_in_russian_matches_the_example() {
+    let dir = dir();
     let text = added(
-        Lang::Ru,
+        &words(Lang::Ru, &dir),
         EntityKind::Lead,
         35168771,
         &lead(),
-        &dir(),
-        MSK,
         0,
     );
     assert_eq!(
@@ -69,88 +150,39 @@ fn changed_lead_in_russian_matches_the_example() {
     let mut cur = lead();
     cur.price = Some("2500".into());
     cur.status_id = Some(2);
-    cur.custom_fields[0].values = vec!["Тюмень".into()];
     let mut prev = lead();
     prev.custom_fields.clear();
-    let changes = diff(EntityKind::Lead, Some(&prev), &cur, &dir());
-    let text = changed(
-        Lang::Ru,
-        EntityKind::Lead,
-        1,
-        &cur,
-        &changes,
-        MSK,
-        1712332931,
-    );
     assert_eq!(
-        text,
-        "Изменена сделка «Заказ #87856»: Бюджет: 1000 → 2500; Этап: Новая → Переговоры; \
+        update_note(Lang::Ru, Action::Update, History::Known(&prev), &cur),
+        "Изменена сделка «Заказ #87856»: Бюджет: 1000 ₽ → 2500 ₽; Этап: Новая → Переговоры; \
          Город доставки: — → Тюмень. Изменена: 05.04.2024 19:02:11"
     );
 }
 
 #[test]
-fn unchanged_fields_are_not_listed_and_no_change_is_empty() {
-    assert!(diff(EntityKind::Lead, Some(&lead()), &lead(), &dir()).is_empty());
+fn unchanged_fields_are_not_listed_and_no_change_is_skipped() {
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, History::Known(&lead()), &lead()),
+        "skipped: nothing visible changed"
+    );
     let mut cur = lead();
     cur.responsible_user_id = Some(2);
-    let changes = diff(EntityKind::Lead, Some(&lead()), &cur, &dir());
-    assert_eq!(changes.len(), 1);
     assert_eq!(
-        (changes[0].old.as_deref(), changes[0].new.as_str()),
-        (Some("Иван Петров"), "Мария Иванова")
+        update_note(Lang::Ru, Action::Update, History::Known(&lead()), &cur),
+        "Изменена сделка «Заказ #87856»: Ответственный: Иван Петров → Мария Иванова. \
+         Изменена: 05.04.2024 19:02:11"
     );
 }
 
 #[test]
-fn pipeline_change_names_the_pipeline_and_the_stage() {
+fn a_pipeline_change_names_pipeline_and_stage_on_both_sides() {
     let mut cur = lead();
     cur.pipeline_id = Some(7);
     cur.status_id = Some(70);
-    let changes = diff(EntityKind::Lead, Some(&lead()), &cur, &dir());
-    let text = changed(
-        Lang::En,
-        EntityKind::Lead,
-        1,
-        &cur,
-        &changes,
-        MSK,
-        1712332931,
-    );
     assert_eq!(
-        text,
-        "Lead changed: “Заказ #87856”: Stage: Новая → Первичный контакт; Pipeline: Продажи → Опт. Changed: 05.04.2024 19:02:11"
-    );
-}
-
-#[test]
-fn first_update_lists_current_values_as_new() {
-    let mut cur = lead();
-    cur.old_status_id = Some(2);
-    cur.custom_fields.push(FieldValue {
-        id: "9".into(),
-        name: "Теги".into(),
-        values: vec!["a".into(), "b".into()],
-    });
-    cur.custom_fields.push(FieldValue {
-        id: "10".into(),
-        name: "Пусто".into(),
-        values: vec![],
-    });
-    let changes = diff(EntityKind::Lead, None, &cur, &dir());
-    let text = changed(
-        Lang::Ru,
-        EntityKind::Lead,
-        1,
-        &cur,
-        &changes,
-        MSK,
-        1712332931,
-    );
-    assert_eq!(
-        text,
-        "Изменена сделка «Заказ #87856»: Бюджет: 1000; Этап: Переговоры → Новая; Ответственный: Иван Петров; \
-         Город доставки: Тюмень; Теги: a, b. Изменена: 05.04.2024 19:02:11"
+        update_note(Lang::En, Action::Update, History::Known(&lead()), &cur),
+        "Lead changed: “Заказ #87856”: Stage: Продажи / Новая → Опт / Первичный контакт. \
+         Changed: 05.04.2024 19:02:11"
     );
 }
 
@@ -160,19 +192,321 @@ fn cleared_fields_and_unknown_ids_read_sensibly() {
     cur.custom_fields.clear();
     cur.responsible_user_id = Some(555);
     cur.status_id = Some(999);
-    let changes = diff(EntityKind::Lead, Some(&lead()), &cur, &dir());
-    let text = changed(
-        Lang::Ru,
-        EntityKind::Lead,
-        1,
-        &cur,
-        &changes,
-        MSK,
-        1712332931,
-    );
+    let text = update_note(Lang::Ru, Action::Update, History::Known(&lead()), &cur);
     assert!(text.contains("Этап: Новая → 999"), "{text}");
     assert!(text.contains("Ответственный: Иван Петров → 555"), "{text}");
     assert!(text.contains("Город доставки: Тюмень → —"), "{text}");
+}
+
+#[test]
+fn the_hooks_own_old_values_win_over_the_stored_state() {
+    // amohook last saw the lead in stage 1 (a hook was missed since); this
+    // hook says the lead moved from 2 to 142.
+    let mut cur = lead();
+    cur.status_id = Some(142);
+    cur.old_status_id = Some(2);
+    cur.responsible_user_id = Some(2);
+    cur.old_responsible_user_id = Some(555);
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, History::Known(&lead()), &cur),
+        "Изменена сделка «Заказ #87856»: Этап: Переговоры → Успешно; \
+         Ответственный: 555 → Мария Иванова. Изменена: 05.04.2024 19:02:11"
+    );
+}
+
+#[test]
+fn a_move_already_seen_is_not_repeated() {
+    // The status hook of this move came first and was noted; the update
+    // hook of the same move says nothing new about the stage.
+    let mut seen = lead();
+    seen.status_id = Some(2);
+    let mut cur = seen.clone();
+    cur.old_status_id = Some(1);
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, History::Known(&seen), &cur),
+        "skipped: nothing visible changed"
+    );
+}
+
+#[test]
+fn unassigned_reads_not_assigned() {
+    let mut cur = lead();
+    cur.responsible_user_id = Some(9750914);
+    let mut prev = lead();
+    prev.responsible_user_id = Some(0);
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, History::Known(&prev), &cur),
+        "Изменена сделка «Заказ #87856»: Ответственный: не назначен → Иван Петров. \
+         Изменена: 05.04.2024 19:02:11"
+    );
+    let unassigned = Snapshot {
+        name: "Заявка с сайта".into(),
+        responsible_user_id: Some(0),
+        created_at: Some(1712331728),
+        ..Snapshot::default()
+    };
+    let dir = dir();
+    assert_eq!(
+        added(&words(Lang::En, &dir), EntityKind::Lead, 5, &unassigned, 0),
+        "Lead added: “Заявка с сайта”. Responsible: not assigned. Added: 05.04.2024 18:42:08"
+    );
+}
+
+/// A digital-pipeline status body: ids only.
+fn pipeline_status(old: (i64, i64), new: (i64, i64)) -> Snapshot {
+    Snapshot {
+        partial: true,
+        pipeline_id: Some(new.0),
+        status_id: Some(new.1),
+        old_pipeline_id: Some(old.0),
+        old_status_id: Some(old.1),
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+fn a_digital_pipeline_status_body_is_a_stage_change_note() {
+    let new = History::New {
+        partial: None,
+        events: None,
+    };
+    let cur = pipeline_status((5723341, 1), (5723341, 2));
+    assert_eq!(
+        update_note(Lang::Ru, Action::Status, new, &cur),
+        "Изменена сделка #1: Этап: Новая → Переговоры. Изменена: 05.04.2024 19:02:11"
+    );
+    let cur = pipeline_status((5723341, 1), (7, 70));
+    assert_eq!(
+        update_note(Lang::En, Action::Status, new, &cur),
+        "Lead changed: #1: Stage: Продажи / Новая → Опт / Первичный контакт. Changed: 05.04.2024 19:02:11"
+    );
+    // Known card: only the stage, even though the short body has no name
+    // and no fields.
+    let cur = pipeline_status((5723341, 1), (5723341, 142));
+    assert_eq!(
+        update_note(Lang::Ru, Action::Status, History::Known(&lead()), &cur),
+        "Изменена сделка #1: Этап: Новая → Успешно. Изменена: 05.04.2024 19:02:11"
+    );
+    // Already at that stage: not noted twice.
+    let mut there = lead();
+    there.status_id = Some(142);
+    assert!(
+        update_note(Lang::Ru, Action::Status, History::Known(&there), &cur).starts_with("skipped")
+    );
+}
+
+#[test]
+fn a_responsible_hook_notes_the_responsible_change_only() {
+    let mut cur = lead();
+    cur.name = "Новое имя".into();
+    cur.responsible_user_id = Some(2);
+    cur.old_responsible_user_id = Some(9750914);
+    let new = History::New {
+        partial: None,
+        events: None,
+    };
+    assert_eq!(
+        update_note(Lang::Ru, Action::Responsible, new, &cur),
+        "Изменена сделка «Новое имя»: Ответственный: Иван Петров → Мария Иванова. \
+         Изменена: 05.04.2024 19:02:11"
+    );
+}
+
+#[test]
+fn a_first_seen_update_lists_what_the_events_say_not_every_field() {
+    // A lead that existed before the install moves to the next stage: the
+    // hook shows all 1 + 2 fields, the events the one change.
+    let mut cur = lead();
+    cur.status_id = Some(2);
+    cur.old_status_id = Some(1);
+    cur.custom_fields
+        .push(field("501", "Дата доставки", vec!["1673560800".into()]));
+    let events = [CardChange::Field {
+        field_id: 502,
+        before: vec![],
+        after: vec!["1".into()],
+    }];
+    let history = History::New {
+        partial: None,
+        events: Some(&events),
+    };
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, history, &cur),
+        "Изменена сделка «Заказ #87856»: Этап: Новая → Переговоры; Оплачено: — → да. \
+         Изменена: 05.04.2024 19:02:11"
+    );
+    // The events of the stage move itself are not listed twice.
+    let events = [
+        CardChange::Stage {
+            before: Some((Some(5723341), 1)),
+            after: Some((Some(5723341), 2)),
+        },
+        CardChange::Name {
+            before: Some("Заказ".into()),
+            after: Some("Заказ #87856".into()),
+        },
+        CardChange::Sale {
+            before: Some("0".into()),
+            after: Some("1000".into()),
+        },
+        CardChange::Responsible {
+            before: Some(0),
+            after: Some(9750914),
+        },
+    ];
+    let history = History::New {
+        partial: None,
+        events: Some(&events),
+    };
+    assert_eq!(
+        update_note(Lang::En, Action::Update, history, &cur),
+        "Lead changed: “Заказ #87856”: Stage: Новая → Переговоры; Name: Заказ → Заказ #87856; \
+         Budget: 0 ₽ → 1000 ₽; Responsible: not assigned → Иван Петров. Changed: 05.04.2024 19:02:11"
+    );
+}
+
+#[test]
+fn without_events_a_first_seen_update_invents_nothing() {
+    let cur = lead();
+    let unavailable = History::New {
+        partial: None,
+        events: None,
+    };
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, unavailable, &cur),
+        "Изменена сделка «Заказ #87856». Изменена: 05.04.2024 19:02:11"
+    );
+    assert_eq!(
+        update_note(Lang::En, Action::Update, unavailable, &cur),
+        "Lead changed: “Заказ #87856”. Changed: 05.04.2024 19:02:11"
+    );
+    // Events that name nothing amohook shows: the same.
+    let none = History::New {
+        partial: None,
+        events: Some(&[]),
+    };
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, none, &cur),
+        "Изменена сделка «Заказ #87856». Изменена: 05.04.2024 19:02:11"
+    );
+    // The hook's own facts are facts, events or not.
+    let mut moved = lead();
+    moved.old_status_id = Some(2);
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, unavailable, &moved),
+        "Изменена сделка «Заказ #87856»: Этап: Переговоры → Новая. Изменена: 05.04.2024 19:02:11"
+    );
+}
+
+#[test]
+fn values_are_written_by_their_field_type() {
+    let dir = dir();
+    let ru = words(Lang::Ru, &dir);
+    let en = words(Lang::En, &dir);
+    let lead = |id: &str, values: Vec<FieldItem>| field(id, "", values);
+    let choice = |value: &str, enum_id| FieldItem::Choice {
+        value: value.into(),
+        enum_id,
+    };
+    // 1673560800 is 13.01.2023 01:00 in Moscow.
+    assert_eq!(
+        ru.field(EntityKind::Lead, &lead("501", vec!["1673560800".into()])),
+        "13.01.2023"
+    );
+    assert_eq!(
+        ru.field(EntityKind::Lead, &lead("505", vec!["1673560800".into()])),
+        "13.01.2023 01:00"
+    );
+    assert_eq!(
+        ru.field(EntityKind::Lead, &lead("502", vec!["1".into()])),
+        "да"
+    );
+    assert_eq!(
+        en.field(EntityKind::Lead, &lead("502", vec!["0".into()])),
+        "no"
+    );
+    assert_eq!(
+        ru.field(EntityKind::Lead, &lead("503", vec![choice("", 9002)])),
+        "Звонок"
+    );
+    assert_eq!(
+        ru.field(
+            EntityKind::Lead,
+            &lead("504", vec![choice("Доставка", 9101), choice("", 9102)])
+        ),
+        "Доставка, Сборка"
+    );
+    assert_eq!(
+        ru.field(EntityKind::Lead, &lead("506", vec!["150".into()])),
+        "150 USD"
+    );
+    let contact = |id: &str, values: Vec<FieldItem>| field(id, "", values);
+    assert_eq!(
+        ru.field(
+            EntityKind::Contact,
+            &contact(
+                "601",
+                vec![
+                    choice("+7 999 000-00-00", 7002),
+                    choice("+7 495 000-00-00", 7001)
+                ]
+            )
+        ),
+        "+7 999 000-00-00 (мобильный), +7 495 000-00-00 (рабочий)"
+    );
+    assert_eq!(
+        en.field(
+            EntityKind::Contact,
+            &contact("601", vec![choice("+1 555", 7002)])
+        ),
+        "+1 555 (mobile)"
+    );
+    // A birthday has no year.
+    assert_eq!(
+        ru.field(
+            EntityKind::Contact,
+            &contact("602", vec!["1673560800".into()])
+        ),
+        "13 января"
+    );
+    assert_eq!(
+        en.field(
+            EntityKind::Contact,
+            &contact("602", vec!["1673560800".into()])
+        ),
+        "January 13"
+    );
+    // Unknown types, unknown fields and values that are not what the type
+    // says are shown as they came.
+    assert_eq!(
+        ru.field(EntityKind::Contact, &contact("603", vec!["x".into()])),
+        "x"
+    );
+    assert_eq!(
+        ru.field(EntityKind::Lead, &lead("999", vec!["1673560800".into()])),
+        "1673560800"
+    );
+    assert_eq!(
+        ru.field(EntityKind::Lead, &lead("501", vec!["завтра".into()])),
+        "завтра"
+    );
+    // Field names come from the hook, else the definitions.
+    assert_eq!(ru.field_name(EntityKind::Lead, "502", None), "Оплачено");
+    assert_eq!(
+        ru.field_name(EntityKind::Lead, "502", Some("Оплата")),
+        "Оплата"
+    );
+    assert_eq!(ru.field_name(EntityKind::Lead, "77", None), "#77");
+}
+
+#[test]
+fn the_accounts_date_pattern_is_used() {
+    let mut dir = dir();
+    dir.settings.short_date_pattern = Some("m/d/Y".into());
+    dir.settings.short_time_pattern = Some("g:i A".into());
+    let w = words(Lang::En, &dir);
+    let f = field("505", "", vec!["1673560800".into()]);
+    assert_eq!(w.field(EntityKind::Lead, &f), "01/13/2023 1:00 AM");
 }
 
 #[test]
@@ -183,37 +517,34 @@ fn contacts_and_companies_use_their_own_words() {
         created_at: Some(1712331728),
         ..Snapshot::default()
     };
+    let dir = dir();
     assert_eq!(
-        added(Lang::Ru, EntityKind::Contact, 5, &snap, &dir(), MSK, 0),
+        added(&words(Lang::Ru, &dir), EntityKind::Contact, 5, &snap, 0),
         "Создан контакт «Tom & \"Jerry\" 🚀». Ответственный: 555. Добавлен: 05.04.2024 18:42:08"
     );
+    let utc = Words {
+        lang: Lang::En,
+        tz: chrono_tz::UTC,
+        dir: &dir,
+    };
     assert_eq!(
-        added(
-            Lang::En,
-            EntityKind::Company,
-            5,
-            &snap,
-            &dir(),
-            chrono_tz::UTC,
-            0
-        ),
+        added(&utc, EntityKind::Company, 5, &snap, 0),
         "Company added: “Tom & \"Jerry\" 🚀”. Responsible: 555. Added: 05.04.2024 15:42:08"
     );
+    // A short body names no responsible user: the note names none.
     let unnamed = Snapshot {
+        partial: true,
         created_at: Some(0),
         ..Snapshot::default()
     };
+    let utc_ru = Words {
+        lang: Lang::Ru,
+        tz: chrono_tz::UTC,
+        dir: &dir,
+    };
     assert_eq!(
-        added(
-            Lang::Ru,
-            EntityKind::Company,
-            77,
-            &unnamed,
-            &dir(),
-            chrono_tz::UTC,
-            0
-        ),
-        "Создана компания #77. Ответственный: —. Добавлена: 01.01.1970 00:00:00"
+        added(&utc_ru, EntityKind::Company, 77, &unnamed, 0),
+        "Создана компания #77. Добавлена: 01.01.1970 00:00:00"
     );
 }
 

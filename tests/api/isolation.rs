@@ -77,6 +77,7 @@ fn row(account_id: i64, entity_id: i64, name: String, field: String) -> Row {
                 custom_fields: vec![amohook::amocrm::hooks::FieldValue {
                     id: "1".into(),
                     name: field,
+                    code: None,
                     values: vec!["v".into()],
                 }],
                 ..Snapshot::default()
@@ -332,7 +333,7 @@ async fn two_changes_in_one_second_are_two_notes_and_a_resend_is_none() {
     app.state.worker.drain().await.unwrap();
     let texts: Vec<String> = app.fake.notes().into_iter().map(|n| n.text).collect();
     assert_eq!(texts.len(), 3, "{texts:?}");
-    assert!(texts[1].contains("Бюджет: 1000 → 2500"), "{texts:?}");
+    assert!(texts[1].contains("Бюджет: 1000 ₽ → 2500 ₽"), "{texts:?}");
     assert!(texts[2].contains("Название: Заказ → Заказ 2"), "{texts:?}");
 }
 

@@ -6,6 +6,10 @@ use proptest::prelude::*;
 
 /// Encodes pairs the way amoCRM does: brackets percent-encoded, spaces as
 /// `+`, UTF-8 percent-encoded.
+fn texts(field: &FieldValue) -> Vec<&str> {
+    field.values.iter().map(FieldItem::text).collect()
+}
+
 fn encode(pairs: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
@@ -80,11 +84,17 @@ fn real_lead_add_with_tags_enum_and_custom_fields() {
     assert_eq!(e.snapshot.responsible_user_id, Some(9_750_914));
     assert_eq!(e.snapshot.custom_fields.len(), 4);
     assert_eq!(e.snapshot.custom_fields[1].name, "Город доставки");
-    assert_eq!(e.snapshot.custom_fields[1].values, ["Тюменская область"]);
+    assert_eq!(texts(&e.snapshot.custom_fields[1]), ["Тюменская область"]);
+    // A choice keeps its id, so the note can name it as the account does.
     assert_eq!(
         e.snapshot.custom_fields[2].values,
-        ["xn--80afdp5b4b.xn--p1ai"]
+        [FieldItem::Choice {
+            value: "xn--80afdp5b4b.xn--p1ai".into(),
+            enum_id: 918_167
+        }]
     );
+    assert_eq!(e.snapshot.custom_fields[0].code.as_deref(), Some("_YM_UID"));
+    assert!(!e.snapshot.partial);
     assert_eq!(e.snapshot.custom_fields[3].name, "Наша  цена");
 }
 
@@ -184,8 +194,19 @@ fn real_contact_update_as_curl_sends_it() {
     assert_eq!(e.snapshot.old_responsible_user_id, Some(10_000_698));
     let phone = &e.snapshot.custom_fields[1];
     assert_eq!(
-        (phone.name.as_str(), phone.values.as_slice()),
-        ("Телефон", &["333".to_owned()][..])
+        (
+            phone.name.as_str(),
+            phone.code.as_deref(),
+            phone.values.as_slice()
+        ),
+        (
+            "Телефон",
+            Some("PHONE"),
+            &[FieldItem::Choice {
+                value: "333".into(),
+                enum_id: 718_321
+            }][..]
+        )
     );
 }
 
@@ -297,7 +318,7 @@ fn several_entities_companies_both_ways_and_odd_values() {
         [
             (EntityKind::Lead, Action::Add, 10),
             (EntityKind::Lead, Action::Add, 11),
-            (EntityKind::Lead, Action::Update, 12),
+            (EntityKind::Lead, Action::Status, 12),
             (EntityKind::Company, Action::Update, 20),
             (EntityKind::Company, Action::Add, 30),
         ]
@@ -308,8 +329,8 @@ fn several_entities_companies_both_ways_and_odd_values() {
     );
     assert_eq!(hook.events[1].snapshot.name, "[brackets] in value");
     let company = &hook.events[3].snapshot;
-    assert_eq!(company.custom_fields[0].values, ["1537920000"]);
-    assert_eq!(company.custom_fields[1].values, ["a", "b"]);
+    assert_eq!(texts(&company.custom_fields[0]), ["1537920000"]);
+    assert_eq!(texts(&company.custom_fields[1]), ["a", "b"]);
     assert_eq!(hook.events[4].snapshot.name, "ООО «Ромашка»");
 }
 
@@ -390,7 +411,7 @@ fn nul_characters_are_removed_from_every_value() {
     assert_eq!(snapshot.name, "ab");
     assert_eq!(snapshot.custom_fields[0].id, "9");
     assert_eq!(snapshot.custom_fields[0].name, "City");
-    assert_eq!(snapshot.custom_fields[0].values, ["Omsk"]);
+    assert_eq!(texts(&snapshot.custom_fields[0]), ["Omsk"]);
     assert_eq!(hook.skipped_fields, 0);
 }
 
@@ -448,6 +469,69 @@ fn an_entity_without_a_time_takes_the_time_it_was_received() {
     assert_eq!((event.entity_id, event.changed_at), (11, 1_700_000_000));
     assert_eq!(event.snapshot.old_status_id, Some(1));
     assert_eq!(event.snapshot.updated_at, None);
+    // A status hook is its own kind, and a body without a name is short:
+    // it says nothing about the card's name, budget or fields.
+    assert_eq!(event.action, Action::Status);
+    assert!(event.snapshot.partial);
+}
+
+#[test]
+fn responsible_hooks_keep_their_kind_and_old_responsible() {
+    // As amoCRM sends `leads[responsible]` (a full body with the old id).
+    let body = encode(&[
+        ("leads[responsible][0][id]", "5"),
+        ("leads[responsible][0][name]", "Сделка"),
+        ("leads[responsible][0][responsible_user_id]", "2"),
+        ("leads[responsible][0][old_responsible_user_id]", "1"),
+        ("leads[responsible][0][last_modified]", "1456824964"),
+        ("account[subdomain]", "test"),
+        ("account[id]", "7"),
+    ]);
+    let hook = parse(body.as_bytes()).unwrap();
+    let event = &hook.events[0];
+    assert_eq!(event.action, Action::Responsible);
+    assert_eq!(
+        (
+            event.snapshot.responsible_user_id,
+            event.snapshot.old_responsible_user_id
+        ),
+        (Some(2), Some(1))
+    );
+    assert!(!event.snapshot.partial);
+}
+
+#[test]
+fn cards_amohook_does_not_note_are_counted_not_refused() {
+    let body = encode(&[
+        ("account[id]", "7"),
+        ("leads[delete][0][id]", "1"),
+        ("leads[delete][1][id]", "2"),
+        ("contacts[restore][0][id]", "3"),
+        ("unsorted[add][0][uid]", "abc"),
+        ("unsorted[add][0][source_data][data][0][text]", "hi"),
+        ("message[add][0][id]", "m1"),
+        ("leads[note][0][note][element_id]", "4"),
+        ("widgets[install][0][id]", "9"),
+        ("leads[update][0][id]", "5"),
+        ("leads[update][0][name]", "x"),
+    ]);
+    let hook = parse(body.as_bytes()).unwrap();
+    assert_eq!(hook.events.len(), 1);
+    let mut ignored: Vec<(&str, &str)> =
+        hook.ignored.iter().map(|i| (i.entity, i.action)).collect();
+    ignored.sort();
+    assert_eq!(
+        ignored,
+        [
+            ("contacts", "restore"),
+            ("leads", "delete"),
+            ("leads", "delete"),
+            ("leads", "note"),
+            ("message", "add"),
+            ("other", "other"),
+            ("unsorted", "add"),
+        ]
+    );
 }
 
 proptest! {

@@ -1,0 +1,235 @@
+//! The directory's calls to amoCRM: users, pipelines, custom field
+//! definitions and the account's settings.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::{FieldDef, Pipeline, Settings};
+use crate::{
+    amocrm::{hooks::EntityKind, AmoApi},
+    tokens::{CallError, TokenStore},
+};
+
+#[derive(Deserialize)]
+struct Named {
+    id: i64,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+struct UsersPage {
+    #[serde(default, rename = "_embedded")]
+    embedded: UsersEmbedded,
+}
+
+#[derive(Deserialize, Default)]
+struct UsersEmbedded {
+    #[serde(default)]
+    users: Vec<Named>,
+}
+
+pub(super) async fn users(
+    api: &AmoApi,
+    tokens: &TokenStore,
+    account_id: i64,
+    domain: &str,
+) -> Result<BTreeMap<i64, String>, CallError> {
+    const PAGE: usize = 250;
+    let mut users = BTreeMap::new();
+    // 20 pages of 250: more users than any amoCRM account has.
+    for page in 1..=20 {
+        let path = format!("/api/v4/users?limit={PAGE}&page={page}");
+        let batch: Option<UsersPage> = tokens
+            .call(account_id, |token| {
+                let path = path.clone();
+                async move {
+                    api.call(domain, &token, Method::GET, &path, None::<&()>)
+                        .await
+                }
+            })
+            .await?;
+        let list = batch.unwrap_or_default().embedded.users;
+        let last = list.len() < PAGE;
+        users.extend(list.into_iter().map(|u| (u.id, u.name)));
+        if last {
+            break;
+        }
+    }
+    Ok(users)
+}
+
+#[derive(Deserialize, Default)]
+struct PipelinesPage {
+    #[serde(default, rename = "_embedded")]
+    embedded: PipelinesEmbedded,
+}
+
+#[derive(Deserialize, Default)]
+struct PipelinesEmbedded {
+    #[serde(default)]
+    pipelines: Vec<RawPipeline>,
+}
+
+#[derive(Deserialize)]
+struct RawPipeline {
+    id: i64,
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "_embedded")]
+    embedded: RawStatuses,
+}
+
+#[derive(Deserialize, Default)]
+struct RawStatuses {
+    #[serde(default)]
+    statuses: Vec<Named>,
+}
+
+pub(super) async fn pipelines(
+    api: &AmoApi,
+    tokens: &TokenStore,
+    account_id: i64,
+    domain: &str,
+) -> Result<BTreeMap<i64, Pipeline>, CallError> {
+    let page: Option<PipelinesPage> = tokens
+        .call(account_id, |token| async move {
+            api.call(
+                domain,
+                &token,
+                Method::GET,
+                "/api/v4/leads/pipelines",
+                None::<&()>,
+            )
+            .await
+        })
+        .await?;
+    Ok(page
+        .unwrap_or_default()
+        .embedded
+        .pipelines
+        .into_iter()
+        .map(|p| {
+            let statuses = p
+                .embedded
+                .statuses
+                .into_iter()
+                .map(|s| (s.id, s.name))
+                .collect();
+            (
+                p.id,
+                Pipeline {
+                    name: p.name,
+                    statuses,
+                },
+            )
+        })
+        .collect())
+}
+
+#[derive(Deserialize, Default)]
+struct FieldsPage {
+    #[serde(default, rename = "_embedded")]
+    embedded: FieldsEmbedded,
+}
+
+#[derive(Deserialize, Default)]
+struct FieldsEmbedded {
+    #[serde(default)]
+    custom_fields: Vec<RawField>,
+}
+
+#[derive(Deserialize)]
+struct RawField {
+    id: i64,
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    enums: Option<Vec<RawEnum>>,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawEnum {
+    id: i64,
+    #[serde(default)]
+    value: String,
+}
+
+/// `GET /api/v4/{entity}/custom_fields`, every page: at most 250 a page
+/// (amoCRM's custom-fields page; the official SDK's CustomFields service
+/// reads `_embedded.custom_fields`, its fields `id, name, type, enums
+/// [{id, value, sort}]`, and `currency` for monetary fields).
+pub(super) async fn fields(
+    api: &AmoApi,
+    tokens: &TokenStore,
+    account_id: i64,
+    domain: &str,
+    kind: EntityKind,
+) -> Result<BTreeMap<i64, FieldDef>, CallError> {
+    const PAGE: usize = 250;
+    let mut fields = BTreeMap::new();
+    // 10 pages of 250 fields: more than any account defines.
+    for page in 1..=10 {
+        let path = format!(
+            "/api/v4/{}/custom_fields?limit={PAGE}&page={page}",
+            kind.plural()
+        );
+        let batch: Option<FieldsPage> = tokens
+            .call(account_id, |token| {
+                let path = path.clone();
+                async move {
+                    api.call(domain, &token, Method::GET, &path, None::<&()>)
+                        .await
+                }
+            })
+            .await?;
+        let list = batch.unwrap_or_default().embedded.custom_fields;
+        let last = list.len() < PAGE;
+        fields.extend(list.into_iter().map(|f| {
+            let enums = f
+                .enums
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| (e.id, e.value))
+                .collect();
+            let def = FieldDef {
+                name: f.name,
+                kind: f.kind,
+                enums,
+                currency: f.currency.filter(|c| !c.is_empty()),
+            };
+            (f.id, def)
+        }));
+        if last {
+            break;
+        }
+    }
+    Ok(fields)
+}
+
+/// The account's currency and date patterns (`GET /api/v4/account`).
+pub(super) async fn settings(
+    api: &AmoApi,
+    tokens: &TokenStore,
+    account_id: i64,
+    domain: &str,
+) -> Result<Settings, CallError> {
+    let info = tokens
+        .call(account_id, |token| async move {
+            api.account(domain, &token).await
+        })
+        .await?;
+    let (short_date_pattern, short_time_pattern) = info.date_patterns();
+    Ok(Settings {
+        currency: info.currency.filter(|c| !c.is_empty()),
+        currency_symbol: info.currency_symbol.filter(|c| !c.is_empty()),
+        short_date_pattern,
+        short_time_pattern,
+    })
+}

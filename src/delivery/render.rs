@@ -1,0 +1,352 @@
+//! Rendering a round's notes: what amohook knows of each card (its last
+//! seen state; for a card seen for the first time, amoCRM's events of the
+//! change), the names the notes need, then each note rendered once, with
+//! the cards' last seen state moved forward in the same transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono_tz::Tz;
+use sqlx::types::Json;
+
+use super::{retry::stops_the_account, AccountRef, Claimed, Next, Worker};
+use crate::{
+    amocrm::{
+        directory::{self, Directory, Needs},
+        events::{self, CardChange},
+        hooks::{Action, EntityKind, Snapshot},
+    },
+    notes::{self, History, Lang, Outcome, Words},
+};
+
+type Card = (EntityKind, i64);
+
+/// What a round's notes are rendered from.
+pub(super) struct Known {
+    dir: Directory,
+    /// Each card's last seen state and its time.
+    states: HashMap<Card, (i64, Snapshot)>,
+    /// For updates of cards seen for the first time: amoCRM's events of
+    /// the change, or `None` when they could not be asked.
+    events: HashMap<Card, Option<Vec<CardChange>>>,
+}
+
+impl Worker {
+    /// Loads what the notes of `events` are rendered from. `Err(next)` when
+    /// the account cannot be called at all (the events wait).
+    pub(super) async fn prepare(
+        &self,
+        account: &AccountRef,
+        events: &[Claimed],
+    ) -> anyhow::Result<Result<Known, Next>> {
+        let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+        let todo: Vec<&Claimed> = events.iter().filter(|e| e.note_text.is_none()).collect();
+        let states = self.states(account.account_id, &todo).await?;
+
+        // Updates of cards with no full state, the first of each card in
+        // the round (later ones follow the state the first leaves).
+        let mut full: HashSet<Card> = states
+            .iter()
+            .filter(|(_, (_, s))| !s.partial)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut first_seen: HashMap<EntityKind, Vec<(i64, i64)>> = HashMap::new();
+        for e in &todo {
+            let card = (e.entity_type, e.entity_id);
+            if e.action == Action::Update && !full.contains(&card) {
+                first_seen
+                    .entry(e.entity_type)
+                    .or_default()
+                    .push((e.entity_id, e.changed_at));
+            }
+            if !e.snapshot.0.partial {
+                full.insert(card);
+            }
+        }
+        let mut card_events = HashMap::new();
+        for (kind, cards) in first_seen {
+            let found = events::changes(
+                &self.api,
+                &self.tokens,
+                account.account_id,
+                &account.domain,
+                kind,
+                &cards,
+            )
+            .await;
+            let mut found = match found {
+                Ok(found) => Some(found),
+                Err(e) if stops_the_account(&e) => {
+                    return Ok(Err(self.failed_call(account, &ids, e).await?));
+                }
+                Err(e) => {
+                    // The notes say the cards changed, and list only what
+                    // the hooks themselves show.
+                    tracing::warn!(error = %e, "amoCRM's events unavailable; notes list no changes");
+                    self.record(account.account_id, 0, Some(&e.to_string()))
+                        .await?;
+                    None
+                }
+            };
+            for (id, _) in cards {
+                let changes = found.as_mut().map(|f| f.remove(&id).unwrap_or_default());
+                card_events.insert((kind, id), changes);
+            }
+        }
+
+        let mut dir = directory::load(&self.pool, account.account_id).await?;
+        let needs = needs_of(&todo, &card_events);
+        if let Err(e) = directory::refresh_for(
+            &self.pool,
+            &self.api,
+            &self.tokens,
+            account.account_id,
+            &account.domain,
+            &mut dir,
+            &needs,
+        )
+        .await
+        {
+            if stops_the_account(&e) {
+                // Sending would fail the same way.
+                return Ok(Err(self.failed_call(account, &ids, e).await?));
+            }
+            // Names are a nicety: the notes show ids and values as they came.
+            tracing::warn!(error = %e, "account directory unavailable; notes name ids");
+            self.record(account.account_id, 0, Some(&e.to_string()))
+                .await?;
+        }
+        Ok(Ok(Known {
+            dir,
+            states,
+            events: card_events,
+        }))
+    }
+
+    /// The last seen state of every card of `events`, in one query.
+    async fn states(
+        &self,
+        account_id: i64,
+        events: &[&Claimed],
+    ) -> sqlx::Result<HashMap<Card, (i64, Snapshot)>> {
+        let (types, ids): (Vec<&str>, Vec<i64>) = events
+            .iter()
+            .map(|e| (e.entity_type.as_str(), e.entity_id))
+            .unzip();
+        let rows: Vec<(EntityKind, i64, i64, Json<Snapshot>)> = sqlx::query_as(
+            "select s.entity_type, s.entity_id, s.changed_at, s.snapshot
+             from entity_states s
+             join unnest($2::text[], $3::bigint[]) as k(entity_type, entity_id)
+               on s.entity_type = k.entity_type and s.entity_id = k.entity_id
+             where s.account_id = $1",
+        )
+        .bind(account_id)
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, id, at, snap)| ((t, id), (at, snap.0)))
+            .collect())
+    }
+
+    /// Renders the notes of events that have none yet, and moves each card's
+    /// last seen state forward, in one transaction. The account's lease
+    /// keeps other processes off these cards meanwhile.
+    pub(super) async fn render(
+        &self,
+        account: &AccountRef,
+        events: &mut [Claimed],
+        known: Known,
+    ) -> anyhow::Result<()> {
+        let Known {
+            dir,
+            mut states,
+            events: card_events,
+        } = known;
+        let tz = account
+            .timezone
+            .as_deref()
+            .and_then(|t| t.parse::<Tz>().ok())
+            .unwrap_or(self.fallback_tz);
+        let words = Words {
+            lang: Lang::for_domain(&account.domain),
+            tz,
+            dir: &dir,
+        };
+
+        // Render in order, moving each card's state forward in memory.
+        let mut changed_cards: Vec<Card> = Vec::new();
+        let (mut note_ids, mut note_texts) = (Vec::new(), Vec::new());
+        let (mut skipped_ids, mut skipped_reasons) = (Vec::new(), Vec::new());
+        for event in events.iter_mut().filter(|e| e.note_text.is_none()) {
+            let key = (event.entity_type, event.entity_id);
+            let prev = states.get(&key).map(|(_, s)| s);
+            let cur = &event.snapshot.0;
+            let newer = states
+                .get(&key)
+                .is_none_or(|(at, _)| event.changed_at >= *at);
+            let (kind, id, at) = (event.entity_type, event.entity_id, event.changed_at);
+            let outcome: Result<String, &str> = match event.action {
+                Action::Add => Ok(notes::added(&words, kind, id, cur, at)),
+                _ if !newer => Err("superseded: a newer change of this card was already handled"),
+                action => {
+                    let history = match prev {
+                        Some(prev) if !prev.partial => History::Known(prev),
+                        partial => History::New {
+                            partial,
+                            events: card_events.get(&key).and_then(|e| e.as_deref()),
+                        },
+                    };
+                    match notes::changes(&words, kind, action, history, cur) {
+                        Outcome::Changes(changes) => {
+                            Ok(notes::changed(&words, kind, id, cur, &changes, at))
+                        }
+                        Outcome::Unlisted => Ok(notes::changed(&words, kind, id, cur, &[], at)),
+                        Outcome::Skip(reason) => Err(reason),
+                    }
+                }
+            };
+            if newer {
+                let next = next_state(prev, cur);
+                states.insert(key, (at, next));
+                if !changed_cards.contains(&key) {
+                    changed_cards.push(key);
+                }
+            }
+            match outcome {
+                Ok(text) => {
+                    note_ids.push(event.event_id);
+                    note_texts.push(text.clone());
+                    event.note_text = Some(text);
+                }
+                Err(reason) => {
+                    skipped_ids.push(event.event_id);
+                    skipped_reasons.push(reason);
+                }
+            }
+        }
+
+        // Write it all back in three statements.
+        let (mut c_types, mut c_ids, mut c_ats, mut c_snaps) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for key in &changed_cards {
+            if let Some((at, snap)) = states.get(key) {
+                c_types.push(key.0.as_str());
+                c_ids.push(key.1);
+                c_ats.push(*at);
+                c_snaps.push(Json(snap.clone()));
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot)
+             select $1, * from unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[])
+             on conflict (account_id, entity_type, entity_id) do update
+             set changed_at = excluded.changed_at, snapshot = excluded.snapshot
+             where entity_states.changed_at <= excluded.changed_at",
+        )
+        .bind(account.account_id)
+        .bind(&c_types)
+        .bind(&c_ids)
+        .bind(&c_ats)
+        .bind(&c_snaps)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update hook_events e set note_text = n.text
+             from unnest($1::bigint[], $2::text[]) as n(event_id, text)
+             where e.event_id = n.event_id",
+        )
+        .bind(&note_ids)
+        .bind(&note_texts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update hook_events e set state = 'skipped', last_error = n.reason, finished_at = now(),
+                 locked_until = null
+             from unnest($1::bigint[], $2::text[]) as n(event_id, reason)
+             where e.event_id = n.event_id",
+        )
+        .bind(&skipped_ids)
+        .bind(&skipped_reasons)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The card's state after a hook: a full body is the card's state; a short
+/// one (the digital pipeline's) moves only the stage and responsible it
+/// names, and stays short while amohook has no full state.
+fn next_state(prev: Option<&Snapshot>, cur: &Snapshot) -> Snapshot {
+    if !cur.partial {
+        return cur.clone();
+    }
+    let mut next = prev.cloned().unwrap_or_else(|| Snapshot {
+        partial: true,
+        ..Snapshot::default()
+    });
+    if cur.status_id.is_some() {
+        next.status_id = cur.status_id;
+        next.pipeline_id = cur.pipeline_id.or(next.pipeline_id);
+    }
+    if cur.responsible_user_id.is_some() {
+        next.responsible_user_id = cur.responsible_user_id;
+    }
+    // The hook's own old values describe this change, not the card.
+    next.old_status_id = None;
+    next.old_pipeline_id = None;
+    next.old_responsible_user_id = None;
+    next
+}
+
+/// What the round's notes will name: users, stages and custom fields.
+fn needs_of(events: &[&Claimed], card_events: &HashMap<Card, Option<Vec<CardChange>>>) -> Needs {
+    let mut needs = Needs::default();
+    for e in events {
+        let s = &e.snapshot.0;
+        needs
+            .users
+            .extend(s.responsible_user_id.filter(|u| *u != 0));
+        needs
+            .users
+            .extend(s.old_responsible_user_id.filter(|u| *u != 0));
+        if e.entity_type == EntityKind::Lead && e.action != Action::Add {
+            needs.statuses.insert((s.pipeline_id, s.status_id));
+            if s.old_status_id.is_some() || s.old_pipeline_id.is_some() {
+                needs
+                    .statuses
+                    .insert((s.old_pipeline_id.or(s.pipeline_id), s.old_status_id));
+            }
+        }
+        needs.fields.extend(
+            s.custom_fields
+                .iter()
+                .filter_map(|f| f.id.parse().ok())
+                .map(|id| (e.entity_type, id)),
+        );
+    }
+    for ((kind, _), changes) in card_events {
+        for change in changes.iter().flatten() {
+            match change {
+                CardChange::Responsible { before, after } => {
+                    needs
+                        .users
+                        .extend(before.iter().chain(after).filter(|u| **u != 0));
+                }
+                CardChange::Stage { before, after } => {
+                    for (p, s) in before.iter().chain(after) {
+                        needs.statuses.insert((*p, Some(*s)));
+                    }
+                }
+                CardChange::Field { field_id, .. } => {
+                    needs.fields.insert((*kind, *field_id));
+                }
+                CardChange::Name { .. } | CardChange::Sale { .. } => {}
+            }
+        }
+    }
+    needs
+}

@@ -1,0 +1,323 @@
+//! What changed: from the hook's own facts first (`old_status_id`,
+//! `old_pipeline_id`, `old_responsible_user_id`), then from the card's last
+//! state as amohook saw it, and for a card seen for the first time from
+//! amoCRM's events of that change. Nothing is listed that none of these
+//! shows.
+
+use super::{words::Words, Change, EMPTY};
+use crate::amocrm::{
+    events::CardChange,
+    hooks::{Action, EntityKind, Snapshot},
+};
+
+/// What amohook knows of a card before this hook.
+#[derive(Debug, Clone, Copy)]
+pub enum History<'a> {
+    /// Its last full state.
+    Known(&'a Snapshot),
+    /// No full state: the card existed before the install, or only a short
+    /// digital-pipeline body was seen (`partial`, which still tells the
+    /// stage and responsible). `events` are amoCRM's events of this change;
+    /// `None` when they could not be asked (no rights, an error).
+    New {
+        partial: Option<&'a Snapshot>,
+        events: Option<&'a [CardChange]>,
+    },
+}
+
+/// What the note of an update says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Changes(Vec<Change>),
+    /// The card changed, but what changed is not known: the note says so
+    /// and lists nothing.
+    Unlisted,
+    /// No note; the reason is kept with the event.
+    Skip(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stage {
+    pipeline: Option<i64>,
+    status: i64,
+}
+
+impl Stage {
+    fn of(snap: &Snapshot) -> Option<Stage> {
+        Some(Stage {
+            pipeline: snap.pipeline_id,
+            status: snap.status_id?,
+        })
+    }
+
+    /// The same stage; a pipeline that one side does not name is taken to
+    /// be the same.
+    fn same(self, other: Stage) -> bool {
+        self.status == other.status
+            && (self.pipeline.is_none()
+                || other.pipeline.is_none()
+                || self.pipeline == other.pipeline)
+    }
+}
+
+fn change(key: &'static str, old: Option<String>, new: String) -> Change {
+    Change {
+        key,
+        field: String::new(),
+        old,
+        new,
+    }
+}
+
+fn stage_change(w: &Words, old: Option<Stage>, new: Stage) -> Change {
+    let moved_pipeline = old.is_some_and(|o| {
+        o.pipeline.is_some() && new.pipeline.is_some() && o.pipeline != new.pipeline
+    });
+    change(
+        "status",
+        old.map(|o| w.stage(o.pipeline, o.status, moved_pipeline)),
+        w.stage(new.pipeline, new.status, moved_pipeline),
+    )
+}
+
+/// The stage move this hook shows. The hook's `old_status_id` (with
+/// `old_pipeline_id`, else the same pipeline) is the old stage of this very
+/// change; without it, the last stage amohook saw. A move to the stage
+/// amohook already saw the card in is not repeated: a status hook and an
+/// update hook of the same move both arrive when both are subscribed (the
+/// digital pipeline's web-hook beside the integration's own).
+fn stage_move(
+    w: &Words,
+    prev: Option<&Snapshot>,
+    cur: &Snapshot,
+    new_only: bool,
+) -> Option<Change> {
+    let new = Stage::of(cur)?;
+    let seen = prev.and_then(Stage::of);
+    if seen.is_some_and(|s| s.same(new)) {
+        return None;
+    }
+    let old = match cur.old_status_id {
+        Some(status) => Some(Stage {
+            pipeline: cur.old_pipeline_id.or(cur.pipeline_id),
+            status,
+        }),
+        None => seen,
+    };
+    match old {
+        Some(old) if old.same(new) => None,
+        None if !new_only => None,
+        old => Some(stage_change(w, old, new)),
+    }
+}
+
+/// The responsible change this hook shows, by the same rules as the stage.
+fn responsible_move(
+    w: &Words,
+    prev: Option<&Snapshot>,
+    cur: &Snapshot,
+    new_only: bool,
+) -> Option<Change> {
+    let new = cur.responsible_user_id?;
+    let seen = prev.and_then(|p| p.responsible_user_id);
+    if seen == Some(new) {
+        return None;
+    }
+    match cur.old_responsible_user_id.or(seen) {
+        Some(old) if old == new => None,
+        None if !new_only => None,
+        old => Some(change(
+            "responsible",
+            old.map(|o| w.user(Some(o))),
+            w.user(Some(new)),
+        )),
+    }
+}
+
+fn or_empty(s: &str) -> String {
+    if s.trim().is_empty() {
+        EMPTY.into()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn price(w: &Words, p: Option<&str>) -> String {
+    w.money(p.filter(|p| !p.is_empty()).unwrap_or("0"), None)
+}
+
+/// The note's changes for a `status`, `responsible` or `update` hook.
+pub fn changes(
+    w: &Words,
+    kind: EntityKind,
+    action: Action,
+    history: History,
+    cur: &Snapshot,
+) -> Outcome {
+    let prev = match history {
+        History::Known(prev) => Some(prev),
+        History::New { partial, .. } => partial,
+    };
+    let listed = |changes: Vec<Change>, reason| {
+        if changes.is_empty() {
+            Outcome::Skip(reason)
+        } else {
+            Outcome::Changes(changes)
+        }
+    };
+    match action {
+        // A status hook says the stage move, a responsible hook the
+        // responsible change, and nothing else (their bodies may be short).
+        Action::Status => listed(
+            stage_move(w, prev, cur, true).into_iter().collect(),
+            "the stage did not change, or its change was already noted",
+        ),
+        Action::Responsible => listed(
+            responsible_move(w, prev, cur, true).into_iter().collect(),
+            "the responsible user did not change, or the change was already noted",
+        ),
+        Action::Add | Action::Update => match history {
+            History::Known(prev) => listed(diff(w, kind, prev, cur), "nothing visible changed"),
+            History::New { events, .. } => {
+                let mut changes = Vec::new();
+                if kind == EntityKind::Lead {
+                    changes.extend(stage_move(w, prev, cur, false));
+                }
+                changes.extend(responsible_move(w, prev, cur, false));
+                match events {
+                    Some(events) => changes = with_events(w, kind, cur, changes, events),
+                    None if changes.is_empty() => return Outcome::Unlisted,
+                    None => {}
+                }
+                if changes.is_empty() {
+                    // amoCRM's events name no change amohook shows (a tag,
+                    // a link): the card changed, and the note says only that.
+                    Outcome::Unlisted
+                } else {
+                    Outcome::Changes(changes)
+                }
+            }
+        },
+    }
+}
+
+/// The visible differences between the card's last full state and `cur`.
+fn diff(w: &Words, kind: EntityKind, prev: &Snapshot, cur: &Snapshot) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if prev.name != cur.name {
+        changes.push(change(
+            "name",
+            Some(or_empty(&prev.name)),
+            or_empty(&cur.name),
+        ));
+    }
+    if kind == EntityKind::Lead {
+        let (old, new) = (
+            price(w, prev.price.as_deref()),
+            price(w, cur.price.as_deref()),
+        );
+        if old != new {
+            changes.push(change("price", Some(old), new));
+        }
+        changes.extend(stage_move(w, Some(prev), cur, false));
+    }
+    changes.extend(responsible_move(w, Some(prev), cur, false));
+    // Fields in the new state, then fields that disappeared (a hook leaves
+    // out emptied fields).
+    for field in &cur.custom_fields {
+        let old = prev.custom_fields.iter().find(|f| f.id == field.id);
+        let old_values = old.map(|f| f.values.as_slice()).unwrap_or_default();
+        if !field.same_values(old_values) {
+            changes.push(Change {
+                key: "custom",
+                field: w.field_name(kind, &field.id, Some(&field.name)),
+                old: Some(w.items(kind, &field.id, old_values)),
+                new: w.field(kind, field),
+            });
+        }
+    }
+    for field in &prev.custom_fields {
+        let gone = !cur.custom_fields.iter().any(|f| f.id == field.id);
+        if gone && !field.values.is_empty() {
+            changes.push(Change {
+                key: "custom",
+                field: w.field_name(kind, &field.id, Some(&field.name)),
+                old: Some(w.field(kind, field)),
+                new: EMPTY.into(),
+            });
+        }
+    }
+    changes
+}
+
+/// The hook's own facts, then what amoCRM's events add: name, budget,
+/// fields, and the stage or responsible where the hook had no old value.
+fn with_events(
+    w: &Words,
+    kind: EntityKind,
+    cur: &Snapshot,
+    mut changes: Vec<Change>,
+    events: &[CardChange],
+) -> Vec<Change> {
+    let has = |changes: &[Change], key: &str| changes.iter().any(|c| c.key == key);
+    for event in events {
+        match event {
+            CardChange::Name { before, after } => {
+                changes.push(change(
+                    "name",
+                    Some(or_empty(before.as_deref().unwrap_or_default())),
+                    or_empty(after.as_deref().unwrap_or(&cur.name)),
+                ));
+            }
+            CardChange::Sale { before, after } if kind == EntityKind::Lead => {
+                changes.push(change(
+                    "price",
+                    Some(price(w, before.as_deref())),
+                    price(w, after.as_deref().or(cur.price.as_deref())),
+                ));
+            }
+            CardChange::Stage { before, after } if kind == EntityKind::Lead => {
+                if has(&changes, "status") {
+                    continue;
+                }
+                let as_stage = |s: &(Option<i64>, i64)| Stage {
+                    pipeline: s.0,
+                    status: s.1,
+                };
+                if let Some(new) = after.as_ref().map(as_stage).or_else(|| Stage::of(cur)) {
+                    changes.push(stage_change(w, before.as_ref().map(as_stage), new));
+                }
+            }
+            CardChange::Responsible { before, after } => {
+                if has(&changes, "responsible") {
+                    continue;
+                }
+                changes.push(change(
+                    "responsible",
+                    Some(w.user(*before)),
+                    w.user(after.or(cur.responsible_user_id)),
+                ));
+            }
+            CardChange::Field {
+                field_id,
+                before,
+                after,
+            } => {
+                let id = field_id.to_string();
+                let given = cur
+                    .custom_fields
+                    .iter()
+                    .find(|f| f.id == id)
+                    .map(|f| f.name.as_str());
+                changes.push(Change {
+                    key: "custom",
+                    field: w.field_name(kind, &id, given),
+                    old: Some(w.items(kind, &id, before)),
+                    new: w.items(kind, &id, after),
+                });
+            }
+            CardChange::Sale { .. } | CardChange::Stage { .. } => {}
+        }
+    }
+    changes
+}
