@@ -262,6 +262,14 @@ impl TestApp {
         self.hook_key(id).await
     }
 
+    /// Installs `account` (as the fake holds it) and returns its hook key.
+    pub async fn connected_as(&self, domain: &str, account: FakeAccount) -> String {
+        let id = account.id;
+        self.fake.add_account(domain, account);
+        assert_eq!(self.install(domain).await.status(), 200);
+        self.hook_key(id).await
+    }
+
     pub async fn hook_key(&self, account_id: i64) -> String {
         use secrecy::ExposeSecret as _;
         amohook::accounts::hook_key(&self.pool, &self.state.cipher, account_id)

@@ -12,4 +12,5 @@ mod hooks;
 mod install;
 mod isolation;
 mod lifecycle;
+mod real_bodies;
 mod tokens;
