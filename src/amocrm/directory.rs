@@ -69,7 +69,6 @@ pub struct Needs {
     pub statuses: HashSet<(Option<i64>, Option<i64>)>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Row {
     users: sqlx::types::Json<BTreeMap<i64, String>>,
     users_fetched_at: Option<DateTime<Utc>>,
@@ -79,11 +78,15 @@ struct Row {
 }
 
 pub async fn load(pool: &PgPool, account_id: i64) -> sqlx::Result<Directory> {
-    let row: Option<Row> = sqlx::query_as(
-        "select users, users_fetched_at, users_forbidden, pipelines, pipelines_fetched_at
-         from account_directory where account_id = $1",
+    let row = sqlx::query_as!(
+        Row,
+        r#"select users as "users: sqlx::types::Json<BTreeMap<i64, String>>", users_fetched_at,
+                  users_forbidden,
+                  pipelines as "pipelines: sqlx::types::Json<BTreeMap<i64, Pipeline>>",
+                  pipelines_fetched_at
+           from account_directory where account_id = $1"#,
+        account_id
     )
-    .bind(account_id)
     .fetch_optional(pool)
     .await?;
     Ok(row
@@ -137,19 +140,20 @@ pub async fn refresh_for(
             Err(e) => return Err(e),
         }
         dir.users_fetched_at = Some(now);
-        sqlx::query(
+        sqlx::query!(
             "insert into account_directory (account_id, users, users_fetched_at, users_forbidden)
              values ($1, $2, $3, $4)
              on conflict (account_id) do update set users = excluded.users,
                  users_fetched_at = excluded.users_fetched_at, users_forbidden = excluded.users_forbidden",
+            account_id,
+            // `as _`: jsonb from `Json`; the macro's type check names only
+            // `JsonValue`.
+            sqlx::types::Json(&dir.users) as _,
+            now,
+            dir.users_forbidden,
         )
-        .bind(account_id)
-        .bind(sqlx::types::Json(&dir.users))
-        .bind(now)
-        .bind(dir.users_forbidden)
         .execute(pool)
-        .await
-        ?;
+        .await?;
     }
 
     let missing_status = needs.statuses.iter().any(|(p, s)| match (p, s) {
@@ -160,15 +164,15 @@ pub async fn refresh_for(
     if !needs.statuses.is_empty() && due(dir.pipelines_fetched_at, missing_status, now) {
         dir.pipelines = fetch_pipelines(api, tokens, account_id, domain).await?;
         dir.pipelines_fetched_at = Some(now);
-        sqlx::query(
+        sqlx::query!(
             "insert into account_directory (account_id, pipelines, pipelines_fetched_at)
              values ($1, $2, $3)
              on conflict (account_id) do update set pipelines = excluded.pipelines,
                  pipelines_fetched_at = excluded.pipelines_fetched_at",
+            account_id,
+            sqlx::types::Json(&dir.pipelines) as _,
+            now,
         )
-        .bind(account_id)
-        .bind(sqlx::types::Json(&dir.pipelines))
-        .bind(now)
         .execute(pool)
         .await?;
     }
