@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::{
     amocrm::{AccountInfo, TokenSet},
@@ -33,22 +33,6 @@ impl AccountStatus {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct AccountRow {
-    account_id: i64,
-    domain: String,
-    subdomain: String,
-    name: String,
-    timezone: Option<String>,
-    status: AccountStatus,
-    status_reason: Option<String>,
-    webhooks_subscribed: bool,
-    webhooks_error: Option<String>,
-    installed_at: DateTime<Utc>,
-    connected_at: DateTime<Utc>,
-    disconnected_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Account {
     pub account_id: i64,
@@ -65,28 +49,6 @@ pub struct Account {
     pub disconnected_at: Option<DateTime<Utc>>,
 }
 
-impl From<AccountRow> for Account {
-    fn from(r: AccountRow) -> Self {
-        Account {
-            account_id: r.account_id,
-            domain: r.domain,
-            subdomain: r.subdomain,
-            name: r.name,
-            timezone: r.timezone,
-            status: r.status,
-            status_reason: r.status_reason,
-            webhooks_subscribed: r.webhooks_subscribed,
-            webhooks_error: r.webhooks_error,
-            installed_at: r.installed_at,
-            connected_at: r.connected_at,
-            disconnected_at: r.disconnected_at,
-        }
-    }
-}
-
-const COLUMNS: &str = "account_id, domain, subdomain, name, timezone, status, status_reason, \
-    webhooks_subscribed, webhooks_error, installed_at, connected_at, disconnected_at";
-
 pub fn hook_key_context(account_id: i64) -> String {
     format!("account:{account_id}:hook_key")
 }
@@ -96,13 +58,16 @@ pub fn token_context(account_id: i64, column: &str) -> String {
 }
 
 pub async fn find(db: &mut PgConnection, account_id: i64) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "select {COLUMNS} from accounts where account_id = $1"
-    )))
-    .bind(account_id)
+    sqlx::query_as!(
+        Account,
+        r#"select account_id, domain, subdomain, name, timezone, status as "status: AccountStatus",
+               status_reason, webhooks_subscribed, webhooks_error, installed_at, connected_at,
+               disconnected_at
+           from accounts where account_id = $1"#,
+        account_id
+    )
     .fetch_optional(db)
-    .await?;
-    Ok(row.map(Account::from))
+    .await
 }
 
 /// The account a hook key belongs to.
@@ -112,13 +77,16 @@ pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Optio
 
 /// The account whose hook key has this SHA-256 (hex).
 pub async fn find_by_hook_digest(db: &PgPool, digest: &str) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "select {COLUMNS} from accounts where hook_key_sha256 = $1"
-    )))
-    .bind(digest)
+    sqlx::query_as!(
+        Account,
+        r#"select account_id, domain, subdomain, name, timezone, status as "status: AccountStatus",
+               status_reason, webhooks_subscribed, webhooks_error, installed_at, connected_at,
+               disconnected_at
+           from accounts where hook_key_sha256 = $1"#,
+        digest
+    )
     .fetch_optional(db)
-    .await?;
-    Ok(row.map(Account::from))
+    .await
 }
 
 /// Accounts by hook key, remembered so that a burst of hooks for one
@@ -186,10 +154,12 @@ pub async fn hook_key(
     cipher: &Cipher,
     account_id: i64,
 ) -> anyhow::Result<SecretString> {
-    let sealed: Vec<u8> = sqlx::query_scalar("select hook_key from accounts where account_id = $1")
-        .bind(account_id)
-        .fetch_one(db)
-        .await?;
+    let sealed = sqlx::query_scalar!(
+        "select hook_key from accounts where account_id = $1",
+        account_id
+    )
+    .fetch_one(db)
+    .await?;
     Ok(cipher.decrypt(&sealed, &hook_key_context(account_id))?)
 }
 
@@ -204,36 +174,40 @@ pub async fn upsert_installed(
     tokens: &TokenSet,
 ) -> anyhow::Result<Account> {
     let candidate_key = crypto::random_token(24);
-    let row: AccountRow = sqlx::query_as(AssertSqlSafe(format!(
-        "insert into accounts (account_id, domain, subdomain, name, timezone, hook_key_sha256, hook_key)
-         values ($1, $2, $3, $4, $5, $6, $7)
-         on conflict (account_id) do update set
-             domain = excluded.domain,
-             subdomain = excluded.subdomain,
-             name = excluded.name,
-             timezone = coalesce(excluded.timezone, accounts.timezone),
-             status = 'active',
-             status_reason = null,
-             connected_at = now(),
-             disconnected_at = null,
-             updated_at = now()
-         returning {COLUMNS}"
-    )))
-    .bind(info.id)
-    .bind(domain)
-    .bind(if info.subdomain.is_empty() {
+    let subdomain = if info.subdomain.is_empty() {
         domain.split('.').next().unwrap_or_default()
     } else {
         &info.subdomain
-    })
-    .bind(&info.name)
-    .bind(info.timezone())
-    .bind(crypto::sha256_hex(&candidate_key))
-    .bind(cipher.encrypt(&candidate_key, &hook_key_context(info.id)))
+    };
+    let account = sqlx::query_as!(
+        Account,
+        r#"insert into accounts (account_id, domain, subdomain, name, timezone, hook_key_sha256, hook_key)
+           values ($1, $2, $3, $4, $5, $6, $7)
+           on conflict (account_id) do update set
+               domain = excluded.domain,
+               subdomain = excluded.subdomain,
+               name = excluded.name,
+               timezone = coalesce(excluded.timezone, accounts.timezone),
+               status = 'active',
+               status_reason = null,
+               connected_at = now(),
+               disconnected_at = null,
+               updated_at = now()
+           returning account_id, domain, subdomain, name, timezone,
+               status as "status: AccountStatus", status_reason, webhooks_subscribed,
+               webhooks_error, installed_at, connected_at, disconnected_at"#,
+        info.id,
+        domain,
+        subdomain,
+        &info.name,
+        info.timezone(),
+        crypto::sha256_hex(&candidate_key),
+        cipher.encrypt(&candidate_key, &hook_key_context(info.id)),
+    )
     .fetch_one(&mut **tx)
     .await?;
     store_tokens(tx, cipher, info.id, tokens).await?;
-    Ok(row.into())
+    Ok(account)
 }
 
 /// Writes a token pair, encrypted, replacing the previous one.
@@ -245,7 +219,7 @@ pub async fn store_tokens(
 ) -> sqlx::Result<()> {
     let expires_in =
         chrono::Duration::from_std(tokens.expires_in).unwrap_or_else(|_| chrono::Duration::days(1));
-    sqlx::query(
+    sqlx::query!(
         "insert into account_tokens (account_id, access_token, refresh_token, expires_at, refreshed_at)
          values ($1, $2, $3, now() + $4, now())
          on conflict (account_id) do update set
@@ -253,17 +227,19 @@ pub async fn store_tokens(
              refresh_token = excluded.refresh_token,
              expires_at = excluded.expires_at,
              refreshed_at = excluded.refreshed_at",
+        account_id,
+        cipher.encrypt(
+            tokens.access_token.expose_secret(),
+            &token_context(account_id, "access_token"),
+        ),
+        cipher.encrypt(
+            tokens.refresh_token.expose_secret(),
+            &token_context(account_id, "refresh_token"),
+        ),
+        // `as _`: an interval. chrono's Duration encodes as one, but the
+        // macro's type check knows only PgInterval for it.
+        expires_in as _,
     )
-    .bind(account_id)
-    .bind(cipher.encrypt(
-        tokens.access_token.expose_secret(),
-        &token_context(account_id, "access_token"),
-    ))
-    .bind(cipher.encrypt(
-        tokens.refresh_token.expose_secret(),
-        &token_context(account_id, "refresh_token"),
-    ))
-    .bind(expires_in)
     .execute(db)
     .await?;
     Ok(())
@@ -274,13 +250,13 @@ pub async fn set_webhooks_result(
     account_id: i64,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update accounts set webhooks_subscribed = $2, webhooks_error = $3, updated_at = now()
          where account_id = $1",
+        account_id,
+        error.is_none(),
+        error,
     )
-    .bind(account_id)
-    .bind(error.is_none())
-    .bind(error)
     .execute(db)
     .await?;
     Ok(())
@@ -292,18 +268,20 @@ pub async fn mark_reauth_required(
     account_id: i64,
     reason: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update accounts set status = 'reauth_required', status_reason = $2, updated_at = now()
          where account_id = $1 and status = 'active'",
+        account_id,
+        reason,
     )
-    .bind(account_id)
-    .bind(reason)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("delete from account_tokens where account_id = $1")
-        .bind(account_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "delete from account_tokens where account_id = $1",
+        account_id
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -311,19 +289,21 @@ pub async fn mark_reauth_required(
 /// Returns false when the account is unknown.
 pub async fn disconnect(pool: &PgPool, account_id: i64) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
-    let updated = sqlx::query(
+    let updated = sqlx::query!(
         "update accounts set status = 'disconnected', status_reason = 'uninstalled in amoCRM',
              disconnected_at = coalesce(disconnected_at, now()), updated_at = now()
          where account_id = $1",
+        account_id,
     )
-    .bind(account_id)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("delete from account_tokens where account_id = $1")
-        .bind(account_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "delete from account_tokens where account_id = $1",
+        account_id
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(updated > 0)
 }

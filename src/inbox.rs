@@ -260,7 +260,7 @@ async fn write(pool: &PgPool, jobs: &[&[Prepared<'_>]]) -> Result<Vec<u64>, Stor
                 .or_insert(index);
         }
     }
-    let stored: Vec<(i64, String, i64, String, i64, i64)> = sqlx::query_as(
+    let stored = sqlx::query!(
         "with stored as (
              insert into hook_events (account_id, entity_type, entity_id, action, changed_at, snapshot,
                                       snapshot_digest, state, last_error, finished_at)
@@ -278,21 +278,31 @@ async fn write(pool: &PgPool, jobs: &[&[Prepared<'_>]]) -> Result<Vec<u64>, Stor
              from (select distinct account_id from stored where state = 'pending') a)
          select account_id, entity_type, entity_id, action, changed_at, snapshot_digest
          from stored, (select count(*) from woke) w",
+        &accounts,
+        // `as _`: text[] bound from `&str`s, which the macro's type check does
+        // not know (it names `String`).
+        &kinds as _,
+        &ids,
+        &actions as _,
+        &times,
+        &snapshots as _,
+        &digests,
+        &states as _,
+        EVENTS,
     )
-    .bind(&accounts)
-    .bind(&kinds)
-    .bind(&ids)
-    .bind(&actions)
-    .bind(&times)
-    .bind(&snapshots)
-    .bind(&digests)
-    .bind(&states)
-    .bind(EVENTS)
     .fetch_all(pool)
     .await
     .map_err(classify)?;
     let mut counts = vec![0u64; jobs.len()];
-    for key in stored {
+    for row in stored {
+        let key: Key = (
+            row.account_id,
+            row.entity_type,
+            row.entity_id,
+            row.action,
+            row.changed_at,
+            row.snapshot_digest,
+        );
         if let Some(index) = owner.get(&key) {
             counts[*index] += 1;
         }

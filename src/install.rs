@@ -40,21 +40,25 @@ pub fn account_host(referer: &str, allowed_domains: &[String]) -> Option<String>
 /// A new single-use state for GET /install.
 pub async fn new_state(pool: &PgPool) -> sqlx::Result<String> {
     let state = crypto::random_token(24);
-    sqlx::query("insert into oauth_states (state, expires_at) values ($1, now() + $2)")
-        .bind(&state)
-        .bind(chrono::Duration::from_std(STATE_TTL).expect("small"))
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "insert into oauth_states (state, expires_at) values ($1, now() + $2)",
+        &state,
+        // `as _`: an interval. chrono's Duration encodes as one, but the macro's
+        // type check knows only PgInterval for it.
+        chrono::Duration::from_std(STATE_TTL).expect("small") as _,
+    )
+    .execute(pool)
+    .await?;
     Ok(state)
 }
 
 /// Uses up a state. False when it is unknown, used or expired.
 pub async fn take_state(pool: &PgPool, state: &str) -> sqlx::Result<bool> {
-    let taken = sqlx::query(
+    let taken = sqlx::query!(
         "update oauth_states set used_at = now()
          where state = $1 and used_at is null and expires_at > now()",
+        state,
     )
-    .bind(state)
     .execute(pool)
     .await?
     .rows_affected();
@@ -212,14 +216,14 @@ impl Installer {
     pub async fn remember(&self, domain: &str, code: &str, hold: Duration) -> sqlx::Result<i64> {
         // The row id is not known before the insert, so the code is sealed
         // with the referer as context; the id is bound in `claim_due`.
-        sqlx::query_scalar(
+        sqlx::query_scalar!(
             "insert into pending_installs (referer, code, expires_at, locked_until)
              values ($1, $2, now() + $3, now() + $4) returning install_id",
+            domain,
+            self.cipher.encrypt(code, &pending_context(domain)),
+            chrono::Duration::from_std(CODE_TTL).expect("small") as _,
+            chrono::Duration::from_std(hold).expect("small") as _,
         )
-        .bind(domain)
-        .bind(self.cipher.encrypt(code, &pending_context(domain)))
-        .bind(chrono::Duration::from_std(CODE_TTL).expect("small"))
-        .bind(chrono::Duration::from_std(hold).expect("small"))
         .fetch_one(&self.pool)
         .await
     }
@@ -237,13 +241,14 @@ impl Installer {
             Err(InstallError::Refused(e)) => ("failed", Some(e.to_string()), None),
             Err(e) => ("pending", Some(e.to_string()), None),
         };
-        let attempts: i32 =
-            sqlx::query_scalar("select attempts from pending_installs where install_id = $1")
-                .bind(install_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let attempts = sqlx::query_scalar!(
+            "select attempts from pending_installs where install_id = $1",
+            install_id
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let wait = Backoff::INSTALL.delay(u32::try_from(attempts).unwrap_or(0));
-        sqlx::query(
+        sqlx::query!(
             "update pending_installs set
                  state = case when $2 = 'pending' and expires_at <= now() then 'expired' else $2 end,
                  attempts = attempts + 1,
@@ -253,12 +258,12 @@ impl Installer {
                  locked_until = null,
                  updated_at = now()
              where install_id = $1",
+            install_id,
+            state,
+            error,
+            account_id,
+            wait.as_secs_f64(),
         )
-        .bind(install_id)
-        .bind(state)
-        .bind(error)
-        .bind(account_id)
-        .bind(wait.as_secs_f64())
         .execute(&self.pool)
         .await?;
         result
@@ -268,9 +273,9 @@ impl Installer {
     /// reason. Each is claimed with a lease so that concurrent processes
     /// never spend one code twice. Returns how many completed.
     pub async fn retry_pending(&self) -> anyhow::Result<usize> {
-        sqlx::query(
+        sqlx::query!(
             "update pending_installs set state = 'expired', updated_at = now()
-             where state = 'pending' and expires_at <= now()",
+             where state = 'pending' and expires_at <= now()"
         )
         .execute(&self.pool)
         .await?;
@@ -284,7 +289,7 @@ impl Installer {
     }
 
     async fn claim_due(&self) -> anyhow::Result<Option<(i64, String, SecretString)>> {
-        let row: Option<(i64, String, Vec<u8>)> = sqlx::query_as(
+        let row = sqlx::query!(
             "update pending_installs set locked_until = now() + interval '60 seconds'
              where install_id = (
                  select install_id from pending_installs
@@ -293,47 +298,50 @@ impl Installer {
                  order by next_attempt_at
                  limit 1
                  for update skip locked)
-             returning install_id, referer, code",
+             returning install_id, referer, code"
         )
         .fetch_optional(&self.pool)
         .await?;
-        let Some((install_id, domain, sealed)) = row else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let code = self.cipher.decrypt(&sealed, &pending_context(&domain))?;
-        Ok(Some((install_id, domain, code)))
+        let code = self
+            .cipher
+            .decrypt(&row.code, &pending_context(&row.referer))?;
+        Ok(Some((row.install_id, row.referer, code)))
     }
 
     /// Drops used and expired states and finished install records.
     pub async fn prune(&self) -> sqlx::Result<()> {
-        sqlx::query("delete from oauth_states where expires_at < now() - interval '1 day'")
+        sqlx::query!("delete from oauth_states where expires_at < now() - interval '1 day'")
             .execute(&self.pool)
             .await?;
         // Codes are useless once expired; the rows stay a week for support.
-        sqlx::query(
+        sqlx::query!(
             "update pending_installs set code = '\\x'::bytea
-             where state <> 'pending' and octet_length(code) > 0",
+             where state <> 'pending' and octet_length(code) > 0"
         )
         .execute(&self.pool)
         .await?;
-        sqlx::query("delete from pending_installs where updated_at < now() - interval '7 days'")
+        sqlx::query!("delete from pending_installs where updated_at < now() - interval '7 days'")
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
     pub async fn pending(&self, install_id: i64) -> sqlx::Result<Option<PendingInstall>> {
-        sqlx::query_as(
+        sqlx::query_as!(
+            PendingInstall,
             "select install_id, referer, state, attempts, account_id, last_error, received_at
              from pending_installs where install_id = $1",
+            install_id
         )
-        .bind(install_id)
         .fetch_optional(&self.pool)
         .await
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct PendingInstall {
     pub install_id: i64,
     pub referer: String,

@@ -12,15 +12,15 @@ pub async fn prune_events(pool: &PgPool, days: u32) -> sqlx::Result<u64> {
     }
     let mut deleted = 0;
     loop {
-        let n = sqlx::query(
+        let n = sqlx::query!(
             "delete from hook_events where event_id in (
                  select event_id from hook_events
                  where state in ('delivered', 'skipped', 'dropped', 'failed')
                    and coalesce(finished_at, received_at) < now() - make_interval(days => $1)
                  limit $2)",
+            days as i32,
+            BATCH,
         )
-        .bind(days as i32)
-        .bind(BATCH)
         .execute(pool)
         .await?
         .rows_affected();

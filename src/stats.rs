@@ -46,30 +46,30 @@ impl Receipts {
             .collect();
         let result = async {
             let mut tx = pool.begin().await?;
-            sqlx::query(
+            sqlx::query!(
                 "insert into account_stats (account_id, hooks_received, last_hook_at)
                  select * from unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
                  on conflict (account_id) do update set
                      hooks_received = account_stats.hooks_received + excluded.hooks_received,
                      last_hook_at = greatest(account_stats.last_hook_at, excluded.last_hook_at)",
+                &ids,
+                &counts,
+                &lasts,
             )
-            .bind(&ids)
-            .bind(&counts)
-            .bind(&lasts)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
+            sqlx::query!(
                 "insert into hook_hourly (account_id, hour, received)
                  select * from unnest($1::bigint[], $2::timestamptz[], $3::bigint[])
                  on conflict (account_id, hour) do update set
                      received = hook_hourly.received + excluded.received",
+                &ids,
+                &hours,
+                &counts,
             )
-            .bind(&ids)
-            .bind(&hours)
-            .bind(&counts)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("delete from hook_hourly where hour < now() - interval '2 days'")
+            sqlx::query!("delete from hook_hourly where hour < now() - interval '2 days'")
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await
@@ -201,7 +201,14 @@ pub struct AccountRow {
     pub last_error_at: Option<DateTime<Utc>>,
 }
 
-const ROW_SQL: &str = "
+/// Hands the SQL of the accounts table's rows to a macro, so that the text is
+/// written once: `with_row_sql!(m!(before) (after))` is
+/// `m!(before "select ..." after)`. The checked queries below splice it into
+/// their literal text (sqlx's macros take literals joined with `+`), and
+/// [`ROW_SQL`] is the same text for the query that must be built at run time.
+macro_rules! with_row_sql {
+    ($($m:ident)::+ ! ($($before:tt)*) ($($after:tt)*)) => {
+        $($m)::+!($($before)* "
     select a.account_id, a.domain, a.name,
            case when a.status = 'active' and (a.manual_pause or a.paused_until > now()) then 'paused'
                 else a.status end as display_status,
@@ -222,7 +229,11 @@ const ROW_SQL: &str = "
     left join (select account_id, count(*) as pending from hook_events
                where state in ('pending', 'sending') group by account_id) p using (account_id)
     left join (select account_id, count(*) as failed from hook_events
-               where state = 'failed' group by account_id) f using (account_id)";
+               where state = 'failed' group by account_id) f using (account_id)" $($after)*)
+    };
+}
+
+const ROW_SQL: &str = with_row_sql!(concat!()());
 
 /// A page of accounts and how many match in all.
 pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>, i64)> {
@@ -240,7 +251,9 @@ pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>
     } else {
         "asc nulls first"
     };
-    // Column and direction come from the fixed lists above, never from input.
+    // Built at run time: the filter, sort column and direction are picked by
+    // the page's links (five filters, eleven columns, two directions). They
+    // come from the fixed lists above, never from input.
     let sql = format!(
         "select * from ({ROW_SQL} {filter}) rows order by {column} {dir}, account_id limit $1 offset $2"
     );
@@ -249,6 +262,7 @@ pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>
         .bind((q.page - 1) * PAGE_SIZE)
         .fetch_all(pool)
         .await?;
+    // Built at run time: it counts with the rows' own filter text.
     let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
         "select count(*) from accounts a {filter}"
     )))
@@ -258,14 +272,24 @@ pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>
 }
 
 pub async fn one(pool: &PgPool, account_id: i64) -> sqlx::Result<Option<AccountRow>> {
-    sqlx::query_as(AssertSqlSafe(format!("{ROW_SQL} where a.account_id = $1")))
-        .bind(account_id)
-        .fetch_optional(pool)
-        .await
+    with_row_sql!(sqlx::query_as!(
+        AccountRow,
+        // The computed columns are never null (coalesce, case), which
+        // PostgreSQL does not tell: they are marked with `!`.
+        r#"select account_id, domain, name, display_status as "display_status!",
+                  status_reason, pause_reason, paused_until, manual_pause,
+                  webhooks_subscribed, webhooks_error, timezone, connected_at,
+                  token_expires_at, hooks_24h as "hooks_24h!", hooks_total as "hooks_total!",
+                  delivered as "delivered!", pending as "pending!", failed as "failed!",
+                  last_hook_at, last_error, last_error_at
+           from ("# +
+    ) (+ ") rows where account_id = $1", account_id))
+    .fetch_optional(pool)
+    .await
 }
 
 /// Figures over all accounts, for the top of the page.
-#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
     pub accounts: i64,
     pub active: i64,
@@ -279,24 +303,25 @@ pub struct Totals {
 }
 
 pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
-    sqlx::query_as(AssertSqlSafe(format!(
-        "select count(*) as accounts,
-                count(*) filter (where display_status = 'active') as active,
-                count(*) filter (where display_status = 'paused') as paused,
-                count(*) filter (where display_status = 'reauth_required') as reauth_required,
-                count(*) filter (where display_status = 'disconnected') as disconnected,
-                coalesce(sum(hooks_24h), 0)::bigint as hooks_24h,
-                coalesce(sum(delivered), 0)::bigint as delivered,
-                coalesce(sum(pending), 0)::bigint as pending,
-                coalesce(sum(failed), 0)::bigint as failed
-         from ({ROW_SQL}) rows"
-    )))
+    with_row_sql!(sqlx::query_as!(
+        Totals,
+        r#"select count(*) as "accounts!",
+                  count(*) filter (where display_status = 'active') as "active!",
+                  count(*) filter (where display_status = 'paused') as "paused!",
+                  count(*) filter (where display_status = 'reauth_required') as "reauth_required!",
+                  count(*) filter (where display_status = 'disconnected') as "disconnected!",
+                  coalesce(sum(hooks_24h), 0)::bigint as "hooks_24h!",
+                  coalesce(sum(delivered), 0)::bigint as "delivered!",
+                  coalesce(sum(pending), 0)::bigint as "pending!",
+                  coalesce(sum(failed), 0)::bigint as "failed!"
+           from ("# +
+    ) (+ ") rows"))
     .fetch_one(pool)
     .await
 }
 
 /// An event as the account page and the API show it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EventRow {
     pub event_id: i64,
     pub entity_type: EntityKind,
@@ -318,17 +343,19 @@ pub async fn events(
     state: Option<EventState>,
     limit: i64,
 ) -> sqlx::Result<Vec<EventRow>> {
-    sqlx::query_as(
-        "select event_id, entity_type, entity_id, action, state, attempts, received_at, finished_at,
-                next_attempt_at, last_error, note_text
-         from hook_events
-         where account_id = $1 and ($2::text is null or state = $2)
-         order by received_at desc, event_id desc
-         limit $3",
+    sqlx::query_as!(
+        EventRow,
+        r#"select event_id, entity_type as "entity_type: EntityKind", entity_id,
+                  action as "action: Action", state as "state: EventState", attempts,
+                  received_at, finished_at, next_attempt_at, last_error, note_text
+           from hook_events
+           where account_id = $1 and ($2::text is null or state = $2)
+           order by received_at desc, event_id desc
+           limit $3"#,
+        account_id,
+        state.map(EventState::as_str),
+        limit.clamp(1, 500),
     )
-    .bind(account_id)
-    .bind(state.map(EventState::as_str))
-    .bind(limit.clamp(1, 500))
     .fetch_all(pool)
     .await
 }

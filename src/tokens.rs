@@ -14,7 +14,7 @@ use std::time::Duration;
 use backon::Retryable as _;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::PgPool;
 
 use crate::{
     accounts::{self, token_context, AccountStatus},
@@ -76,7 +76,6 @@ pub enum RefreshReason {
     KeepAlive,
 }
 
-#[derive(sqlx::FromRow)]
 struct TokenRow {
     domain: String,
     status: AccountStatus,
@@ -147,7 +146,7 @@ impl TokenStore {
         let mut tx = self.pool.begin().await?;
         // Waiting for another process's refresh is bounded by its HTTP
         // timeout; this bound keeps a stuck lock from hanging a worker.
-        sqlx::query("set local lock_timeout = '60s'")
+        sqlx::query!("set local lock_timeout = '60s'")
             .execute(&mut *tx)
             .await?;
         let row = self.read(&mut tx, account_id, true).await?;
@@ -222,12 +221,14 @@ impl TokenStore {
     /// Refreshes every active token that has not been refreshed for
     /// [`KEEP_ALIVE_AFTER`]. Returns how many were refreshed.
     pub async fn keep_alive(&self) -> anyhow::Result<usize> {
-        let stale: Vec<i64> = sqlx::query_scalar(
+        let stale = sqlx::query_scalar!(
             "select t.account_id from account_tokens t join accounts a using (account_id)
-             where a.status = 'active' and t.refreshed_at < now() - $1
+             where a.status = 'active' and t.refreshed_at < now() - $1::interval
              order by t.refreshed_at limit 500",
+            // `as _`: an interval. chrono's Duration encodes as one, but the macro's
+            // type check knows only PgInterval for it.
+            chrono::Duration::from_std(KEEP_ALIVE_AFTER)? as _,
         )
-        .bind(chrono::Duration::from_std(KEEP_ALIVE_AFTER)?)
         .fetch_all(&self.pool)
         .await?;
         let mut refreshed = 0;
@@ -248,16 +249,29 @@ impl TokenStore {
         account_id: i64,
         lock: bool,
     ) -> Result<TokenRow, TokenError> {
-        let sql = format!(
-            "select a.domain, a.status, t.access_token, t.refresh_token, t.expires_at, t.refreshed_at
-             from account_tokens t join accounts a using (account_id)
-             where t.account_id = $1 {}",
-            if lock { "for update of t" } else { "" }
-        );
-        let row: Option<TokenRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(account_id)
+        let row = if lock {
+            sqlx::query_as!(
+                TokenRow,
+                r#"select a.domain, a.status as "status: AccountStatus", t.access_token,
+                          t.refresh_token, t.expires_at, t.refreshed_at
+                   from account_tokens t join accounts a using (account_id)
+                   where t.account_id = $1 for update of t"#,
+                account_id
+            )
             .fetch_optional(db)
-            .await?;
+            .await?
+        } else {
+            sqlx::query_as!(
+                TokenRow,
+                r#"select a.domain, a.status as "status: AccountStatus", t.access_token,
+                          t.refresh_token, t.expires_at, t.refreshed_at
+                   from account_tokens t join accounts a using (account_id)
+                   where t.account_id = $1"#,
+                account_id
+            )
+            .fetch_optional(db)
+            .await?
+        };
         match row {
             Some(row) if row.status == AccountStatus::Active => Ok(row),
             _ => Err(TokenError::NotActive(account_id)),

@@ -43,23 +43,29 @@ impl Budget {
     /// Takes a slot now, or says how long to wait for one.
     pub async fn try_acquire(&self, domain: &str) -> sqlx::Result<Option<Duration>> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(Vec<DateTime<Utc>>, DateTime<Utc>)> = sqlx::query_as(
-            "select recent, clock_timestamp() from api_budget where domain = $1 for update",
+        let row = sqlx::query!(
+            r#"select recent, clock_timestamp() as "now!" from api_budget where domain = $1 for update"#,
+            domain
         )
-        .bind(domain)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((recent, now)) = row else {
-            sqlx::query("insert into api_budget (domain) values ($1) on conflict do nothing")
-                .bind(domain)
-                .execute(&mut *tx)
-                .await?;
+        let Some(row) = row else {
+            sqlx::query!(
+                "insert into api_budget (domain) values ($1) on conflict do nothing",
+                domain
+            )
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             return Box::pin(self.try_acquire(domain)).await;
         };
         let window = chrono::Duration::from_std(WINDOW).expect("small");
-        let mut recent: Vec<DateTime<Utc>> =
-            recent.into_iter().filter(|t| *t > now - window).collect();
+        let now = row.now;
+        let mut recent: Vec<DateTime<Utc>> = row
+            .recent
+            .into_iter()
+            .filter(|t| *t > now - window)
+            .collect();
         recent.sort();
         if recent.len() >= self.per_second {
             let oldest = recent[recent.len() - self.per_second];
@@ -67,11 +73,13 @@ impl Budget {
             return Ok(Some(wait.max(Duration::from_millis(5))));
         }
         recent.push(now);
-        sqlx::query("update api_budget set recent = $2 where domain = $1")
-            .bind(domain)
-            .bind(&recent)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "update api_budget set recent = $2 where domain = $1",
+            domain,
+            &recent,
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(None)
     }

@@ -107,7 +107,6 @@ pub struct Needs {
     pub fields: HashSet<(EntityKind, i64)>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Row {
     users: sqlx::types::Json<BTreeMap<i64, String>>,
     users_fetched_at: Option<DateTime<Utc>>,
@@ -120,12 +119,18 @@ struct Row {
 }
 
 pub async fn load(pool: &PgPool, account_id: i64) -> sqlx::Result<Directory> {
-    let row: Option<Row> = sqlx::query_as(
-        "select users, users_fetched_at, users_forbidden, pipelines, pipelines_fetched_at,
-             fields, settings, fields_fetched_at
-         from account_directory where account_id = $1",
+    let row = sqlx::query_as!(
+        Row,
+        r#"select users as "users: sqlx::types::Json<BTreeMap<i64, String>>", users_fetched_at,
+                  users_forbidden,
+                  pipelines as "pipelines: sqlx::types::Json<BTreeMap<i64, Pipeline>>",
+                  pipelines_fetched_at,
+                  fields as "fields: sqlx::types::Json<Fields>",
+                  settings as "settings: sqlx::types::Json<Settings>",
+                  fields_fetched_at
+           from account_directory where account_id = $1"#,
+        account_id
     )
-    .bind(account_id)
     .fetch_optional(pool)
     .await?;
     Ok(row
@@ -183,19 +188,20 @@ pub async fn refresh_for(
             Err(e) => return Err(e),
         }
         dir.users_fetched_at = Some(now);
-        sqlx::query(
+        sqlx::query!(
             "insert into account_directory (account_id, users, users_fetched_at, users_forbidden)
              values ($1, $2, $3, $4)
              on conflict (account_id) do update set users = excluded.users,
                  users_fetched_at = excluded.users_fetched_at, users_forbidden = excluded.users_forbidden",
+            account_id,
+            // `as _`: jsonb from `Json`; the macro's type check names only
+            // `JsonValue`.
+            sqlx::types::Json(&dir.users) as _,
+            now,
+            dir.users_forbidden,
         )
-        .bind(account_id)
-        .bind(sqlx::types::Json(&dir.users))
-        .bind(now)
-        .bind(dir.users_forbidden)
         .execute(pool)
-        .await
-        ?;
+        .await?;
     }
 
     let missing_status = needs.statuses.iter().any(|(p, s)| match (p, s) {
@@ -206,15 +212,15 @@ pub async fn refresh_for(
     if !needs.statuses.is_empty() && due(dir.pipelines_fetched_at, missing_status, now) {
         dir.pipelines = fetch::pipelines(api, tokens, account_id, domain).await?;
         dir.pipelines_fetched_at = Some(now);
-        sqlx::query(
+        sqlx::query!(
             "insert into account_directory (account_id, pipelines, pipelines_fetched_at)
              values ($1, $2, $3)
              on conflict (account_id) do update set pipelines = excluded.pipelines,
                  pipelines_fetched_at = excluded.pipelines_fetched_at",
+            account_id,
+            sqlx::types::Json(&dir.pipelines) as _,
+            now,
         )
-        .bind(account_id)
-        .bind(sqlx::types::Json(&dir.pipelines))
-        .bind(now)
         .execute(pool)
         .await?;
     }
@@ -234,16 +240,16 @@ pub async fn refresh_for(
         dir.settings = fetch::settings(api, tokens, account_id, domain).await?;
         dir.fields = fields;
         dir.fields_fetched_at = Some(now);
-        sqlx::query(
+        sqlx::query!(
             "insert into account_directory (account_id, fields, settings, fields_fetched_at)
              values ($1, $2, $3, $4)
              on conflict (account_id) do update set fields = excluded.fields,
                  settings = excluded.settings, fields_fetched_at = excluded.fields_fetched_at",
+            account_id,
+            sqlx::types::Json(&dir.fields) as _,
+            sqlx::types::Json(&dir.settings) as _,
+            now,
         )
-        .bind(account_id)
-        .bind(sqlx::types::Json(&dir.fields))
-        .bind(sqlx::types::Json(&dir.settings))
-        .bind(now)
         .execute(pool)
         .await?;
     }

@@ -1,31 +1,42 @@
 //! Claims: one process at a time per account (a lease), and each due event
 //! locked to its sender; both kept alive by the heartbeat.
 
+use sqlx::types::Json;
+
 use super::{AccountRef, Claimed, Worker, CLAIM_TTL, ROUND};
+use crate::{
+    accounts::AccountStatus,
+    amocrm::hooks::{Action, EntityKind, Snapshot},
+};
 
 impl Worker {
     /// Pushes every lease and lock this process holds [`CLAIM_TTL`] ahead.
     pub async fn renew_claims(&self) -> sqlx::Result<()> {
         let ttl = claim_ttl();
-        sqlx::query("update accounts set lease_until = now() + $2 where lease_owner = $1")
-            .bind(&self.owner)
-            .bind(ttl)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query(
+        sqlx::query!(
+            "update accounts set lease_until = now() + $2 where lease_owner = $1",
+            &self.owner,
+            // `as _`: an interval. chrono's Duration encodes as one, but the macro's
+            // type check knows only PgInterval for it.
+            ttl as _,
+        )
+        .execute(&self.pool)
+        .await?;
+        sqlx::query!(
             "update hook_events set locked_until = now() + $2
              where locked_by = $1 and state = 'sending'",
+            &self.owner,
+            ttl as _,
         )
-        .bind(&self.owner)
-        .bind(ttl)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     pub(super) async fn claim_account(&self) -> sqlx::Result<Option<AccountRef>> {
-        sqlx::query_as(
-            "with candidate as (
+        sqlx::query_as!(
+            AccountRef,
+            r#"with candidate as (
                  select a.account_id from accounts a
                  where a.status in ('active', 'disconnected')
                    and not a.manual_pause
@@ -42,23 +53,23 @@ impl Worker {
              update accounts a
              set lease_owner = $1, lease_until = now() + $2, last_served_at = now()
              from candidate where a.account_id = candidate.account_id
-             returning a.account_id, a.domain, a.status, a.timezone",
+             returning a.account_id, a.domain, a.status as "status: AccountStatus", a.timezone"#,
+            &self.owner,
+            claim_ttl() as _,
         )
-        .bind(&self.owner)
-        .bind(claim_ttl())
         .fetch_optional(&self.pool)
         .await
     }
 
     /// Extends this process's lease on the account; false when it was lost.
     pub(super) async fn renew(&self, account_id: i64) -> sqlx::Result<bool> {
-        let renewed = sqlx::query(
+        let renewed = sqlx::query!(
             "update accounts set lease_until = now() + $3
              where account_id = $1 and lease_owner = $2",
+            account_id,
+            &self.owner,
+            claim_ttl() as _,
         )
-        .bind(account_id)
-        .bind(&self.owner)
-        .bind(claim_ttl())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -66,8 +77,9 @@ impl Worker {
     }
 
     pub(super) async fn claim_events(&self, account_id: i64) -> sqlx::Result<Vec<Claimed>> {
-        let mut events: Vec<Claimed> = sqlx::query_as(
-            "with due as (
+        let mut events = sqlx::query_as!(
+            Claimed,
+            r#"with due as (
                  select event_id from hook_events
                  where account_id = $1
                    and ((state = 'pending' and next_attempt_at <= now())
@@ -77,13 +89,15 @@ impl Worker {
                  for update skip locked)
              update hook_events e set state = 'sending', locked_until = now() + $3, locked_by = $4
              from due where e.event_id = due.event_id
-             returning e.event_id, e.entity_type, e.entity_id, e.action, e.changed_at, e.snapshot,
-                       e.note_text, e.maybe_sent, e.sent_at",
+             returning e.event_id, e.entity_type as "entity_type: EntityKind", e.entity_id,
+                       e.action as "action: Action", e.changed_at,
+                       e.snapshot as "snapshot: Json<Snapshot>", e.note_text, e.maybe_sent,
+                       e.sent_at"#,
+            account_id,
+            ROUND,
+            claim_ttl() as _,
+            &self.owner,
         )
-        .bind(account_id)
-        .bind(ROUND)
-        .bind(claim_ttl())
-        .bind(&self.owner)
         .fetch_all(&self.pool)
         .await?;
         events.sort_by_key(|e| (e.changed_at, e.event_id));
@@ -95,11 +109,11 @@ impl Worker {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(
+        sqlx::query!(
             "update hook_events set state = 'pending', locked_until = null
              where event_id = any($1) and state = 'sending'",
+            ids,
         )
-        .bind(ids)
         .execute(&self.pool)
         .await?;
         Ok(())

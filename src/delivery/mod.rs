@@ -63,13 +63,13 @@ pub const BATCH: usize = 50;
 /// Rounds per account lease before others get their turn.
 const ROUNDS_PER_TURN: usize = 10;
 /// A failing event is retried at least this long before it counts as failed.
-const RETRY_FOR: &str = "24 hours";
+const RETRY_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 /// An account amoCRM blocks (HTML 403) rests this long.
 const BLOCK_PAUSE: Duration = Duration::from_secs(10 * 60);
 /// Idle workers look for due retries this often.
 const POLL: Duration = Duration::from_secs(1);
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct AccountRef {
     account_id: i64,
     domain: String,
@@ -77,7 +77,7 @@ struct AccountRef {
     timezone: Option<String>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct Claimed {
     event_id: i64,
     entity_type: EntityKind,
@@ -139,10 +139,10 @@ impl Worker {
             let _ = handle.await;
         }
         heartbeat.abort();
-        if let Err(e) = sqlx::query(
+        if let Err(e) = sqlx::query!(
             "update accounts set lease_owner = null, lease_until = null where lease_owner = $1",
+            &self.owner,
         )
-        .bind(&self.owner)
         .execute(&self.pool)
         .await
         {
@@ -197,12 +197,12 @@ impl Worker {
         };
         let span = tracing::info_span!("deliver", account.id = account.account_id);
         let result = tracing::Instrument::instrument(self.serve_account(&account), span).await;
-        sqlx::query(
+        sqlx::query!(
             "update accounts set lease_owner = null, lease_until = null
              where account_id = $1 and lease_owner = $2",
+            account.account_id,
+            &self.owner,
         )
-        .bind(account.account_id)
-        .bind(&self.owner)
         .execute(&self.pool)
         .await?;
         result.map(|_| true)
@@ -216,12 +216,12 @@ impl Worker {
 
     async fn serve_account(&self, account: &AccountRef) -> anyhow::Result<()> {
         if account.status == AccountStatus::Disconnected {
-            let dropped = sqlx::query(
+            let dropped = sqlx::query!(
                 "update hook_events set state = 'dropped', last_error = 'account disconnected',
                      finished_at = now(), locked_until = null
                  where account_id = $1 and state in ('pending', 'sending')",
+                account.account_id,
             )
-            .bind(account.account_id)
             .execute(&self.pool)
             .await?
             .rows_affected();

@@ -26,14 +26,15 @@ impl Worker {
             self.requeue(&ids).await?;
             return Ok(Next::Later);
         }
-        sqlx::query(
+        sqlx::query!(
             "update hook_events set maybe_sent = true, sent_at = coalesce(sent_at, now()),
                  locked_until = now() + $2, locked_by = $3
              where event_id = any($1)",
+            &ids,
+            // `as _`: an interval (see `renew_claims`).
+            claim_ttl() as _,
+            &self.owner,
         )
-        .bind(&ids)
-        .bind(claim_ttl())
-        .bind(&self.owner)
         .execute(&self.pool)
         .await?;
         let notes: Vec<NewNote> = chunk
@@ -62,11 +63,11 @@ impl Worker {
                     .map(|id| (*id, by_request.get(&id.to_string()).copied()))
                     .collect();
                 self.mark_delivered(account.account_id, &done).await?;
-                sqlx::query(
+                sqlx::query!(
                     "update accounts set paused_until = null, pause_reason = null
                      where account_id = $1 and paused_until is not null",
+                    account.account_id,
                 )
-                .bind(account.account_id)
                 .execute(&self.pool)
                 .await?;
                 tracing::debug!(notes = ids.len(), kind = kind.as_str(), "notes delivered");
@@ -100,12 +101,12 @@ impl Worker {
                         .copied()
                         .filter(|id| !named.iter().any(|(n, _)| n == id))
                         .collect();
-                    sqlx::query(
+                    sqlx::query!(
                         "update hook_events set state = 'pending', maybe_sent = false, locked_until = null,
                              next_attempt_at = now()
                          where event_id = any($1)",
+                        &rest,
                     )
-                    .bind(&rest)
                     .execute(&self.pool)
                     .await?;
                 }
@@ -116,10 +117,10 @@ impl Worker {
                     // Nothing of this request was created, and before it
                     // each note was either never sent or proved absent by
                     // this round's lookup.
-                    sqlx::query(
+                    sqlx::query!(
                         "update hook_events set maybe_sent = false where event_id = any($1)",
+                        &ids,
                     )
-                    .bind(&ids)
                     .execute(&self.pool)
                     .await?;
                 }

@@ -132,21 +132,24 @@ impl Worker {
             .iter()
             .map(|e| (e.entity_type.as_str(), e.entity_id))
             .unzip();
-        let rows: Vec<(EntityKind, i64, i64, Json<Snapshot>)> = sqlx::query_as(
-            "select s.entity_type, s.entity_id, s.changed_at, s.snapshot
-             from entity_states s
-             join unnest($2::text[], $3::bigint[]) as k(entity_type, entity_id)
-               on s.entity_type = k.entity_type and s.entity_id = k.entity_id
-             where s.account_id = $1",
+        let rows = sqlx::query!(
+            r#"select s.entity_type as "entity_type: EntityKind", s.entity_id, s.changed_at,
+                      s.snapshot as "snapshot: Json<Snapshot>"
+               from entity_states s
+               join unnest($2::text[], $3::bigint[]) as k(entity_type, entity_id)
+                 on s.entity_type = k.entity_type and s.entity_id = k.entity_id
+               where s.account_id = $1"#,
+            account_id,
+            // `as _`: text[] bound from `&str`s, which the macro's type check
+            // does not know (it names `String`).
+            &types as _,
+            &ids,
         )
-        .bind(account_id)
-        .bind(&types)
-        .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(t, id, at, snap)| ((t, id), (at, snap.0)))
+            .map(|r| ((r.entity_type, r.entity_id), (r.changed_at, r.snapshot.0)))
             .collect())
     }
 
@@ -239,37 +242,38 @@ impl Worker {
             }
         }
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        sqlx::query!(
             "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot)
              select $1, * from unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[])
              on conflict (account_id, entity_type, entity_id) do update
              set changed_at = excluded.changed_at, snapshot = excluded.snapshot
              where entity_states.changed_at <= excluded.changed_at",
+            account.account_id,
+            // `as _`: text[] from `&str`s and jsonb[] from `Json`s (see above).
+            &c_types as _,
+            &c_ids,
+            &c_ats,
+            &c_snaps as _,
         )
-        .bind(account.account_id)
-        .bind(&c_types)
-        .bind(&c_ids)
-        .bind(&c_ats)
-        .bind(&c_snaps)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query!(
             "update hook_events e set note_text = n.text
              from unnest($1::bigint[], $2::text[]) as n(event_id, text)
              where e.event_id = n.event_id",
+            &note_ids,
+            &note_texts,
         )
-        .bind(&note_ids)
-        .bind(&note_texts)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query!(
             "update hook_events e set state = 'skipped', last_error = n.reason, finished_at = now(),
                  locked_until = null
              from unnest($1::bigint[], $2::text[]) as n(event_id, reason)
              where e.event_id = n.event_id",
+            &skipped_ids,
+            &skipped_reasons as _,
         )
-        .bind(&skipped_ids)
-        .bind(&skipped_reasons)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

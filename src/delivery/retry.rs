@@ -7,7 +7,6 @@ use crate::{
     backoff::Backoff,
     tokens::{CallError, TokenError},
 };
-use sqlx::AssertSqlSafe;
 
 impl Worker {
     /// Records a failed call for `ids` and decides when to come back.
@@ -22,35 +21,37 @@ impl Worker {
             CallError::Amo(AmoError::RateLimited) => {
                 // amoCRM sends no Retry-After.
                 let wait = Backoff::RATE_LIMITED.delay(0).as_millis();
-                sqlx::query(
+                sqlx::query!(
                     "update hook_events set state = 'pending', locked_until = null,
                          last_error = $2, next_attempt_at = now() + make_interval(secs => $3::float8 / 1000)
                      where event_id = any($1)",
+                    ids,
+                    &text,
+                    wait as f64,
                 )
-                .bind(ids)
-                .bind(&text)
-                .bind(wait as f64)
                 .execute(&self.pool)
                 .await?;
                 tracing::warn!("amoCRM answered 429; waiting");
             }
             CallError::Amo(AmoError::Blocked) => {
-                sqlx::query(
+                sqlx::query!(
                     "update accounts set paused_until = now() + $2, pause_reason = $3 where account_id = $1",
+                    account.account_id,
+                    // `as _`: an interval. chrono's Duration encodes as one, but the macro's
+                    // type check knows only PgInterval for it.
+                    chrono::Duration::from_std(BLOCK_PAUSE).expect("small") as _,
+                    "amoCRM blocked access (HTML 403)",
                 )
-                .bind(account.account_id)
-                .bind(chrono::Duration::from_std(BLOCK_PAUSE).expect("small"))
-                .bind("amoCRM blocked access (HTML 403)")
                 .execute(&self.pool)
                 .await?;
-                sqlx::query(
+                sqlx::query!(
                     "update hook_events set state = 'pending', locked_until = null,
                          last_error = $2, next_attempt_at = now() + $3
                      where event_id = any($1)",
+                    ids,
+                    &text,
+                    chrono::Duration::from_std(BLOCK_PAUSE).expect("small") as _,
                 )
-                .bind(ids)
-                .bind(&text)
-                .bind(chrono::Duration::from_std(BLOCK_PAUSE).expect("small"))
                 .execute(&self.pool)
                 .await?;
                 self.record(account.account_id, 0, Some(&text)).await?;
@@ -80,32 +81,34 @@ impl Worker {
     /// [`Backoff::DELIVERY`] from each event's stored attempt count; after
     /// [`RETRY_FOR`] of failures the event is failed.
     pub(super) async fn back_off(&self, ids: &[i64], error: &str) -> sqlx::Result<()> {
-        let attempts: Vec<(i64, i32)> =
-            sqlx::query_as("select event_id, attempts from hook_events where event_id = any($1)")
-                .bind(ids)
-                .fetch_all(&self.pool)
-                .await?;
+        let attempts = sqlx::query!(
+            "select event_id, attempts from hook_events where event_id = any($1)",
+            ids,
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let (ids, waits): (Vec<i64>, Vec<f64>) = attempts
             .into_iter()
-            .map(|(id, n)| {
-                let wait = Backoff::DELIVERY.delay(u32::try_from(n).unwrap_or(0));
-                (id, wait.as_secs_f64())
+            .map(|row| {
+                let wait = Backoff::DELIVERY.delay(u32::try_from(row.attempts).unwrap_or(0));
+                (row.event_id, wait.as_secs_f64())
             })
             .unzip();
-        sqlx::query(AssertSqlSafe(format!(
+        sqlx::query!(
             "update hook_events e set
-                 state = case when first_failure_at < now() - interval '{RETRY_FOR}' then 'failed' else 'pending' end,
-                 finished_at = case when first_failure_at < now() - interval '{RETRY_FOR}' then now() end,
+                 state = case when first_failure_at < now() - $4::interval then 'failed' else 'pending' end,
+                 finished_at = case when first_failure_at < now() - $4::interval then now() end,
                  attempts = attempts + 1,
                  first_failure_at = coalesce(first_failure_at, now()),
                  next_attempt_at = now() + make_interval(secs => w.wait),
                  last_error = $3, locked_until = null
              from unnest($1::bigint[], $2::float8[]) as w(event_id, wait)
-             where e.event_id = w.event_id"
-        )))
-        .bind(&ids)
-        .bind(&waits)
-        .bind(error)
+             where e.event_id = w.event_id",
+            &ids,
+            &waits,
+            error,
+            chrono::Duration::from_std(RETRY_FOR).expect("small") as _,
+        )
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -118,17 +121,17 @@ impl Worker {
         delivered: i64,
         error: Option<&str>,
     ) -> sqlx::Result<()> {
-        sqlx::query(
+        sqlx::query!(
             "insert into account_stats (account_id, notes_delivered, last_error, last_error_at)
              values ($1, $2, $3, case when $3::text is null then null else now() end)
              on conflict (account_id) do update set
                  notes_delivered = account_stats.notes_delivered + excluded.notes_delivered,
                  last_error = coalesce(excluded.last_error, account_stats.last_error),
                  last_error_at = coalesce(excluded.last_error_at, account_stats.last_error_at)",
+            account_id,
+            delivered,
+            error.map(|e| e.chars().take(300).collect::<String>()),
         )
-        .bind(account_id)
-        .bind(delivered)
-        .bind(error.map(|e| e.chars().take(300).collect::<String>()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -142,13 +145,13 @@ impl Worker {
     ) -> sqlx::Result<()> {
         metrics::counter!("amohook_notes_failed_total").increment(ids.len() as u64);
         self.record(account_id, 0, Some(reason)).await?;
-        sqlx::query(
+        sqlx::query!(
             "update hook_events set state = 'failed', last_error = $2, finished_at = now(),
                  locked_until = null, attempts = attempts + 1
              where event_id = any($1)",
+            ids,
+            reason,
         )
-        .bind(ids)
-        .bind(reason)
         .execute(&self.pool)
         .await?;
         tracing::warn!(events = ids.len(), reason, "notes failed");
@@ -166,14 +169,16 @@ impl Worker {
         metrics::counter!("amohook_notes_delivered_total").increment(done.len() as u64);
         self.record(account_id, done.len() as i64, None).await?;
         let (ids, note_ids): (Vec<i64>, Vec<Option<i64>>) = done.iter().copied().unzip();
-        sqlx::query(
+        sqlx::query!(
             "update hook_events e set state = 'delivered', note_id = d.note_id, finished_at = now(),
                  locked_until = null, maybe_sent = false, last_error = null
              from unnest($1::bigint[], $2::bigint[]) as d(event_id, note_id)
              where e.event_id = d.event_id",
+            &ids,
+            // Elements may be null (amoCRM did not name the note): the
+            // macro's check knows only arrays of non-null values.
+            &note_ids as _,
         )
-        .bind(&ids)
-        .bind(&note_ids)
         .execute(&self.pool)
         .await?;
         Ok(())

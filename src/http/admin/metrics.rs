@@ -12,14 +12,20 @@ use crate::http::AppState;
 /// Prometheus text format. Gauges that describe the queue are read from
 /// the database at scrape time, so every process reports the same queue.
 pub(super) async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
-    let queue: Result<Vec<(String, i64)>, _> = sqlx::query_as(
-        "select state, count(*) from hook_events where state in ('pending', 'sending', 'failed') group by state",
+    let queue = sqlx::query!(
+        r#"select state, count(*) as "count!" from hook_events
+           where state in ('pending', 'sending', 'failed') group by state"#
     )
     .fetch_all(&state.pool)
-    .await;
-    let oldest: Result<Option<f64>, _> = sqlx::query_scalar(
+    .await
+    .map(|rows| {
+        rows.into_iter()
+            .map(|r| (r.state, r.count))
+            .collect::<Vec<(String, i64)>>()
+    });
+    let oldest = sqlx::query_scalar!(
         "select extract(epoch from now() - min(received_at))::float8 from hook_events
-         where state in ('pending', 'sending')",
+         where state in ('pending', 'sending')"
     )
     .fetch_one(&state.pool)
     .await;

@@ -157,27 +157,28 @@ impl ListParams {
 
 /// Runs an action; returns a short message of what was done.
 async fn act(state: &AppState, id: i64, action: &str) -> Result<String, AppError> {
-    sqlx::query_scalar::<_, i64>("select account_id from accounts where account_id = $1")
-        .bind(id)
+    sqlx::query_scalar!("select account_id from accounts where account_id = $1", id)
         .fetch_optional(&state.pool)
         .await?
         .ok_or_else(|| AppError::not_found("No such account."))?;
     match action {
         "retry" => {
-            let retried = sqlx::query(
+            let retried = sqlx::query!(
                 "update hook_events set state = 'pending', attempts = 0, first_failure_at = null,
                      next_attempt_at = now(), finished_at = null, last_error = null
                  where account_id = $1 and state = 'failed'",
+                id,
             )
-            .bind(id)
             .execute(&state.pool)
             .await?
             .rows_affected();
-            let _ = sqlx::query("select pg_notify($1, $2)")
-                .bind(crate::listen::EVENTS)
-                .bind(id.to_string())
-                .execute(&state.pool)
-                .await;
+            let _ = sqlx::query!(
+                "select pg_notify($1, $2)",
+                crate::listen::EVENTS,
+                id.to_string(),
+            )
+            .execute(&state.pool)
+            .await;
             tracing::info!(account.id = id, retried, "failed events queued again");
             Ok(format!("retried {retried}"))
         }
@@ -191,11 +192,13 @@ async fn act(state: &AppState, id: i64, action: &str) -> Result<String, AppError
             Some(reason) => Err(AppError::new(StatusCode::BAD_GATEWAY, reason)),
         },
         "pause" | "resume" => {
-            sqlx::query("update accounts set manual_pause = $2 where account_id = $1")
-                .bind(id)
-                .bind(action == "pause")
-                .execute(&state.pool)
-                .await?;
+            sqlx::query!(
+                "update accounts set manual_pause = $2 where account_id = $1",
+                id,
+                action == "pause",
+            )
+            .execute(&state.pool)
+            .await?;
             tracing::info!(account.id = id, action, "delivery {action}d by an admin");
             Ok(format!("{action}d"))
         }
