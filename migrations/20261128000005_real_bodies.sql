@@ -7,10 +7,11 @@ alter table hook_events drop constraint hook_events_action_check;
 alter table hook_events add constraint hook_events_action_check
     check (action in ('add', 'update', 'status', 'responsible'));
 
--- The account's custom field definitions (by entity: type, name, choices,
--- currency) and settings (currency, date format), so values read in the
--- account's words. Refreshed like users and pipelines.
+-- The account's custom field definitions (by entity, each with the time it
+-- was fetched: type, name, choices, currency) and settings (currency, date
+-- format; also written at install), so values read in the account's words.
+-- Refreshed like users and pipelines.
 alter table account_directory
-    add column fields            jsonb not null default '{}',
-    add column settings          jsonb not null default '{}',
-    add column fields_fetched_at timestamptz;
+    add column fields              jsonb not null default '{}',
+    add column settings            jsonb not null default '{}',
+    add column settings_fetched_at timestamptz;

@@ -10,7 +10,10 @@ use sqlx::PgPool;
 
 use crate::{
     accounts::{self, Account},
-    amocrm::{AmoApi, AmoError, WEBHOOK_EVENTS},
+    amocrm::{
+        directory::{self, Settings},
+        AmoApi, AmoError, WEBHOOK_EVENTS,
+    },
     backoff::Backoff,
     crypto::{self, Cipher},
 };
@@ -137,6 +140,8 @@ impl Installer {
         let reinstall = accounts::find(&mut tx, info.id).await?.is_some();
         let account =
             accounts::upsert_installed(&mut tx, &self.cipher, &info, domain, &tokens).await?;
+        // The account's currency and date format, for its notes.
+        directory::store_settings(&mut *tx, account.account_id, &Settings::of(&info)).await?;
         tx.commit().await?;
         let hook_url = self.hook_url(account.account_id).await?;
 

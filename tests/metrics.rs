@@ -34,12 +34,14 @@ async fn metrics_count_hooks_notes_calls_refreshes_and_the_queue() {
         } else {
             &[]
         };
-        assert_eq!(
-            app.post_hook(&key, lead_hook(39_000_001, "add", i, "x", 1, odd))
-                .await
-                .status(),
-            200
-        );
+        // The second also deletes two leads, which amohook does not note.
+        let mut body = lead_hook(39_000_001, "add", i, "x", 1, odd);
+        if i == 2 {
+            body.push_str(
+                "&leads%5Bdelete%5D%5B0%5D%5Bid%5D=90&leads%5Bdelete%5D%5B1%5D%5Bid%5D=91",
+            );
+        }
+        assert_eq!(app.post_hook(&key, body).await.status(), 200);
     }
     app.post_hook(&key, lead_hook(39_000_001, "add", 1, "x", 1, &[]))
         .await; // duplicate
@@ -88,6 +90,13 @@ async fn metrics_count_hooks_notes_calls_refreshes_and_the_queue() {
     );
     assert_eq!(value(&m, "amohook_hook_answer_seconds_count"), 8.0);
     assert_eq!(value(&m, "amohook_hook_fields_skipped_total"), 1.0);
+    assert_eq!(
+        value(
+            &m,
+            r#"amohook_hook_cards_ignored_total{entity="leads",action="delete"}"#
+        ),
+        2.0
+    );
     assert_eq!(value(&m, "amohook_notes_delivered_total"), 3.0);
     assert_eq!(
         value(&m, r#"amohook_token_refreshes_total{result="ok"}"#),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::{
-    amocrm::{hooks::EntityKind, AmoApi, AmoError},
+    amocrm::{hooks::EntityKind, AccountInfo, AmoApi, AmoError},
     tokens::{CallError, TokenStore},
 };
 
@@ -54,8 +54,28 @@ pub struct Settings {
     pub short_time_pattern: Option<String>,
 }
 
-/// Field definitions by entity (`leads`, `contacts`, `companies`), then id.
-pub type Fields = BTreeMap<String, BTreeMap<i64, FieldDef>>;
+impl Settings {
+    pub fn of(info: &AccountInfo) -> Settings {
+        let (short_date_pattern, short_time_pattern) = info.date_patterns();
+        let given = |v: &Option<String>| v.clone().filter(|c| !c.is_empty());
+        Settings {
+            currency: given(&info.currency),
+            currency_symbol: given(&info.currency_symbol),
+            short_date_pattern,
+            short_time_pattern,
+        }
+    }
+}
+
+/// One entity's field definitions, by id, and when they were fetched.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KindFields {
+    pub fetched_at: DateTime<Utc>,
+    pub defs: BTreeMap<i64, FieldDef>,
+}
+
+/// Field definitions by entity (`leads`, `contacts`, `companies`).
+pub type Fields = BTreeMap<String, KindFields>;
 
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
@@ -66,12 +86,12 @@ pub struct Directory {
     pipelines_fetched_at: Option<DateTime<Utc>>,
     pub fields: Fields,
     pub settings: Settings,
-    fields_fetched_at: Option<DateTime<Utc>>,
+    settings_fetched_at: Option<DateTime<Utc>>,
 }
 
 impl Directory {
     pub fn field(&self, kind: EntityKind, id: i64) -> Option<&FieldDef> {
-        self.fields.get(kind.plural())?.get(&id)
+        self.fields.get(kind.plural())?.defs.get(&id)
     }
 
     pub fn user(&self, id: i64) -> Option<&str> {
@@ -105,6 +125,9 @@ pub struct Needs {
     pub statuses: HashSet<(Option<i64>, Option<i64>)>,
     /// Custom fields whose values are shown: (entity, field id).
     pub fields: HashSet<(EntityKind, i64)>,
+    /// Whether money or dates are shown (the account's currency and date
+    /// format).
+    pub settings: bool,
 }
 
 struct Row {
@@ -115,7 +138,7 @@ struct Row {
     pipelines_fetched_at: Option<DateTime<Utc>>,
     fields: sqlx::types::Json<Fields>,
     settings: sqlx::types::Json<Settings>,
-    fields_fetched_at: Option<DateTime<Utc>>,
+    settings_fetched_at: Option<DateTime<Utc>>,
 }
 
 pub async fn load(pool: &PgPool, account_id: i64) -> sqlx::Result<Directory> {
@@ -127,7 +150,7 @@ pub async fn load(pool: &PgPool, account_id: i64) -> sqlx::Result<Directory> {
                   pipelines_fetched_at,
                   fields as "fields: sqlx::types::Json<Fields>",
                   settings as "settings: sqlx::types::Json<Settings>",
-                  fields_fetched_at
+                  settings_fetched_at
            from account_directory where account_id = $1"#,
         account_id
     )
@@ -142,7 +165,7 @@ pub async fn load(pool: &PgPool, account_id: i64) -> sqlx::Result<Directory> {
             pipelines_fetched_at: r.pipelines_fetched_at,
             fields: r.fields.0,
             settings: r.settings.0,
-            fields_fetched_at: r.fields_fetched_at,
+            settings_fetched_at: r.settings_fetched_at,
         })
         .unwrap_or_default())
 }
@@ -225,34 +248,73 @@ pub async fn refresh_for(
         .await?;
     }
 
-    // Field definitions and settings go together: the settings are how
-    // the fields' values are written.
-    let missing_field = needs
-        .fields
-        .iter()
-        .any(|(kind, id)| dir.field(*kind, *id).is_none());
-    if due(dir.fields_fetched_at, missing_field, now) {
-        let mut fields = Fields::new();
-        for kind in [EntityKind::Lead, EntityKind::Contact, EntityKind::Company] {
-            let defs = fetch::fields(api, tokens, account_id, domain, kind).await?;
-            fields.insert(kind.plural().to_owned(), defs);
+    // Field definitions, each entity's only when its fields are shown.
+    for kind in [EntityKind::Lead, EntityKind::Contact, EntityKind::Company] {
+        let wanted: Vec<i64> = needs
+            .fields
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, id)| *id)
+            .collect();
+        if wanted.is_empty() {
+            continue;
         }
-        dir.settings = fetch::settings(api, tokens, account_id, domain).await?;
-        dir.fields = fields;
-        dir.fields_fetched_at = Some(now);
+        let known = dir.fields.get(kind.plural());
+        let missing = wanted
+            .iter()
+            .any(|id| known.is_none_or(|k| !k.defs.contains_key(id)));
+        if !due(known.map(|k| k.fetched_at), missing, now) {
+            continue;
+        }
+        let defs = fetch::fields(api, tokens, account_id, domain, kind).await?;
+        let fetched = KindFields {
+            fetched_at: now,
+            defs,
+        };
         sqlx::query!(
-            "insert into account_directory (account_id, fields, settings, fields_fetched_at)
-             values ($1, $2, $3, $4)
-             on conflict (account_id) do update set fields = excluded.fields,
-                 settings = excluded.settings, fields_fetched_at = excluded.fields_fetched_at",
+            "insert into account_directory (account_id, fields)
+             values ($1, jsonb_build_object($2::text, $3::jsonb))
+             on conflict (account_id) do update
+             set fields = account_directory.fields || excluded.fields",
             account_id,
-            sqlx::types::Json(&dir.fields) as _,
-            sqlx::types::Json(&dir.settings) as _,
-            now,
+            kind.plural(),
+            sqlx::types::Json(&fetched) as _,
         )
         .execute(pool)
         .await?;
+        dir.fields.insert(kind.plural().to_owned(), fetched);
     }
+
+    // The account's currency and date format (also written at install).
+    if needs.settings && due(dir.settings_fetched_at, false, now) {
+        let info = tokens
+            .call(account_id, |token| async move {
+                api.account(domain, &token).await
+            })
+            .await?;
+        dir.settings = Settings::of(&info);
+        dir.settings_fetched_at = Some(now);
+        store_settings(pool, account_id, &dir.settings).await?;
+    }
+    Ok(())
+}
+
+/// Records the account's settings as `GET /api/v4/account` gave them.
+pub async fn store_settings<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    account_id: i64,
+    settings: &Settings,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into account_directory (account_id, settings, settings_fetched_at)
+         values ($1, $2, now())
+         on conflict (account_id) do update
+         set settings = excluded.settings, settings_fetched_at = excluded.settings_fetched_at",
+        account_id,
+        sqlx::types::Json(settings) as _,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 

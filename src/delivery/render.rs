@@ -311,6 +311,7 @@ fn needs_of(events: &[&Claimed], card_events: &HashMap<Card, Option<Vec<CardChan
     let mut needs = Needs::default();
     for e in events {
         let s = &e.snapshot.0;
+        needs.settings |= e.entity_type == EntityKind::Lead || !s.custom_fields.is_empty();
         needs
             .users
             .extend(s.responsible_user_id.filter(|u| *u != 0));
@@ -347,6 +348,7 @@ fn needs_of(events: &[&Claimed], card_events: &HashMap<Card, Option<Vec<CardChan
                 }
                 CardChange::Field { field_id, .. } => {
                     needs.fields.insert((*kind, *field_id));
+                    needs.settings = true;
                 }
                 CardChange::Name { .. } | CardChange::Sale { .. } => {}
             }

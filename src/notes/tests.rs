@@ -1,9 +1,10 @@
 use super::*;
 use crate::amocrm::{
-    directory::{Directory, FieldDef, Pipeline, Settings},
+    directory::{Directory, FieldDef, KindFields, Pipeline, Settings},
     events::CardChange,
     hooks::{Action, FieldItem, FieldValue},
 };
+use std::collections::BTreeMap;
 
 fn dir() -> Directory {
     let mut d = Directory::default();
@@ -40,46 +41,54 @@ fn dir() -> Directory {
         enums: enums.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
         currency: None,
     };
+    let kind = |defs: BTreeMap<i64, FieldDef>| KindFields {
+        fetched_at: chrono::Utc::now(),
+        defs,
+    };
     d.fields.insert(
         "leads".into(),
-        [
-            (1425011, def("Город доставки", "text", &[])),
-            (501, def("Дата доставки", "date", &[])),
-            (502, def("Оплачено", "checkbox", &[])),
-            (
-                503,
-                def("Источник", "select", &[(9001, "Сайт"), (9002, "Звонок")]),
-            ),
-            (
-                504,
-                def(
-                    "Услуги",
-                    "multiselect",
-                    &[(9101, "Доставка"), (9102, "Сборка")],
+        kind(
+            [
+                (1425011, def("Город доставки", "text", &[])),
+                (501, def("Дата доставки", "date", &[])),
+                (502, def("Оплачено", "checkbox", &[])),
+                (
+                    503,
+                    def("Источник", "select", &[(9001, "Сайт"), (9002, "Звонок")]),
                 ),
-            ),
-            (505, def("Визит", "date_time", &[])),
-            (
-                506,
-                FieldDef {
-                    currency: Some("USD".into()),
-                    ..def("Предоплата", "monetary", &[])
-                },
-            ),
-        ]
-        .into(),
+                (
+                    504,
+                    def(
+                        "Услуги",
+                        "multiselect",
+                        &[(9101, "Доставка"), (9102, "Сборка")],
+                    ),
+                ),
+                (505, def("Визит", "date_time", &[])),
+                (
+                    506,
+                    FieldDef {
+                        currency: Some("USD".into()),
+                        ..def("Предоплата", "monetary", &[])
+                    },
+                ),
+            ]
+            .into(),
+        ),
     );
     d.fields.insert(
         "contacts".into(),
-        [
-            (
-                601,
-                def("Телефон", "multitext", &[(7001, "WORK"), (7002, "MOB")]),
-            ),
-            (602, def("День рождения", "birthday", &[])),
-            (603, def("Рейтинг", "smart_address_v9", &[])),
-        ]
-        .into(),
+        kind(
+            [
+                (
+                    601,
+                    def("Телефон", "multitext", &[(7001, "WORK"), (7002, "MOB")]),
+                ),
+                (602, def("День рождения", "birthday", &[])),
+                (603, def("Рейтинг", "smart_address_v9", &[])),
+            ]
+            .into(),
+        ),
     );
     d
 }

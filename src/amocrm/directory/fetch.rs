@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::{FieldDef, Pipeline, Settings};
+use super::{FieldDef, Pipeline};
 use crate::{
     amocrm::{hooks::EntityKind, AmoApi},
     tokens::{CallError, TokenStore},
@@ -211,25 +211,4 @@ pub(super) async fn fields(
         }
     }
     Ok(fields)
-}
-
-/// The account's currency and date patterns (`GET /api/v4/account`).
-pub(super) async fn settings(
-    api: &AmoApi,
-    tokens: &TokenStore,
-    account_id: i64,
-    domain: &str,
-) -> Result<Settings, CallError> {
-    let info = tokens
-        .call(account_id, |token| async move {
-            api.account(domain, &token).await
-        })
-        .await?;
-    let (short_date_pattern, short_time_pattern) = info.date_patterns();
-    Ok(Settings {
-        currency: info.currency.filter(|c| !c.is_empty()),
-        currency_symbol: info.currency_symbol.filter(|c| !c.is_empty()),
-        short_date_pattern,
-        short_time_pattern,
-    })
 }
