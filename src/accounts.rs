@@ -57,17 +57,25 @@ pub fn token_context(account_id: i64, column: &str) -> String {
     format!("account:{account_id}:{column}")
 }
 
+/// A checked query for the [`Account`] of `accounts` rows matching `$cond`
+/// (the column list written once; sqlx takes literals joined with `+`).
+macro_rules! select_account {
+    ($cond:tt, $($arg:expr),*) => {
+        sqlx::query_as!(
+            Account,
+            r#"select account_id, domain, subdomain, name, timezone, status as "status: AccountStatus",
+                   status_reason, webhooks_subscribed, webhooks_error, installed_at, connected_at,
+                   disconnected_at
+               from accounts "# + $cond,
+            $($arg),*
+        )
+    };
+}
+
 pub async fn find(db: &mut PgConnection, account_id: i64) -> sqlx::Result<Option<Account>> {
-    sqlx::query_as!(
-        Account,
-        r#"select account_id, domain, subdomain, name, timezone, status as "status: AccountStatus",
-               status_reason, webhooks_subscribed, webhooks_error, installed_at, connected_at,
-               disconnected_at
-           from accounts where account_id = $1"#,
-        account_id
-    )
-    .fetch_optional(db)
-    .await
+    select_account!("where account_id = $1", account_id)
+        .fetch_optional(db)
+        .await
 }
 
 /// The account a hook key belongs to.
@@ -77,16 +85,9 @@ pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Optio
 
 /// The account whose hook key has this SHA-256 (hex).
 pub async fn find_by_hook_digest(db: &PgPool, digest: &str) -> sqlx::Result<Option<Account>> {
-    sqlx::query_as!(
-        Account,
-        r#"select account_id, domain, subdomain, name, timezone, status as "status: AccountStatus",
-               status_reason, webhooks_subscribed, webhooks_error, installed_at, connected_at,
-               disconnected_at
-           from accounts where hook_key_sha256 = $1"#,
-        digest
-    )
-    .fetch_optional(db)
-    .await
+    select_account!("where hook_key_sha256 = $1", digest)
+        .fetch_optional(db)
+        .await
 }
 
 /// Accounts by hook key, remembered so that a burst of hooks for one

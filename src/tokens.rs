@@ -218,6 +218,22 @@ impl TokenStore {
         }
     }
 
+    /// `GET path` of the account's API, as [`TokenStore::call`] makes it;
+    /// amoCRM's 204 ("nothing found") is `None`.
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        api: &crate::amocrm::AmoApi,
+        account_id: i64,
+        domain: &str,
+        path: &str,
+    ) -> Result<Option<T>, CallError> {
+        self.call(account_id, |token| async move {
+            api.call(domain, &token, reqwest::Method::GET, path, None::<&()>)
+                .await
+        })
+        .await
+    }
+
     /// Refreshes every active token that has not been refreshed for
     /// [`KEEP_ALIVE_AFTER`]. Returns how many were refreshed.
     pub async fn keep_alive(&self) -> anyhow::Result<usize> {

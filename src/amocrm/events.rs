@@ -27,7 +27,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -122,15 +121,7 @@ pub async fn changes(
         let mut events = Vec::new();
         for page in 1..=MAX_PAGES {
             let path = query(kind, chunk, from, to, page);
-            let batch: Option<Page> = tokens
-                .call(account_id, |token| {
-                    let path = path.clone();
-                    async move {
-                        api.call(domain, &token, Method::GET, &path, None::<&()>)
-                            .await
-                    }
-                })
-                .await?;
+            let batch: Option<Page> = tokens.get(api, account_id, domain, &path).await?;
             let list = batch.unwrap_or_default().embedded.events;
             let last = list.len() < LIMIT;
             events.extend(list);

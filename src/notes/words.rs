@@ -136,14 +136,16 @@ impl Words<'_> {
         }
     }
 
+    /// A Unix time (as amoCRM sends date fields) in the account's zone.
+    fn local(&self, text: &str) -> Option<chrono::DateTime<Tz>> {
+        let unix = text.trim().parse::<i64>().ok()?;
+        self.tz.timestamp_opt(unix, 0).single()
+    }
+
     /// A Unix time as a date (and time) in the account's zone and its date
     /// pattern. Text that is not a Unix time is shown as it came.
     fn date(&self, text: &str, with_time: bool) -> String {
-        let Some(at) = text
-            .parse::<i64>()
-            .ok()
-            .and_then(|t| self.tz.timestamp_opt(t, 0).single())
-        else {
+        let Some(at) = self.local(text) else {
             return text.to_owned();
         };
         let settings = &self.dir.settings;
@@ -160,11 +162,7 @@ impl Words<'_> {
 
     /// A birthday: day and month, no year.
     fn birthday(&self, text: &str) -> String {
-        let Some(at) = text
-            .parse::<i64>()
-            .ok()
-            .and_then(|t| self.tz.timestamp_opt(t, 0).single())
-        else {
+        let Some(at) = self.local(text) else {
             return text.to_owned();
         };
         let month = at.month0() as usize;

@@ -846,9 +846,7 @@ impl NotesFilter {
             limit: 50,
             page: 1,
         };
-        let number = |k: &str, v: &str| -> Result<i64, String> {
-            v.parse().map_err(|_| format!("{k} is not a number"))
-        };
+        use records::number;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {
                 "filter[entity_id][]" | "filter[entity_id]" => {

@@ -78,6 +78,11 @@ impl FakeEvent {
     }
 }
 
+/// A query parameter that must be a number.
+pub(crate) fn number(k: &str, v: &str) -> Result<i64, String> {
+    v.parse().map_err(|_| format!("{k} is not a number"))
+}
+
 /// `filter[...]`, `limit` and `page` of `GET /api/v4/events`, checked as
 /// amoCRM documents them (developers.kommo.com events-list; amocrm.ru's
 /// events page): `filter[entity]` one entity when ids are given,
@@ -104,9 +109,6 @@ impl EventsFilter {
             to: None,
             limit: 50,
             page: 1,
-        };
-        let number = |k: &str, v: &str| -> Result<i64, String> {
-            v.parse().map_err(|_| format!("{k} is not a number"))
         };
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {

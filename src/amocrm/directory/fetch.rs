@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::Method;
 use serde::Deserialize;
 
 use super::{FieldDef, Pipeline};
@@ -42,15 +41,7 @@ pub(super) async fn users(
     // 20 pages of 250: more users than any amoCRM account has.
     for page in 1..=20 {
         let path = format!("/api/v4/users?limit={PAGE}&page={page}");
-        let batch: Option<UsersPage> = tokens
-            .call(account_id, |token| {
-                let path = path.clone();
-                async move {
-                    api.call(domain, &token, Method::GET, &path, None::<&()>)
-                        .await
-                }
-            })
-            .await?;
+        let batch: Option<UsersPage> = tokens.get(api, account_id, domain, &path).await?;
         let list = batch.unwrap_or_default().embedded.users;
         let last = list.len() < PAGE;
         users.extend(list.into_iter().map(|u| (u.id, u.name)));
@@ -95,16 +86,7 @@ pub(super) async fn pipelines(
     domain: &str,
 ) -> Result<BTreeMap<i64, Pipeline>, CallError> {
     let page: Option<PipelinesPage> = tokens
-        .call(account_id, |token| async move {
-            api.call(
-                domain,
-                &token,
-                Method::GET,
-                "/api/v4/leads/pipelines",
-                None::<&()>,
-            )
-            .await
-        })
+        .get(api, account_id, domain, "/api/v4/leads/pipelines")
         .await?;
     Ok(page
         .unwrap_or_default()
@@ -180,15 +162,7 @@ pub(super) async fn fields(
             "/api/v4/{}/custom_fields?limit={PAGE}&page={page}",
             kind.plural()
         );
-        let batch: Option<FieldsPage> = tokens
-            .call(account_id, |token| {
-                let path = path.clone();
-                async move {
-                    api.call(domain, &token, Method::GET, &path, None::<&()>)
-                        .await
-                }
-            })
-            .await?;
+        let batch: Option<FieldsPage> = tokens.get(api, account_id, domain, &path).await?;
         let list = batch.unwrap_or_default().embedded.custom_fields;
         let last = list.len() < PAGE;
         fields.extend(list.into_iter().map(|f| {
