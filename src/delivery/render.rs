@@ -201,11 +201,24 @@ impl Worker {
                             events: card_events.get(&key).and_then(|e| e.as_deref()),
                         },
                     };
+                    // A short body names no card: the note uses the name
+                    // amohook last saw.
+                    let named;
+                    let shown = match prev {
+                        Some(prev) if cur.partial => {
+                            named = Snapshot {
+                                name: prev.name.clone(),
+                                ..cur.clone()
+                            };
+                            &named
+                        }
+                        _ => cur,
+                    };
                     match notes::changes(&words, kind, action, history, cur) {
                         Outcome::Changes(changes) => {
-                            Ok(notes::changed(&words, kind, id, cur, &changes, at))
+                            Ok(notes::changed(&words, kind, id, shown, &changes, at))
                         }
-                        Outcome::Unlisted => Ok(notes::changed(&words, kind, id, cur, &[], at)),
+                        Outcome::Unlisted => Ok(notes::changed(&words, kind, id, shown, &[], at)),
                         Outcome::Skip(reason) => Err(reason),
                     }
                 }

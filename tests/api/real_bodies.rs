@@ -510,3 +510,76 @@ async fn bodies_about_nothing_amohook_notes_are_answered_200_and_note_nothing() 
     app.state.worker.drain().await.unwrap();
     assert!(app.fake.notes().is_empty());
 }
+
+#[tokio::test]
+async fn a_kommo_account_reads_the_same_shapes_in_english() {
+    let (app, key) = app_with(KOMMO).await;
+    // A form's lead: nobody responsible.
+    let add = body(
+        &[
+            ("leads[add][0][id]", "501"),
+            ("leads[add][0][name]", "Website request"),
+            ("leads[add][0][status_id]", "59936198"),
+            ("leads[add][0][price]", "0"),
+            ("leads[add][0][responsible_user_id]", "0"),
+            ("leads[add][0][date_create]", "1712331728"),
+            ("leads[add][0][pipeline_id]", "7173574"),
+            ("leads[add][0][created_at]", "1712331728"),
+            ("leads[add][0][updated_at]", "1712331728"),
+        ],
+        KOMMO,
+    );
+    // The digital pipeline moves it.
+    let stage = body(
+        &[
+            ("leads[status][0][id]", "501"),
+            ("leads[status][0][status_id]", "59936202"),
+            ("leads[status][0][pipeline_id]", "7173574"),
+            ("leads[status][0][old_status_id]", "59936198"),
+            ("leads[status][0][old_pipeline_id]", "7173574"),
+        ],
+        KOMMO,
+    );
+    // A lead from before the install is taken by a user (the hook's own
+    // old responsible) and its date set (amoCRM's events).
+    app.fake.add_event(
+        KOMMO,
+        FakeEvent {
+            entity_type: "lead".into(),
+            entity_id: 502,
+            kind: "custom_field_1402697_value_changed".into(),
+            created_at: 1_695_482_894,
+            value_before: json!([]),
+            value_after: json!([{"custom_field_value": {"field_id": 1402697, "text": "1673560800"}}]),
+        },
+    );
+    let update = encode(
+        full_update(
+            "502",
+            "59936198",
+            "59936198",
+            "1695482894",
+            &[("old_responsible_user_id", "0")],
+        ),
+        KOMMO,
+    );
+    notes_after(&app, &key, add).await;
+    notes_after(&app, &key, stage).await;
+    let notes = notes_after(&app, &key, update).await;
+    assert_eq!(
+        notes[0],
+        "Lead added: “Website request”. Responsible: not assigned. Added: 05.04.2024 18:42:08"
+    );
+    assert!(
+        notes[1].starts_with(
+            "Lead changed: “Website request”: Stage: Первичный контакт → Счёт выставлен. Changed: "
+        ),
+        "{}",
+        notes[1]
+    );
+    assert_eq!(
+        notes[2],
+        "Lead changed: “Сделка по оптовому заказу”: Responsible: not assigned → Анна Смирнова; \
+         Дата доставки: — → 13.01.2023. Changed: 23.09.2023 18:28:14"
+    );
+}
