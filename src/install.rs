@@ -216,6 +216,27 @@ impl Installer {
         Ok(error)
     }
 
+    /// Subscribes again, once, the accounts installed before amohook asked
+    /// for today's web-hook events (companies). Returns how many were
+    /// subscribed.
+    pub async fn resubscribe_outdated(
+        &self,
+        tokens: &crate::tokens::TokenStore,
+    ) -> anyhow::Result<usize> {
+        let mut done = 0;
+        for account_id in accounts::outdated_subscriptions(&self.pool, 50).await? {
+            match self.resubscribe(tokens, account_id).await? {
+                None => done += 1,
+                Some(error) => tracing::warn!(
+                    account.id = account_id,
+                    error,
+                    "subscribing to company web-hooks refused"
+                ),
+            }
+        }
+        Ok(done)
+    }
+
     /// Keeps a widget install's code so that it can be retried until it
     /// expires, and holds it for `hold` so the caller may try it right away.
     pub async fn remember(&self, domain: &str, code: &str, hold: Duration) -> sqlx::Result<i64> {

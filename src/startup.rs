@@ -206,6 +206,11 @@ async fn background(state: AppState, shutdown: CancellationToken) {
                 }
             }
             _ = maintenance.tick() => {
+                match state.installer.resubscribe_outdated(&state.tokens).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(accounts = n, "web-hooks subscribed again for companies"),
+                    Err(e) => tracing::warn!(error = %e, "subscribing web-hooks again failed"),
+                }
                 match state.tokens.keep_alive().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(refreshed = n, "idle tokens kept alive"),

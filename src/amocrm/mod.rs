@@ -29,7 +29,15 @@ pub use problem::Problem;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The web-hook events subscribed for every account.
-pub const WEBHOOK_EVENTS: &[&str] = &["add_lead", "update_lead", "add_contact", "update_contact"];
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "add_lead",
+    "update_lead",
+    "add_contact",
+    "update_contact",
+    // `<action>_<entity>` as for leads (../shared/reference/amocrm-api.md §0).
+    "add_company",
+    "update_company",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AmoError {

@@ -68,7 +68,14 @@ async fn browser_install_connects_the_account_and_subscribes_its_hooks() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    for event in ["add_lead", "update_lead", "add_contact", "update_contact"] {
+    for event in [
+        "add_lead",
+        "update_lead",
+        "add_contact",
+        "update_contact",
+        "add_company",
+        "update_company",
+    ] {
         assert!(events.contains(&event), "{event} subscribed");
     }
     // The page of a subscribed install does not show the secret hook URL.
@@ -475,4 +482,66 @@ async fn a_widget_code_amocrm_rejects_is_not_retried() {
         .await
         .unwrap();
     assert_eq!(app.state.installer.retry_pending().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn accounts_subscribed_before_companies_are_subscribed_again_once() {
+    let app = TestApp::spawn_without_worker().await;
+    app.connected("old.amocrm.ru", 31_000_040).await;
+    app.connected("refuses.amocrm.ru", 31_000_041).await;
+    app.connected("new.amocrm.ru", 31_000_042).await;
+    // The first two were installed by a build that asked for leads and
+    // contacts only; the second's administrator has since lost admin rights.
+    sqlx::query(
+        "update accounts set webhooks_events = '{add_lead,update_lead,add_contact,update_contact}'
+         where account_id in (31000040, 31000041)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let mut refusing = amocrm_sim::FakeAccount::new(31_000_041);
+    refusing.admin = false;
+    app.fake.add_account("refuses.amocrm.ru", refusing);
+    let before = app.fake.webhooks().len();
+
+    let done = app
+        .state
+        .installer
+        .resubscribe_outdated(&app.state.tokens)
+        .await
+        .unwrap();
+    assert_eq!(done, 1);
+    let again: Vec<(String, Vec<String>)> = app.fake.webhooks()[before..]
+        .iter()
+        .map(|(domain, body)| {
+            let events = body["settings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_str().unwrap().to_owned())
+                .collect();
+            (domain.clone(), events)
+        })
+        .collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].0, "old.amocrm.ru");
+    assert!(again[0].1.contains(&"update_company".to_owned()));
+    // The refusal is shown on the account, and is not tried again by itself.
+    let (subscribed, error): (bool, Option<String>) = sqlx::query_as(
+        "select webhooks_subscribed, webhooks_error from accounts where account_id = 31000041",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(!subscribed);
+    assert!(error.is_some());
+    assert_eq!(
+        app.state
+            .installer
+            .resubscribe_outdated(&app.state.tokens)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(app.fake.webhooks().len(), before + 1);
 }
