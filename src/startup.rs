@@ -28,7 +28,8 @@ use crate::{
 const INSTALL_RETRY_EVERY: Duration = Duration::from_secs(5);
 /// How often idle tokens are kept alive and old records pruned.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
-/// In-flight requests get this long to finish after a stop signal.
+/// The whole stop (requests, background work, delivery, refreshes) gets
+/// this long after a stop signal: under compose's 30 s stop_grace_period.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 pub struct Application {
@@ -137,18 +138,23 @@ impl Application {
         });
         let serving = tokio::spawn(async move { server.await });
         shutdown.cancelled().await;
-        match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+        // One deadline for the whole stop, under compose's stop_grace_period
+        // (30 s): in-flight requests, background work, delivery, refreshes.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        match tokio::time::timeout_at(deadline, serving).await {
             Ok(result) => result??,
             Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
         }
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, background).await;
-        if tokio::time::timeout(SHUTDOWN_GRACE, delivery)
-            .await
-            .is_err()
-        {
+        let _ = tokio::time::timeout_at(deadline, background).await;
+        if tokio::time::timeout_at(deadline, delivery).await.is_err() {
             tracing::warn!("note delivery did not stop within the grace period");
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), listener).await;
+        // A refresh in flight commits its new tokens before the pools close.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !self.state.tokens.finish_refreshes(left).await {
+            tracing::warn!("a token refresh did not finish within the grace period");
+        }
         self.state.pool.close().await;
         self.state.intake.pool.close().await;
         tracing::info!("stopped");
@@ -211,7 +217,7 @@ async fn background(state: AppState, shutdown: CancellationToken) {
                     Ok(n) => tracing::info!(accounts = n, "web-hooks subscribed again for companies"),
                     Err(e) => tracing::warn!(error = %e, "subscribing web-hooks again failed"),
                 }
-                match state.tokens.keep_alive().await {
+                match state.tokens.keep_alive(&shutdown).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(refreshed = n, "idle tokens kept alive"),
                     Err(e) => tracing::warn!(error = %e, "keep-alive of idle tokens failed"),

@@ -15,6 +15,8 @@ use backon::Retryable as _;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument as _;
 
 use crate::{
     accounts::{self, token_context, AccountStatus},
@@ -91,11 +93,27 @@ pub struct TokenStore {
     pool: PgPool,
     cipher: Cipher,
     api: AmoApi,
+    /// Refreshes in flight, each in its own task (see [`TokenStore::refresh`]).
+    refreshes: TaskTracker,
 }
 
 impl TokenStore {
     pub fn new(pool: PgPool, cipher: Cipher, api: AmoApi) -> Self {
-        TokenStore { pool, cipher, api }
+        TokenStore {
+            pool,
+            cipher,
+            api,
+            refreshes: TaskTracker::new(),
+        }
+    }
+
+    /// Waits, at most `within`, for the refreshes in flight to commit their
+    /// new tokens (at shutdown). Returns whether they all did.
+    pub async fn finish_refreshes(&self, within: Duration) -> bool {
+        self.refreshes.close();
+        tokio::time::timeout(within, self.refreshes.wait())
+            .await
+            .is_ok()
     }
 
     /// A usable access token for the account, refreshed first when it is
@@ -119,15 +137,29 @@ impl TokenStore {
         account_id: i64,
         reason: RefreshReason,
     ) -> Result<SecretString, TokenError> {
-        let domain = self
-            .read(&mut *self.pool.acquire().await?, account_id, false)
-            .await?
-            .domain;
-        let attempt = || self.refresh_once(account_id, &domain, &reason);
-        attempt
-            .retry(Backoff::REFRESH.retries(2))
-            .when(|e| matches!(e, TokenError::Transient(_)))
-            .await
+        // amoCRM's refresh token is single use: once amoCRM has answered,
+        // only the pair it gave is valid, so the call and the commit must
+        // finish even when the caller stops waiting (a request's timeout, a
+        // shutdown). They run in a task of their own that the caller awaits;
+        // shutdown waits for these tasks (`finish_refreshes`).
+        let store = self.clone();
+        let task = self.refreshes.spawn(
+            async move {
+                let domain = store
+                    .read(&mut *store.pool.acquire().await?, account_id, false)
+                    .await?
+                    .domain;
+                let attempt = || store.refresh_once(account_id, &domain, &reason);
+                attempt
+                    .retry(Backoff::REFRESH.retries(2))
+                    .when(|e| matches!(e, TokenError::Transient(_)))
+                    .await
+            }
+            .in_current_span(),
+        );
+        // The task is never aborted; a panic in it is this caller's panic.
+        task.await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     /// One refresh: the budget slot first, then the row lock, the call and
@@ -236,7 +268,7 @@ impl TokenStore {
 
     /// Refreshes every active token that has not been refreshed for
     /// [`KEEP_ALIVE_AFTER`]. Returns how many were refreshed.
-    pub async fn keep_alive(&self) -> anyhow::Result<usize> {
+    pub async fn keep_alive(&self, shutdown: &CancellationToken) -> anyhow::Result<usize> {
         let stale = sqlx::query_scalar!(
             "select t.account_id from account_tokens t join accounts a using (account_id)
              where a.status = 'active' and t.refreshed_at < now() - $1::interval
@@ -249,6 +281,11 @@ impl TokenStore {
         .await?;
         let mut refreshed = 0;
         for account_id in stale {
+            // A shutdown is not held up by the rest of the list (a refresh
+            // already started finishes: see `refresh`).
+            if shutdown.is_cancelled() {
+                break;
+            }
             match self.refresh(account_id, RefreshReason::KeepAlive).await {
                 Ok(_) => refreshed += 1,
                 Err(e) => {

@@ -1,10 +1,12 @@
 use amocrm_sim::Fault;
 use amohook::{
     amocrm::AmoApi,
-    tokens::{CallError, TokenError, TokenStore},
+    tokens::{CallError, RefreshReason, TokenError, TokenStore},
 };
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use crate::helpers::TestApp;
 
@@ -173,7 +175,14 @@ async fn a_revoked_refresh_token_marks_the_account_reauth_required_and_stops_cal
         app.state.tokens.access_token(ID).await,
         Err(TokenError::NotActive(ID))
     ));
-    assert!(app.state.tokens.keep_alive().await.unwrap() == 0);
+    assert!(
+        app.state
+            .tokens
+            .keep_alive(&CancellationToken::new())
+            .await
+            .unwrap()
+            == 0
+    );
     assert_eq!(
         app.fake.requests().len(),
         seen,
@@ -227,7 +236,11 @@ async fn a_refused_client_secret_does_not_blame_the_account() {
 async fn idle_tokens_are_kept_alive_weekly() {
     let app = installed().await;
     assert_eq!(
-        app.state.tokens.keep_alive().await.unwrap(),
+        app.state
+            .tokens
+            .keep_alive(&CancellationToken::new())
+            .await
+            .unwrap(),
         0,
         "a fresh token is left alone"
     );
@@ -235,9 +248,23 @@ async fn idle_tokens_are_kept_alive_weekly() {
         .execute(&app.pool)
         .await
         .unwrap();
-    assert_eq!(app.state.tokens.keep_alive().await.unwrap(), 1);
+    assert_eq!(
+        app.state
+            .tokens
+            .keep_alive(&CancellationToken::new())
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(app.fake.refreshes(DOMAIN), 1);
-    assert_eq!(app.state.tokens.keep_alive().await.unwrap(), 0);
+    assert_eq!(
+        app.state
+            .tokens
+            .keep_alive(&CancellationToken::new())
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -268,4 +295,58 @@ async fn a_short_lived_token_is_refreshed_once_per_lifetime_not_on_every_use() {
         app.state.tokens.access_token(ID).await.unwrap();
     }
     assert_eq!(app.fake.refreshes(DOMAIN), 1);
+}
+
+#[tokio::test]
+async fn a_refresh_whose_caller_stops_waiting_still_keeps_the_new_tokens() {
+    let app = installed().await;
+    let token = app.state.tokens.access_token(ID).await.unwrap();
+    // amoCRM rotates the pair, then its answer is slow; the caller gives up
+    // (a request's timeout, a shutdown) before it arrives.
+    app.fake.fail_next(
+        DOMAIN,
+        "/oauth2/access_token",
+        Fault::WorkThenDelay(Duration::from_millis(700)),
+        1,
+    );
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        app.state
+            .tokens
+            .refresh(ID, RefreshReason::Rejected(token.clone())),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller stopped waiting");
+    // The refresh goes on and commits the pair amoCRM gave; shutdown would
+    // wait for it.
+    assert!(
+        app.state
+            .tokens
+            .finish_refreshes(Duration::from_secs(5))
+            .await
+    );
+    let stored = app.state.tokens.access_token(ID).await.unwrap();
+    assert_ne!(stored.expose_secret(), token.expose_secret());
+    // The stored refresh token is the live one: the next refresh works and
+    // amoCRM never sees a spent token again.
+    app.state
+        .tokens
+        .refresh(ID, RefreshReason::Rejected(stored))
+        .await
+        .unwrap();
+    assert_eq!(app.fake.refresh_reuses(), 0);
+    assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+}
+
+#[tokio::test]
+async fn keep_alive_stops_between_accounts_at_shutdown() {
+    let app = installed().await;
+    sqlx::query("update account_tokens set refreshed_at = now() - interval '8 days'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let stopped = CancellationToken::new();
+    stopped.cancel();
+    assert_eq!(app.state.tokens.keep_alive(&stopped).await.unwrap(), 0);
+    assert_eq!(app.fake.refreshes(DOMAIN), 0);
 }
