@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod http;
 pub mod inbox;
 pub mod install;
+pub mod key_check;
 pub mod listen;
 pub mod notes;
 pub mod retention;

@@ -52,8 +52,11 @@ impl Application {
             .await
             .context("cannot apply migrations")?;
 
-        let key = match settings.security.encryption_key {
-            Some(key) => key,
+        let (key, key_source) = match settings.security.encryption_key {
+            Some(key) => (
+                key,
+                "security.encryption_key, AMOHOOK_SECURITY__ENCRYPTION_KEY".to_owned(),
+            ),
             None => {
                 let path = &settings.security.key_file;
                 let (key, created) = crypto::load_or_create_key_file(path)?;
@@ -66,10 +69,13 @@ impl Application {
                 } else {
                     tracing::info!(key_file = %path.display(), "encryption key read from the key file");
                 }
-                key
+                (key, format!("the key file {}", path.display()))
             }
         };
         let cipher = Cipher::new(&key);
+        crate::key_check::check(&pool, &cipher, &key_source)
+            .await
+            .context("the encryption key does not match the database")?;
         let budget = Budget::new(pool.clone(), settings.amocrm.requests_per_second);
         let api = AmoApi::new(&settings.amocrm)?.with_budget(budget);
         let tokens = TokenStore::new(pool.clone(), cipher.clone(), api.clone());

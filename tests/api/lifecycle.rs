@@ -152,3 +152,44 @@ async fn a_stop_lets_in_flight_requests_finish_and_releases_leases() {
             .unwrap();
     assert_eq!(leased, 0, "no lease outlives the process");
 }
+
+#[tokio::test]
+async fn a_process_with_another_key_refuses_to_start() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    app.connected("keys.amocrm.ru", 36_000_001).await;
+    let other = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let start = |key: Option<String>| {
+        let mut env = crate::helpers::base_env(&app.db.url, &app.fake);
+        if let Some(key) = key {
+            env.insert("AMOHOOK_SECURITY__ENCRYPTION_KEY".into(), key);
+        }
+        amohook::startup::Application::build(crate::helpers::settings_from(env))
+    };
+    // The same key as the running process: starts.
+    assert!(start(None).await.is_ok());
+    // Another key: refuses, saying why and where the key came from.
+    let error = match start(Some(other.clone())).await {
+        Ok(_) => panic!("a process with another key started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("encryption key"), "{error}");
+    assert!(
+        error.contains("AMOHOOK_SECURITY__ENCRYPTION_KEY"),
+        "{error}"
+    );
+    assert!(!error.contains(&other), "the key itself is never shown");
+    // A database from before the key check (tokens, no canary) is checked
+    // against its tokens.
+    sqlx::query("delete from key_check")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert!(start(Some(other)).await.is_err());
+    assert!(start(None).await.is_ok());
+    let canaries: i64 = sqlx::query_scalar("select count(*) from key_check")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(canaries, 1);
+}
