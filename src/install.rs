@@ -12,7 +12,7 @@ use crate::{
     accounts::{self, Account},
     amocrm::{
         directory::{self, Settings},
-        AmoApi, AmoError, WEBHOOK_EVENTS,
+        AmoApi, AmoError, TokenSet, WEBHOOK_EVENTS,
     },
     backoff::Backoff,
     crypto::{self, Cipher},
@@ -133,6 +133,12 @@ impl Installer {
     #[tracing::instrument(skip_all, fields(domain = %domain, account.id))]
     pub async fn complete(&self, domain: &str, code: &str) -> Result<Installed, InstallError> {
         let tokens = self.api.exchange_code(domain, code).await?;
+        self.finish(domain, tokens).await
+    }
+
+    /// The install after the exchange: the account, its tokens, its hooks.
+    #[tracing::instrument(skip_all, fields(domain = %domain, account.id))]
+    async fn finish(&self, domain: &str, tokens: TokenSet) -> Result<Installed, InstallError> {
         let info = self.api.account(domain, &tokens.access_token).await?;
         tracing::Span::current().record("account.id", info.id);
 
@@ -261,7 +267,17 @@ impl Installer {
         domain: &str,
         code: &SecretString,
     ) -> Result<Installed, InstallError> {
-        let result = self.complete(domain, code.expose_secret()).await;
+        let result = match self.stored_tokens(install_id).await? {
+            // Exchanged on an earlier attempt: the code is spent.
+            Some(tokens) => self.finish(domain, tokens).await,
+            None => match self.api.exchange_code(domain, code.expose_secret()).await {
+                Ok(tokens) => {
+                    self.store_tokens(install_id, &tokens).await?;
+                    self.finish(domain, tokens).await
+                }
+                Err(e) => Err(e.into()),
+            },
+        };
         let (state, error, account_id) = match &result {
             Ok(done) => ("done", None, Some(done.account.account_id)),
             Err(InstallError::Refused(e)) => ("failed", Some(e.to_string()), None),
@@ -280,6 +296,7 @@ impl Installer {
                  attempts = attempts + 1,
                  last_error = $3,
                  account_id = $4,
+                 tokens = case when $2 = 'pending' and expires_at > now() then tokens end,
                  next_attempt_at = now() + make_interval(secs => $5),
                  locked_until = null,
                  updated_at = now()
@@ -295,12 +312,66 @@ impl Installer {
         result
     }
 
+    /// Seals an exchanged pair into the pending install, before any other
+    /// call: the code cannot be exchanged twice.
+    async fn store_tokens(&self, install_id: i64, tokens: &TokenSet) -> sqlx::Result<()> {
+        let expires_at = Utc::now().timestamp() + tokens.expires_in.as_secs() as i64;
+        let pair = serde_json::json!({
+            "access_token": tokens.access_token.expose_secret(),
+            "refresh_token": tokens.refresh_token.expose_secret(),
+            "expires_at": expires_at,
+        });
+        sqlx::query!(
+            // With its tokens the install no longer depends on the code's
+            // 20 minutes: it is retried for a day.
+            "update pending_installs set tokens = $2,
+                 expires_at = greatest(expires_at, now() + interval '1 day')
+             where install_id = $1",
+            install_id,
+            self.cipher
+                .encrypt(&pair.to_string(), &pending_tokens_context(install_id)),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The pair an earlier attempt of this install exchanged, if any.
+    async fn stored_tokens(&self, install_id: i64) -> Result<Option<TokenSet>, InstallError> {
+        let sealed = sqlx::query_scalar!(
+            "select tokens from pending_installs where install_id = $1",
+            install_id
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let pair = self
+            .cipher
+            .decrypt(&sealed, &pending_tokens_context(install_id))
+            .map_err(anyhow::Error::from)?;
+        #[derive(serde::Deserialize)]
+        struct Pair {
+            access_token: String,
+            refresh_token: String,
+            expires_at: i64,
+        }
+        let pair: Pair = serde_json::from_str(pair.expose_secret()).map_err(anyhow::Error::from)?;
+        let left = (pair.expires_at - Utc::now().timestamp()).max(0);
+        Ok(Some(TokenSet {
+            access_token: SecretString::from(pair.access_token),
+            refresh_token: SecretString::from(pair.refresh_token),
+            expires_in: Duration::from_secs(left as u64),
+        }))
+    }
+
     /// Retries the widget installs whose exchange failed for a passing
     /// reason. Each is claimed with a lease so that concurrent processes
     /// never spend one code twice. Returns how many completed.
     pub async fn retry_pending(&self) -> anyhow::Result<usize> {
         sqlx::query!(
-            "update pending_installs set state = 'expired', updated_at = now()
+            "update pending_installs set state = 'expired', tokens = null, updated_at = now()
              where state = 'pending' and expires_at <= now()"
         )
         .execute(&self.pool)
@@ -344,8 +415,8 @@ impl Installer {
             .await?;
         // Codes are useless once expired; the rows stay a week for support.
         sqlx::query!(
-            "update pending_installs set code = '\\x'::bytea
-             where state <> 'pending' and octet_length(code) > 0"
+            "update pending_installs set code = '\\x'::bytea, tokens = null
+             where state <> 'pending' and (octet_length(code) > 0 or tokens is not null)"
         )
         .execute(&self.pool)
         .await?;
@@ -376,6 +447,10 @@ pub struct PendingInstall {
     pub account_id: Option<i64>,
     pub last_error: Option<String>,
     pub received_at: DateTime<Utc>,
+}
+
+fn pending_tokens_context(install_id: i64) -> String {
+    format!("pending_install:{install_id}:tokens")
 }
 
 fn pending_context(domain: &str) -> String {

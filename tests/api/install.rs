@@ -545,3 +545,60 @@ async fn accounts_subscribed_before_companies_are_subscribed_again_once() {
     );
     assert_eq!(app.fake.webhooks().len(), before + 1);
 }
+
+#[tokio::test]
+async fn a_widget_install_keeps_its_tokens_when_the_next_call_fails() {
+    let app = TestApp::spawn_without_worker().await;
+    app.account(DOMAIN, 31_000_050);
+    // The exchange works; the account call after it fails twice.
+    app.fake
+        .fail_next(DOMAIN, "/api/v4/account", Fault::Status(502), 2);
+    let code = app.fake.issue_code(DOMAIN);
+    let response = app
+        .callback(&[("code", &code), ("referer", DOMAIN), ("from_widget", "1")])
+        .await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(app.account_status(31_000_050).await, None);
+    let sealed: Option<Vec<u8>> = sqlx::query_scalar("select tokens from pending_installs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let sealed = sealed.expect("the tokens are stored the moment they exist");
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("access"),
+        "sealed"
+    );
+    // The retries go on from the stored tokens: the code is never spent
+    // again (amoCRM would refuse it), and the install completes.
+    for _ in 0..2 {
+        sqlx::query("update pending_installs set next_attempt_at = now(), locked_until = null")
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        app.state.installer.retry_pending().await.unwrap();
+    }
+    assert_eq!(
+        app.account_status(31_000_050).await.as_deref(),
+        Some("active")
+    );
+    let exchanges = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/oauth2/access_token")
+        .count();
+    assert_eq!(exchanges, 1, "the code was spent once");
+    let (state, tokens): (String, Option<Vec<u8>>) =
+        sqlx::query_as("select state, tokens from pending_installs")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "done");
+    assert!(tokens.is_none(), "the pair lives with the account now");
+    // The stored pair is the live one: notes go out with it.
+    let key = app.hook_key(31_000_050).await;
+    let hook = crate::helpers::lead_hook(31_000_050, "add", 1, "x", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, hook).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.fake.notes().len(), 1);
+}
