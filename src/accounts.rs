@@ -291,6 +291,25 @@ pub async fn outdated_subscriptions(db: &PgPool, limit: i64) -> sqlx::Result<Vec
     .await
 }
 
+/// Moves an account to the host amoCRM now names for it (a renamed
+/// subdomain), in the refresh's transaction.
+pub async fn move_host(
+    tx: &mut Transaction<'_, Postgres>,
+    account_id: i64,
+    host: &str,
+) -> sqlx::Result<()> {
+    let subdomain = host.split('.').next().unwrap_or(host);
+    sqlx::query!(
+        "update accounts set domain = $2, subdomain = $3, updated_at = now() where account_id = $1",
+        account_id,
+        host,
+        subdomain,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Marks an account as needing a new install and erases its dead tokens.
 pub async fn mark_reauth_required(
     tx: &mut Transaction<'_, Postgres>,

@@ -193,7 +193,32 @@ impl TokenStore {
             }
         }
         let refresh_token = self.open(account_id, "refresh_token", &row.refresh_token)?;
-        match self.api.refresh_token(&row.domain, &refresh_token).await {
+        let result = match self.api.refresh_token(&row.domain, &refresh_token).await {
+            // A renamed account's old host refuses: follow the account to
+            // its new host and refresh there, once (amocrm::rename).
+            Err(e) if e.may_be_renamed() => {
+                let access = self.open(account_id, "access_token", &row.access_token)?;
+                let moved = match crate::amocrm::rename::api_domain(&access) {
+                    Some(api_domain) => {
+                        self.api
+                            .current_host(account_id, &api_domain, &refresh_token)
+                            .await
+                    }
+                    None => None,
+                };
+                match moved.filter(|host| *host != row.domain) {
+                    Some(host) => {
+                        accounts::move_host(&mut tx, account_id, &host).await?;
+                        tracing::warn!(from = %row.domain, to = %host, "the account renamed its subdomain; following it");
+                        metrics::counter!("amohook_account_renames_total").increment(1);
+                        self.api.refresh_token(&host, &refresh_token).await
+                    }
+                    None => Err(e),
+                }
+            }
+            other => other,
+        };
+        match result {
             Ok(tokens) => {
                 metrics::counter!("amohook_token_refreshes_total", "result" => "ok").increment(1);
                 accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens).await?;

@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod notes;
 mod oauth;
 mod problem;
+pub mod rename;
 
 use std::time::Duration;
 
@@ -238,6 +239,8 @@ pub struct AmoApi {
     client_secret: SecretString,
     redirect_uri: url::Url,
     budget: Option<Budget>,
+    /// The parent domains of account hosts (`amocrm.ru`, `kommo.com`, ...).
+    allowed_domains: Vec<String>,
 }
 
 impl AmoApi {
@@ -257,6 +260,7 @@ impl AmoApi {
             client_secret: settings.client_secret.clone(),
             redirect_uri: settings.redirect_uri.clone(),
             budget: None,
+            allowed_domains: settings.allowed_domains.clone(),
         })
     }
 

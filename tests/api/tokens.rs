@@ -350,3 +350,47 @@ async fn keep_alive_stops_between_accounts_at_shutdown() {
     assert_eq!(app.state.tokens.keep_alive(&stopped).await.unwrap(), 0);
     assert_eq!(app.fake.refreshes(DOMAIN), 0);
 }
+
+#[tokio::test]
+async fn a_renamed_account_is_followed_to_its_new_host_not_marked_dead() {
+    let app = TestApp::spawn_without_worker().await;
+    let old = "before.amocrm.ru";
+    let new = "after.amocrm.ru";
+    app.connected(old, 32_000_077).await;
+    // The account renames its subdomain; its old host knows it no more.
+    app.fake.rename(old, new);
+    sqlx::query("update account_tokens set expires_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.state.tokens.access_token(32_000_077).await.unwrap();
+    let (status, domain, subdomain): (String, String, String) = sqlx::query_as(
+        "select status, domain, subdomain from accounts where account_id = 32000077",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), domain.as_str(), subdomain.as_str()),
+        ("active", new, "after")
+    );
+    // amohook asked amoCRM where the account went, with its refresh token,
+    // at the host the access token names.
+    let asked: Vec<_> = app
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/oauth2/account/current/subdomain")
+        .collect();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].domain, amocrm_sim::API_DOMAIN);
+    assert_eq!(app.fake.refreshes(new), 1);
+    // Notes now go to the new host.
+    let key = app.hook_key(32_000_077).await;
+    let hook = crate::helpers::lead_hook(32_000_077, "add", 5, "x", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, hook).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    let notes = app.fake.notes();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].domain, new);
+}

@@ -22,12 +22,16 @@ use axum::{
     routing::any,
     Router,
 };
+use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod records;
 pub use records::{FakeEvent, FakeField};
+
+/// The host of amoCRM's OAuth helpers, as the fake's access tokens name it.
+pub const API_DOMAIN: &str = "api-b.amocrm.ru";
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
@@ -301,6 +305,26 @@ impl FakeAmo {
         });
     }
 
+    /// The account renames its subdomain: it moves to `new_domain`, its
+    /// tokens with it; the old host answers 404 from then on.
+    pub fn rename(&self, old_domain: &str, new_domain: &str) {
+        self.with(|s| {
+            if let Some(account) = s.accounts.remove(old_domain) {
+                s.accounts.insert(new_domain.into(), account);
+            }
+            for (d, _) in s.access.values_mut() {
+                if d == old_domain {
+                    *d = new_domain.into();
+                }
+            }
+            for (d, _) in s.refresh.values_mut() {
+                if d == old_domain {
+                    *d = new_domain.into();
+                }
+            }
+        });
+    }
+
     /// Records an event in a card's history (amoCRM writes one for every
     /// change of a field, stage, responsible, name or budget).
     pub fn add_event(&self, domain: &str, event: FakeEvent) {
@@ -405,7 +429,20 @@ impl Inner {
 
     fn issue_pair(&mut self, domain: &str) -> Value {
         let ttl = self.access_ttl.unwrap_or(Duration::from_secs(86_400));
-        let access = self.next_token("access");
+        // amoCRM's access tokens are JWTs whose payload names the account
+        // and the host of its OAuth helpers (`api_domain`).
+        let account_id = self.accounts.get(domain).map_or(0, |a| a.id);
+        let claims = json!({
+            "account_id": account_id, "api_domain": API_DOMAIN,
+            "jti": self.next_token("jti"),
+        });
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let access = format!(
+            "{}.{}.{}",
+            b64(br#"{"typ":"JWT","alg":"RS256"}"#),
+            b64(claims.to_string().as_bytes()),
+            b64(b"signature")
+        );
         let refresh = self.next_token("refresh");
         self.access
             .insert(access.clone(), (domain.into(), Instant::now() + ttl));
@@ -586,6 +623,9 @@ fn route(
     body: &Bytes,
 ) -> Response {
     let mut s = shared.lock().expect("fake state");
+    if domain == API_DOMAIN {
+        return oauth_helpers(&s, method, path, headers);
+    }
     if !s.accounts.contains_key(domain) {
         return html(404);
     }
@@ -999,4 +1039,29 @@ fn token_endpoint(s: &mut Inner, domain: &str, headers: &HeaderMap, body: &Bytes
             Some("Unsupported grant type"),
         ),
     }
+}
+
+/// `GET https://{api_domain}/oauth2/account/current/subdomain` with
+/// `X-Refresh-Token`: the account's current host (the official SDK's
+/// AccountDomainModel: id, subdomain, domain, top_level_domain).
+fn oauth_helpers(s: &Inner, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+    if method != Method::GET || path != "/oauth2/account/current/subdomain" {
+        return html(404);
+    }
+    let token = headers
+        .get("x-refresh-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some((domain, _)) = s.refresh.get(token) else {
+        return problem(401, "Unauthorized", "Refresh token is invalid", None);
+    };
+    let Some(account) = s.accounts.get(domain) else {
+        return html(404);
+    };
+    let subdomain = domain.split('.').next().unwrap_or_default();
+    json_ok(
+        StatusCode::OK,
+        json!({"id": account.id, "subdomain": subdomain, "domain": domain,
+               "top_level_domain": domain.rsplit('.').next().unwrap_or_default()}),
+    )
 }
