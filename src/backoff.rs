@@ -31,6 +31,10 @@ impl Backoff {
     /// call: 300 ms, 600 ms ... 3 s.
     pub const REFRESH: Backoff =
         Backoff::new(Duration::from_millis(300), Duration::from_secs(3), 0.2);
+    /// An uninstall call amoCRM could not confirm yet: 30 s, 1 min ... an
+    /// hour, until amoCRM answers.
+    pub const UNINSTALL_CHECK: Backoff =
+        Backoff::new(Duration::from_secs(30), Duration::from_secs(3600), 0.2);
     /// The LISTEN connection, lost: 1 s, 2 s ... 30 s.
     pub const RECONNECT: Backoff =
         Backoff::new(Duration::from_secs(1), Duration::from_secs(30), 0.2);

@@ -20,3 +20,4 @@ pub mod startup;
 pub mod stats;
 pub mod telemetry;
 pub mod tokens;
+pub mod uninstall;

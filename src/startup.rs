@@ -216,6 +216,9 @@ async fn background(state: AppState, shutdown: CancellationToken) {
                 if let Err(e) = state.installer.retry_pending().await {
                     tracing::warn!(error = %e, "retrying pending installs failed");
                 }
+                if let Err(e) = crate::uninstall::check_due(&state.pool, &state.tokens, &state.api).await {
+                    tracing::warn!(error = %e, "checking uninstall calls again failed");
+                }
             }
             _ = maintenance.tick() => {
                 match state.installer.resubscribe_outdated(&state.tokens).await {

@@ -236,6 +236,30 @@ macro_rules! with_row_sql {
 const ROW_SQL: &str = with_row_sql!(concat!()());
 
 /// A page of accounts and how many match in all.
+/// Adds delivered notes to an account's figures and, when given, records
+/// its last error (shown on the status page).
+pub async fn record(
+    pool: &PgPool,
+    account_id: i64,
+    delivered: i64,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into account_stats (account_id, notes_delivered, last_error, last_error_at)
+             values ($1, $2, $3, case when $3::text is null then null else now() end)
+             on conflict (account_id) do update set
+                 notes_delivered = account_stats.notes_delivered + excluded.notes_delivered,
+                 last_error = coalesce(excluded.last_error, account_stats.last_error),
+                 last_error_at = coalesce(excluded.last_error_at, account_stats.last_error_at)",
+        account_id,
+        delivered,
+        error.map(|e| e.chars().take(300).collect::<String>()),
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>, i64)> {
     let filter = q
         .status

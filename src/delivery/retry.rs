@@ -121,20 +121,7 @@ impl Worker {
         delivered: i64,
         error: Option<&str>,
     ) -> sqlx::Result<()> {
-        sqlx::query!(
-            "insert into account_stats (account_id, notes_delivered, last_error, last_error_at)
-             values ($1, $2, $3, case when $3::text is null then null else now() end)
-             on conflict (account_id) do update set
-                 notes_delivered = account_stats.notes_delivered + excluded.notes_delivered,
-                 last_error = coalesce(excluded.last_error, account_stats.last_error),
-                 last_error_at = coalesce(excluded.last_error_at, account_stats.last_error_at)",
-            account_id,
-            delivered,
-            error.map(|e| e.chars().take(300).collect::<String>()),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        crate::stats::record(&self.pool, account_id, delivered, error).await
     }
 
     pub(super) async fn fail(

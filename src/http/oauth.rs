@@ -226,14 +226,23 @@ async fn disable(
     let account_id = account_id
         .parse::<i64>()
         .map_err(|_| AppError::bad_request("account_id must be a number"))?;
-    // A database error is a 503, so that amoCRM tries again.
-    let known = crate::accounts::disconnect(&state.pool, account_id).await?;
-    tracing::info!(
-        account.id = account_id,
-        known,
-        "account disconnected by amoCRM"
-    );
-    Ok(Json(serde_json::json!({ "status": 200, "message": "disconnected" })).into_response())
+    // Believed only when amoCRM confirms it (see `uninstall`). A database
+    // error is a 503, so that amoCRM tries again.
+    let outcome =
+        crate::uninstall::handle(&state.pool, &state.tokens, &state.api, account_id).await?;
+    let message = match outcome {
+        crate::uninstall::Outcome::Disconnected { known } => {
+            tracing::info!(
+                account.id = account_id,
+                known,
+                "account disconnected by amoCRM"
+            );
+            "disconnected"
+        }
+        crate::uninstall::Outcome::StillGranted => "not confirmed: the grant is alive",
+        crate::uninstall::Outcome::WillCheck => "to be confirmed with amoCRM",
+    };
+    Ok(Json(serde_json::json!({ "status": 200, "message": message })).into_response())
 }
 
 fn body_params(headers: &HeaderMap, body: &Bytes) -> Vec<(String, String)> {

@@ -25,6 +25,9 @@ async fn a_signed_uninstall_disconnects_the_account_and_erases_its_tokens() {
     let app = TestApp::spawn().await;
     app.account(DOMAIN, ID);
     assert_eq!(app.install(DOMAIN).await.status(), 200);
+    // The account removes the integration: amoCRM revokes its tokens, then
+    // calls the uninstall hook.
+    app.fake.uninstall(DOMAIN);
     let id = ID.to_string();
     let response = app
         .http
@@ -57,6 +60,7 @@ async fn a_signed_uninstall_also_works_as_a_form_post() {
     let app = TestApp::spawn().await;
     app.account(DOMAIN, ID);
     assert_eq!(app.install(DOMAIN).await.status(), 200);
+    app.fake.uninstall(DOMAIN);
     let id = ID.to_string();
     let response = app
         .http
@@ -107,4 +111,81 @@ async fn a_wrong_signature_gets_401_and_changes_nothing() {
     }
     assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
     assert_eq!(tokens_left(&app).await, 1);
+}
+
+async fn uninstall_call(app: &TestApp) -> reqwest::Response {
+    let id = ID.to_string();
+    app.http
+        .get(app.url("/oauth/disable"))
+        .query(&[
+            ("account_id", id.as_str()),
+            ("client_uuid", CLIENT_ID),
+            ("signature", &sign(CLIENT_ID, &id)),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_replayed_uninstall_of_a_live_grant_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.account(DOMAIN, ID);
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    // Someone who saw the (never-changing) uninstall URL in a log calls it;
+    // the account never removed the integration.
+    let response = uninstall_call(&app).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "not confirmed: the grant is alive");
+    assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+    assert_eq!(tokens_left(&app).await, 1);
+    // amohook asked amoCRM rather than believe it.
+    assert!(app
+        .fake
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/v4/account"));
+    // The account's page says what happened.
+    let error: Option<String> =
+        sqlx::query_scalar("select last_error from account_stats where account_id = $1")
+            .bind(ID)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(error.unwrap().contains("uninstall call arrived"));
+}
+
+#[tokio::test]
+async fn an_uninstall_amocrm_cannot_confirm_yet_is_checked_again_keeping_the_tokens() {
+    let app = TestApp::spawn().await;
+    app.account(DOMAIN, ID);
+    assert_eq!(app.install(DOMAIN).await.status(), 200);
+    app.fake.uninstall(DOMAIN);
+    app.fake.set_outage(Some(503));
+    assert_eq!(uninstall_call(&app).await.status(), 200);
+    assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+    assert_eq!(tokens_left(&app).await, 1, "kept until amoCRM answers");
+    let scheduled: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select uninstall_check_at from accounts where account_id = $1")
+            .bind(ID)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(scheduled.is_some());
+    // amoCRM answers again: the check is repeated and confirms.
+    app.fake.set_outage(None);
+    sqlx::query("update accounts set uninstall_check_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let settled = amohook::uninstall::check_due(&app.pool, &app.state.tokens, &app.state.api)
+        .await
+        .unwrap();
+    assert_eq!(settled, 1);
+    assert_eq!(
+        app.account_status(ID).await.as_deref(),
+        Some("disconnected")
+    );
+    assert_eq!(tokens_left(&app).await, 0);
 }

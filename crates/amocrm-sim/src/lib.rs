@@ -305,6 +305,15 @@ impl FakeAmo {
         });
     }
 
+    /// The account removes the integration: amoCRM revokes its tokens (the
+    /// access tokens answer 401, the refresh tokens are refused).
+    pub fn uninstall(&self, domain: &str) {
+        self.with(|s| {
+            s.access.retain(|_, (d, _)| d != domain);
+            s.refresh.retain(|_, (d, _)| d != domain);
+        });
+    }
+
     /// The account renames its subdomain: it moves to `new_domain`, its
     /// tokens with it; the old host answers 404 from then on.
     pub fn rename(&self, old_domain: &str, new_domain: &str) {
