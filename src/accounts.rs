@@ -310,7 +310,7 @@ pub async fn move_host(
     Ok(())
 }
 
-/// Marks an account as needing a new install and erases its dead tokens.
+/// Marks an account as needing a new install; its tokens are kept.
 pub async fn mark_reauth_required(
     tx: &mut Transaction<'_, Postgres>,
     account_id: i64,
@@ -324,12 +324,8 @@ pub async fn mark_reauth_required(
     )
     .execute(&mut **tx)
     .await?;
-    sqlx::query!(
-        "delete from account_tokens where account_id = $1",
-        account_id
-    )
-    .execute(&mut **tx)
-    .await?;
+    // The tokens stay (sealed) for diagnosis: nothing uses the tokens of an
+    // account that is not active, and a new install replaces them.
     Ok(())
 }
 

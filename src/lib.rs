@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod delivery;
+pub mod fault;
 pub mod http;
 pub mod inbox;
 pub mod install;

@@ -76,6 +76,9 @@ impl Application {
         crate::key_check::check(&pool, &cipher, &key_source)
             .await
             .context("the encryption key does not match the database")?;
+        // A refusal of the integration may have been fixed by this start's
+        // configuration: the first refresh tries again.
+        crate::fault::clear(&pool).await?;
         let budget = Budget::new(pool.clone(), settings.amocrm.requests_per_second);
         let api = AmoApi::new(&settings.amocrm)?.with_budget(budget);
         let tokens = TokenStore::new(pool.clone(), cipher.clone(), api.clone());

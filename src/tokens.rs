@@ -46,9 +46,16 @@ pub enum TokenError {
     #[error("token refresh failed for now: {0}")]
     Transient(AmoError),
     /// amoCRM refused the refresh in a way that does not mean the grant is
-    /// dead (a refused client secret, an odd answer): the status stays.
+    /// dead (an odd answer): the status stays.
     #[error("token refresh refused: {0}")]
     Refused(AmoError),
+    /// amoCRM refuses the integration itself (its client id, secret or
+    /// redirect URI): refreshes of every account wait (see `fault`).
+    #[error(
+        "amoCRM refuses the integration itself ({0}): check amocrm.client_id, \
+         amocrm.client_secret and amocrm.redirect_uri; refreshes of every account wait"
+    )]
+    IntegrationRefused(String),
     #[error("a stored token cannot be read: {0}")]
     Key(#[from] crate::crypto::CryptoError),
     #[error("the database is unavailable: {0}")]
@@ -192,11 +199,14 @@ impl TokenStore {
                 return Ok(current);
             }
         }
+        if let Some(error) = crate::fault::holds_refreshes(&self.pool).await? {
+            return Err(TokenError::IntegrationRefused(error));
+        }
         let refresh_token = self.open(account_id, "refresh_token", &row.refresh_token)?;
         let result = match self.api.refresh_token(&row.domain, &refresh_token).await {
             // A renamed account's old host refuses: follow the account to
             // its new host and refresh there, once (amocrm::rename).
-            Err(e) if e.may_be_renamed() => {
+            Err(e) if e.may_be_renamed() && !e.blames_the_client() => {
                 let access = self.open(account_id, "access_token", &row.access_token)?;
                 let moved = match crate::amocrm::rename::api_domain(&access) {
                     Some(api_domain) => {
@@ -223,6 +233,7 @@ impl TokenStore {
                 metrics::counter!("amohook_token_refreshes_total", "result" => "ok").increment(1);
                 accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens).await?;
                 tx.commit().await?;
+                crate::fault::clear(&self.pool).await?;
                 tracing::info!("access token refreshed");
                 Ok(tokens.access_token)
             }
@@ -241,11 +252,21 @@ impl TokenStore {
                 tracing::warn!(error = %e, "token refresh failed, will retry later");
                 Err(TokenError::Transient(e))
             }
+            Err(e) if e.blames_the_client() => {
+                metrics::counter!("amohook_token_refreshes_total", "result" => "client_refused")
+                    .increment(1);
+                // Every account would fail the same way: one fault for the
+                // integration, no account marked.
+                let error = e.to_string();
+                crate::fault::record(&self.pool, &error).await?;
+                tracing::error!(error = %error, "amoCRM refuses the integration itself; refreshes of every account wait");
+                Err(TokenError::IntegrationRefused(error))
+            }
             Err(e) => {
                 metrics::counter!("amohook_token_refreshes_total", "result" => "refused")
                     .increment(1);
-                // A refused client (wrong secret) or an odd answer: the
-                // account's grant may be fine, so its status stays.
+                // An odd answer: the account's grant may be fine, so its
+                // status stays.
                 tracing::error!(error = %e, "token refresh refused");
                 Err(TokenError::Refused(e))
             }

@@ -100,6 +100,15 @@ impl AmoError {
         !problem.is_client_error()
     }
 
+    /// The token endpoint blames the integration (its client id, secret
+    /// or redirect URI), not the account's grant.
+    pub fn blames_the_client(&self) -> bool {
+        match self {
+            AmoError::Unauthorized(p) | AmoError::Refused { problem: p, .. } => p.is_client_error(),
+            _ => false,
+        }
+    }
+
     fn from_response(status: StatusCode, content_type: Option<&str>, body: &[u8]) -> AmoError {
         let json = content_type.is_some_and(|ct| ct.contains("json"));
         let problem = || Box::new(Problem::parse(body));

@@ -35,10 +35,11 @@ impl Problem {
 
     /// The token endpoint's answer to a wrong client id or secret
     /// ("Некорректный клиент" / "Авторизация клиента не прошла", or a hint
-    /// about `client_id`): a configuration fault, not a dead grant.
+    /// about `client_id`, or about the redirect URI): a configuration
+    /// fault, not a dead grant.
     pub fn is_client_error(&self) -> bool {
         let text = self.text().to_lowercase();
-        text.contains("клиент") || text.contains("client")
+        text.contains("клиент") || text.contains("client") || text.contains("redirect")
     }
 
     fn text(&self) -> String {

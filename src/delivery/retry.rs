@@ -18,9 +18,14 @@ impl Worker {
     ) -> anyhow::Result<Next> {
         let text = error.to_string();
         match &error {
-            CallError::Amo(AmoError::RateLimited) => {
-                // amoCRM sends no Retry-After.
-                let wait = Backoff::RATE_LIMITED.delay(0).as_millis();
+            CallError::Amo(AmoError::RateLimited)
+            | CallError::Token(TokenError::IntegrationRefused(_)) => {
+                // amoCRM sends no Retry-After. A refused integration waits
+                // for its next probe; neither counts as a failed attempt.
+                let wait = match &error {
+                    CallError::Amo(_) => Backoff::RATE_LIMITED.delay(0).as_millis(),
+                    _ => crate::fault::PROBE_EVERY.as_millis(),
+                };
                 sqlx::query!(
                     "update hook_events set state = 'pending', locked_until = null,
                          last_error = $2, next_attempt_at = now() + make_interval(secs => $3::float8 / 1000)
@@ -31,7 +36,7 @@ impl Worker {
                 )
                 .execute(&self.pool)
                 .await?;
-                tracing::warn!("amoCRM answered 429; waiting");
+                tracing::warn!(error = %text, "waiting: amoCRM answered 429 or refuses the integration");
             }
             CallError::Amo(AmoError::Blocked) => {
                 sqlx::query!(
@@ -178,6 +183,10 @@ pub(super) fn stops_the_account(error: &CallError) -> bool {
     matches!(
         error,
         CallError::Amo(AmoError::RateLimited | AmoError::Blocked)
-            | CallError::Token(TokenError::NotActive(_) | TokenError::Revoked(_))
+            | CallError::Token(
+                TokenError::NotActive(_)
+                    | TokenError::Revoked(_)
+                    | TokenError::IntegrationRefused(_)
+            )
     )
 }

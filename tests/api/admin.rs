@@ -478,3 +478,21 @@ async fn a_database_failure_is_an_opaque_503_as_json_or_as_a_page() {
     assert!(html.contains("The service is busy"), "{html}");
     assert!(!html.to_lowercase().contains("pool"));
 }
+
+#[tokio::test]
+async fn the_page_of_an_account_that_must_install_again_gives_the_install_link() {
+    let app = admin_app().await;
+    app.connected("alpha.amocrm.ru", 41_000_001).await;
+    async fn page(app: &TestApp) -> String {
+        let response = app.admin_get("/status/accounts/41000001").await;
+        response.text().await.unwrap()
+    }
+    assert!(!page(&app).await.contains("id=\"reinstall\""));
+    sqlx::query("update accounts set status = 'reauth_required', status_reason = 'revoked'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let text = page(&app).await;
+    assert!(text.contains("id=\"reinstall\""), "{text}");
+    assert!(text.contains(&format!("{}/install", crate::helpers::PUBLIC_URL)));
+}

@@ -169,6 +169,13 @@ async fn a_revoked_refresh_token_marks_the_account_reauth_required_and_stops_cal
             .await
             .unwrap();
     assert!(reason.unwrap().contains("Token has been revoked"));
+    // The dead tokens are kept, sealed, for diagnosis; nothing uses them.
+    let kept: i64 = sqlx::query_scalar("select count(*) from account_tokens where account_id = $1")
+        .bind(ID)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
 
     let seen = app.fake.requests().len();
     assert!(matches!(
@@ -213,11 +220,20 @@ async fn passing_refresh_failures_are_retried_and_keep_the_account_active() {
 }
 
 #[tokio::test]
-async fn a_refused_client_secret_does_not_blame_the_account() {
-    let app = TestApp::spawn_with(|_| {}).await;
-    app.account(DOMAIN, ID);
-    assert_eq!(app.install(DOMAIN).await.status(), 200);
+async fn a_refused_client_secret_pauses_refreshes_for_all_and_blames_no_account() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert(
+            "AMOHOOK_ADMIN__TOKEN".into(),
+            "admin-token-for-tests".into(),
+        );
+    })
+    .await;
+    for (domain, id) in [(DOMAIN, ID), ("second.amocrm.ru", ID + 1)] {
+        app.account(domain, id);
+        assert_eq!(app.install(domain).await.status(), 200);
+    }
     expire_soon(&app.pool).await;
+    // A configuration change left the process with a wrong secret.
     let mut settings = (*app.state.settings).clone();
     settings.amocrm.client_secret = secrecy::SecretString::from("wrong".to_owned());
     let store = TokenStore::new(
@@ -225,11 +241,51 @@ async fn a_refused_client_secret_does_not_blame_the_account() {
         app.state.cipher.clone(),
         AmoApi::new(&settings.amocrm).unwrap(),
     );
+    let first = store.access_token(ID).await;
+    assert!(
+        matches!(first, Err(TokenError::IntegrationRefused(_))),
+        "{first:?}"
+    );
+    // The second account is not even tried: every refresh would fail the
+    // same way. Neither account is blamed.
+    let token_requests = || {
+        app.fake
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/oauth2/access_token")
+            .count()
+    };
+    let before = token_requests();
     assert!(matches!(
-        store.access_token(ID).await,
-        Err(TokenError::Refused(_))
+        store.access_token(ID + 1).await,
+        Err(TokenError::IntegrationRefused(_))
     ));
+    assert_eq!(token_requests(), before);
     assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+    assert_eq!(app.account_status(ID + 1).await.as_deref(), Some("active"));
+    // One clear error on the status page.
+    let page = app
+        .http
+        .get(app.url("/status"))
+        .bearer_auth("admin-token-for-tests")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"integration-fault\""), "{page}");
+    // Fixed (the right secret): the next probe goes through and clears it.
+    sqlx::query("update integration_fault set retry_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert!(app.state.tokens.access_token(ID + 1).await.is_ok());
+    let faults: i64 = sqlx::query_scalar("select count(*) from integration_fault")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(faults, 0);
 }
 
 #[tokio::test]

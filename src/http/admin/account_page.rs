@@ -48,6 +48,8 @@ pub(super) struct AccountPage {
     events: Vec<EventView>,
     csrf: String,
     done: Option<String>,
+    /// `{public_url}/install`, for an account that must install again.
+    install_url: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -112,6 +114,7 @@ pub(super) async fn account_page(
         events,
         csrf: csrf_token(&state, id),
         done: done.done.filter(|d| d.len() < 100),
+        install_url: format!("{}/install", state.settings.http.public_url),
     };
     Ok(Page(StatusCode::OK, page).into_response())
 }

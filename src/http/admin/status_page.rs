@@ -111,6 +111,8 @@ pub(super) struct StatusPage {
     previous: Option<String>,
     next: Option<String>,
     hook_pattern: String,
+    /// amoCRM refuses the integration itself: refreshes wait.
+    fault: Option<String>,
 }
 
 pub(super) fn list_href(
@@ -142,6 +144,13 @@ pub(super) async fn status_page(
     let q = params.query();
     let (rows, total) = stats::list(&state.pool, &q).await?;
     let totals = stats::totals(&state.pool).await?;
+    let fault = crate::fault::current(&state.pool).await?.map(|f| {
+        format!(
+            "{} (since {})",
+            f.error,
+            f.since.format("%Y-%m-%d %H:%M UTC")
+        )
+    });
     let labels = [
         t.domain,
         t.account_id,
@@ -206,6 +215,7 @@ pub(super) async fn status_page(
         previous: (q.page > 1).then(|| list_href(q.status, q.sort, q.descending, q.page - 1)),
         next: (q.page < pages).then(|| list_href(q.status, q.sort, q.descending, q.page + 1)),
         hook_pattern: format!("{}/hooks/{{hook_key}}", state.settings.http.public_url),
+        fault,
     };
     Ok(Page(StatusCode::OK, page).into_response())
 }
