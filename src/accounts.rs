@@ -85,9 +85,12 @@ pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Optio
 
 /// The account whose hook key has this SHA-256 (hex).
 pub async fn find_by_hook_digest(db: &PgPool, digest: &str) -> sqlx::Result<Option<Account>> {
-    select_account!("where hook_key_sha256 = $1", digest)
-        .fetch_optional(db)
-        .await
+    select_account!(
+        "where hook_key_sha256 = $1 or (old_hook_key_sha256 = $1 and old_hook_key_until > now())",
+        digest
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// Accounts by hook key, remembered so that a burst of hooks for one
@@ -289,6 +292,32 @@ pub async fn outdated_subscriptions(db: &PgPool, limit: i64) -> sqlx::Result<Vec
     )
     .fetch_all(db)
     .await
+}
+
+/// Gives the account a new hook key; the old one keeps working for
+/// `grace`. Returns the old key (to unsubscribe its URL) and the new one.
+pub async fn rotate_hook_key(
+    db: &PgPool,
+    cipher: &Cipher,
+    account_id: i64,
+    grace: std::time::Duration,
+) -> anyhow::Result<(SecretString, SecretString)> {
+    let old = hook_key(db, cipher, account_id).await?;
+    let new = crypto::random_token(24);
+    sqlx::query!(
+        "update accounts set old_hook_key_sha256 = hook_key_sha256,
+             old_hook_key_until = now() + $2::interval,
+             hook_key_sha256 = $3, hook_key = $4, updated_at = now()
+         where account_id = $1",
+        account_id,
+        // `as _`: an interval (see tokens.rs).
+        chrono::Duration::from_std(grace)? as _,
+        crypto::sha256_hex(&new),
+        cipher.encrypt(&new, &hook_key_context(account_id)),
+    )
+    .execute(db)
+    .await?;
+    Ok((old, SecretString::from(new)))
 }
 
 /// Moves an account to the host amoCRM now names for it (a renamed

@@ -222,6 +222,40 @@ impl Installer {
         Ok(error)
     }
 
+    /// Gives the account a new hook key and subscribes its new URL; the old
+    /// key keeps working for `grace` (amoCRM may still re-send to it), and
+    /// the old URL's subscription is removed (best effort: after the grace
+    /// it answers 404 anyway). Returns amoCRM's refusal of the new
+    /// subscription in words, or None.
+    pub async fn rotate_hook_key(
+        &self,
+        tokens: &crate::tokens::TokenStore,
+        account_id: i64,
+        grace: Duration,
+    ) -> anyhow::Result<Option<String>> {
+        let (old, _) =
+            accounts::rotate_hook_key(&self.pool, &self.cipher, account_id, grace).await?;
+        tracing::info!(account.id = account_id, "hook key rotated");
+        let refused = self.resubscribe(tokens, account_id).await?;
+        if refused.is_none() {
+            let old_url = format!("{}/hooks/{}", self.public_url, old.expose_secret());
+            let domain = accounts::find(&mut *self.pool.acquire().await?, account_id)
+                .await?
+                .map(|a| a.domain)
+                .unwrap_or_default();
+            let removed = tokens
+                .call(account_id, |token| {
+                    let (api, domain, old_url) = (&self.api, &domain, &old_url);
+                    async move { api.unsubscribe_webhook(domain, &token, old_url).await }
+                })
+                .await;
+            if let Err(e) = removed {
+                tracing::warn!(account.id = account_id, error = %e, "the old hook URL could not be unsubscribed");
+            }
+        }
+        Ok(refused)
+    }
+
     /// Subscribes again, once, the accounts installed before amohook asked
     /// for today's web-hook events (companies). Returns how many were
     /// subscribed.

@@ -339,6 +339,26 @@ impl AmoApi {
         Ok(())
     }
 
+    /// `DELETE /api/v4/webhooks`: stop sending to `destination`.
+    pub async fn unsubscribe_webhook(
+        &self,
+        domain: &str,
+        token: &SecretString,
+        destination: &str,
+    ) -> Result<(), AmoError> {
+        let body = serde_json::json!({ "destination": destination });
+        let _: serde_json::Value = self
+            .call(
+                domain,
+                token,
+                Method::DELETE,
+                "/api/v4/webhooks",
+                Some(&body),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// One authorized JSON call. A 204 (amoCRM's "nothing found") reads as
     /// JSON `null`.
     pub async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(

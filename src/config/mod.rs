@@ -125,6 +125,8 @@ pub struct AdminSettings {
 pub struct SecuritySettings {
     pub encryption_key: Option<[u8; 32]>,
     pub key_file: PathBuf,
+    /// How long a rotated hook key keeps working.
+    pub old_hook_key_for: std::time::Duration,
 }
 
 impl DatabaseSettings {
@@ -305,6 +307,9 @@ impl Settings {
             security: SecuritySettings {
                 encryption_key,
                 key_file,
+                old_hook_key_for: std::time::Duration::from_secs(
+                    u64::from(raw.security.old_hook_key_hours.unwrap_or(24)) * 3600,
+                ),
             },
             notes: NotesSettings { timezone },
             worker: WorkerSettings { concurrency },

@@ -108,6 +108,7 @@ pub struct RawAdmin {
 pub struct RawSecurity {
     pub encryption_key: Option<SecretString>,
     pub key_file: Option<String>,
+    pub old_hook_key_hours: Option<u32>,
 }
 
 impl RawSettings {

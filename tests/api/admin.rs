@@ -496,3 +496,41 @@ async fn the_page_of_an_account_that_must_install_again_gives_the_install_link()
     assert!(text.contains("id=\"reinstall\""), "{text}");
     assert!(text.contains(&format!("{}/install", crate::helpers::PUBLIC_URL)));
 }
+
+#[tokio::test]
+async fn a_hook_key_can_be_rotated_and_the_old_one_works_for_a_grace_period() {
+    let app = admin_app().await;
+    let old_key = app.connected("alpha.amocrm.ru", 41_000_001).await;
+    let hook = || crate::helpers::lead_hook(41_000_001, "add", 1, "x", 1_712_331_728, &[]);
+    let response = app
+        .http
+        .post(app.url("/api/accounts/41000001/rotate-hook-key"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let new_key = app.hook_key(41_000_001).await;
+    assert_ne!(new_key, old_key);
+    // amoCRM sends to the new URL only: subscribed, and the old one removed.
+    let destinations: Vec<String> = app
+        .fake
+        .webhooks()
+        .iter()
+        .map(|(_, hook)| hook["destination"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(destinations.len(), 1, "{destinations:?}");
+    assert!(destinations[0].ends_with(&new_key));
+    // Both keys work during the grace period (hooks amoCRM re-sends to the
+    // old URL are not lost) ...
+    assert_eq!(app.post_hook(&new_key, hook()).await.status(), 200);
+    assert_eq!(app.post_hook(&old_key, hook()).await.status(), 200);
+    // ... and after it the old one is unknown.
+    sqlx::query("update accounts set old_hook_key_until = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.state.intake.accounts.forget(41_000_001);
+    assert_eq!(app.post_hook(&old_key, hook()).await.status(), 404);
+    assert_eq!(app.post_hook(&new_key, hook()).await.status(), 200);
+}

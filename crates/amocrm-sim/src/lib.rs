@@ -688,6 +688,20 @@ fn route(
                        "disabled": false, "settings": request["settings"], "sort": 1}),
             )
         }
+        ("DELETE", "/api/v4/webhooks") => {
+            if !account.admin {
+                return problem(403, "Forbidden", "Access denied", None);
+            }
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let destination = request["destination"].as_str().unwrap_or_default();
+            let before = s.webhooks.len();
+            s.webhooks
+                .retain(|(d, hook)| !(d == domain && hook["destination"] == destination));
+            if s.webhooks.len() == before {
+                return problem(404, "Not Found", "Hook not found", None);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("GET", "/api/v4/users") => {
             if !account.admin {
                 return problem(403, "Forbidden", "Access denied", None);

@@ -191,6 +191,15 @@ async fn act(state: &AppState, id: i64, action: &str) -> Result<String, AppError
             None => Ok("subscribed".into()),
             Some(reason) => Err(AppError::new(StatusCode::BAD_GATEWAY, reason)),
         },
+        "rotate-hook-key" => match state
+            .installer
+            .rotate_hook_key(&state.tokens, id, state.settings.security.old_hook_key_for)
+            .await
+            .map_err(AppError::internal)?
+        {
+            None => Ok("new hook key subscribed; the old one works for the grace period".into()),
+            Some(reason) => Err(AppError::new(StatusCode::BAD_GATEWAY, reason)),
+        },
         "pause" | "resume" => {
             sqlx::query!(
                 "update accounts set manual_pause = $2 where account_id = $1",
