@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
@@ -14,7 +13,6 @@ use crate::{
         directory::{self, Settings},
         AmoApi, AmoError, TokenSet, WEBHOOK_EVENTS,
     },
-    backoff::Backoff,
     crypto::{self, Cipher},
 };
 
@@ -276,219 +274,6 @@ impl Installer {
         }
         Ok(done)
     }
-
-    /// Keeps a widget install's code so that it can be retried until it
-    /// expires, and holds it for `hold` so the caller may try it right away.
-    pub async fn remember(&self, domain: &str, code: &str, hold: Duration) -> sqlx::Result<i64> {
-        // The row id is not known before the insert, so the code is sealed
-        // with the referer as context; the id is bound in `claim_due`.
-        sqlx::query_scalar!(
-            "insert into pending_installs (referer, code, expires_at, locked_until)
-             values ($1, $2, now() + $3, now() + $4) returning install_id",
-            domain,
-            self.cipher.encrypt(code, &pending_context(domain)),
-            chrono::Duration::from_std(CODE_TTL).expect("small") as _,
-            chrono::Duration::from_std(hold).expect("small") as _,
-        )
-        .fetch_one(&self.pool)
-        .await
-    }
-
-    /// Tries one remembered install and records the outcome.
-    pub async fn attempt(
-        &self,
-        install_id: i64,
-        domain: &str,
-        code: &SecretString,
-    ) -> Result<Installed, InstallError> {
-        let result = match self.stored_tokens(install_id).await? {
-            // Exchanged on an earlier attempt: the code is spent.
-            Some(tokens) => self.finish(domain, tokens).await,
-            None => match self.api.exchange_code(domain, code.expose_secret()).await {
-                Ok(tokens) => {
-                    self.store_tokens(install_id, &tokens).await?;
-                    self.finish(domain, tokens).await
-                }
-                Err(e) => Err(e.into()),
-            },
-        };
-        let (state, error, account_id) = match &result {
-            Ok(done) => ("done", None, Some(done.account.account_id)),
-            Err(InstallError::Refused(e)) => ("failed", Some(e.to_string()), None),
-            Err(e) => ("pending", Some(e.to_string()), None),
-        };
-        let attempts = sqlx::query_scalar!(
-            "select attempts from pending_installs where install_id = $1",
-            install_id
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let wait = Backoff::INSTALL.delay(u32::try_from(attempts).unwrap_or(0));
-        sqlx::query!(
-            "update pending_installs set
-                 state = case when $2 = 'pending' and expires_at <= now() then 'expired' else $2 end,
-                 attempts = attempts + 1,
-                 last_error = $3,
-                 account_id = $4,
-                 tokens = case when $2 = 'pending' and expires_at > now() then tokens end,
-                 next_attempt_at = now() + make_interval(secs => $5),
-                 locked_until = null,
-                 updated_at = now()
-             where install_id = $1",
-            install_id,
-            state,
-            error,
-            account_id,
-            wait.as_secs_f64(),
-        )
-        .execute(&self.pool)
-        .await?;
-        result
-    }
-
-    /// Seals an exchanged pair into the pending install, before any other
-    /// call: the code cannot be exchanged twice.
-    async fn store_tokens(&self, install_id: i64, tokens: &TokenSet) -> sqlx::Result<()> {
-        let expires_at = Utc::now().timestamp() + tokens.expires_in.as_secs() as i64;
-        let pair = serde_json::json!({
-            "access_token": tokens.access_token.expose_secret(),
-            "refresh_token": tokens.refresh_token.expose_secret(),
-            "expires_at": expires_at,
-        });
-        sqlx::query!(
-            // With its tokens the install no longer depends on the code's
-            // 20 minutes: it is retried for a day.
-            "update pending_installs set tokens = $2,
-                 expires_at = greatest(expires_at, now() + interval '1 day')
-             where install_id = $1",
-            install_id,
-            self.cipher
-                .encrypt(&pair.to_string(), &pending_tokens_context(install_id)),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The pair an earlier attempt of this install exchanged, if any.
-    async fn stored_tokens(&self, install_id: i64) -> Result<Option<TokenSet>, InstallError> {
-        let sealed = sqlx::query_scalar!(
-            "select tokens from pending_installs where install_id = $1",
-            install_id
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        let pair = self
-            .cipher
-            .decrypt(&sealed, &pending_tokens_context(install_id))
-            .map_err(anyhow::Error::from)?;
-        #[derive(serde::Deserialize)]
-        struct Pair {
-            access_token: String,
-            refresh_token: String,
-            expires_at: i64,
-        }
-        let pair: Pair = serde_json::from_str(pair.expose_secret()).map_err(anyhow::Error::from)?;
-        let left = (pair.expires_at - Utc::now().timestamp()).max(0);
-        Ok(Some(TokenSet {
-            access_token: SecretString::from(pair.access_token),
-            refresh_token: SecretString::from(pair.refresh_token),
-            expires_in: Duration::from_secs(left as u64),
-        }))
-    }
-
-    /// Retries the widget installs whose exchange failed for a passing
-    /// reason. Each is claimed with a lease so that concurrent processes
-    /// never spend one code twice. Returns how many completed.
-    pub async fn retry_pending(&self) -> anyhow::Result<usize> {
-        sqlx::query!(
-            "update pending_installs set state = 'expired', tokens = null, updated_at = now()
-             where state = 'pending' and expires_at <= now()"
-        )
-        .execute(&self.pool)
-        .await?;
-        let mut completed = 0;
-        while let Some((install_id, domain, code)) = self.claim_due().await? {
-            if self.attempt(install_id, &domain, &code).await.is_ok() {
-                completed += 1;
-            }
-        }
-        Ok(completed)
-    }
-
-    async fn claim_due(&self) -> anyhow::Result<Option<(i64, String, SecretString)>> {
-        let row = sqlx::query!(
-            "update pending_installs set locked_until = now() + interval '60 seconds'
-             where install_id = (
-                 select install_id from pending_installs
-                 where state = 'pending' and next_attempt_at <= now() and expires_at > now()
-                   and (locked_until is null or locked_until < now())
-                 order by next_attempt_at
-                 limit 1
-                 for update skip locked)
-             returning install_id, referer, code"
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let code = self
-            .cipher
-            .decrypt(&row.code, &pending_context(&row.referer))?;
-        Ok(Some((row.install_id, row.referer, code)))
-    }
-
-    /// Drops used and expired states and finished install records.
-    pub async fn prune(&self) -> sqlx::Result<()> {
-        sqlx::query!("delete from oauth_states where expires_at < now() - interval '1 day'")
-            .execute(&self.pool)
-            .await?;
-        // Codes are useless once expired; the rows stay a week for support.
-        sqlx::query!(
-            "update pending_installs set code = '\\x'::bytea, tokens = null
-             where state <> 'pending' and (octet_length(code) > 0 or tokens is not null)"
-        )
-        .execute(&self.pool)
-        .await?;
-        sqlx::query!("delete from pending_installs where updated_at < now() - interval '7 days'")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn pending(&self, install_id: i64) -> sqlx::Result<Option<PendingInstall>> {
-        sqlx::query_as!(
-            PendingInstall,
-            "select install_id, referer, state, attempts, account_id, last_error, received_at
-             from pending_installs where install_id = $1",
-            install_id
-        )
-        .fetch_optional(&self.pool)
-        .await
-    }
-}
-
-#[derive(Debug)]
-pub struct PendingInstall {
-    pub install_id: i64,
-    pub referer: String,
-    pub state: String,
-    pub attempts: i32,
-    pub account_id: Option<i64>,
-    pub last_error: Option<String>,
-    pub received_at: DateTime<Utc>,
-}
-
-fn pending_tokens_context(install_id: i64) -> String {
-    format!("pending_install:{install_id}:tokens")
-}
-
-fn pending_context(domain: &str) -> String {
-    format!("pending_install:{domain}:code")
 }
 
 fn subscription_error_text(e: &AmoError) -> String {
@@ -506,6 +291,9 @@ fn subscription_error_text(e: &AmoError) -> String {
         other => format!("amoCRM did not subscribe the web-hooks: {other}"),
     }
 }
+
+mod pending;
+pub use pending::PendingInstall;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 //! bodies on 4xx, a non-JSON 429 on the rate limit, an nginx HTML 403 when an
 //! account or IP is blocked, 401 when a token has expired.
 
+mod account;
 pub mod budget;
 pub mod directory;
 pub mod events;
@@ -15,11 +16,13 @@ mod oauth;
 mod problem;
 pub mod rename;
 
+pub use account::AccountInfo;
+
 use std::time::Duration;
 
 use reqwest::{header, Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::config::AmocrmSettings;
 use budget::Budget;
@@ -160,62 +163,6 @@ pub(crate) fn endpoint_name(path: &str) -> &'static str {
         p if p.ends_with("/custom_fields") => "custom_fields",
         p if p.ends_with("/notes") => "notes",
         _ => "other",
-    }
-}
-
-/// The account as `GET /api/v4/account?with=datetime_settings` describes it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AccountInfo {
-    pub id: i64,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub subdomain: String,
-    /// `RUB`, `USD`, ... (the official SDK's AccountModel reads both).
-    #[serde(default)]
-    pub currency: Option<String>,
-    #[serde(default)]
-    pub currency_symbol: Option<String>,
-    #[serde(default, rename = "_embedded")]
-    embedded: AccountEmbedded,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-struct AccountEmbedded {
-    #[serde(default)]
-    datetime_settings: Option<DatetimeSettings>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-struct DatetimeSettings {
-    #[serde(default)]
-    timezone: Option<String>,
-    /// `d.m.Y`: PHP date() letters (the SDK's DateTimeSettings).
-    #[serde(default)]
-    short_date_pattern: Option<String>,
-    /// `H:i`.
-    #[serde(default)]
-    short_time_pattern: Option<String>,
-}
-
-impl AccountInfo {
-    /// The account's IANA time zone, when amoCRM named one.
-    pub fn timezone(&self) -> Option<&str> {
-        self.embedded
-            .datetime_settings
-            .as_ref()
-            .and_then(|d| d.timezone.as_deref())
-            .filter(|tz| !tz.is_empty())
-    }
-
-    /// How the account writes dates (`d.m.Y`) and times (`H:i`).
-    pub fn date_patterns(&self) -> (Option<String>, Option<String>) {
-        let settings = self.embedded.datetime_settings.as_ref();
-        let given = |p: Option<&Option<String>>| p.cloned().flatten().filter(|p| !p.is_empty());
-        (
-            given(settings.map(|s| &s.short_date_pattern)),
-            given(settings.map(|s| &s.short_time_pattern)),
-        )
     }
 }
 
@@ -370,9 +317,18 @@ impl AmoApi {
         body: Option<&B>,
     ) -> Result<T, AmoError> {
         self.take_slot(domain).await?;
+        let url = format!("{}{}", self.base_url(domain), path_and_query);
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(token.expose_secret())
+            .header(header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         let endpoint = endpoint_name(path_and_query);
         let started = std::time::Instant::now();
-        let result = self.send(domain, token, method, path_and_query, body).await;
+        let result = Self::send(request).await;
         record_request(
             endpoint,
             result.as_ref().ok().map(|(status, _, _)| *status),
@@ -394,23 +350,9 @@ impl AmoApi {
         serde_json::from_slice(body).map_err(|e| AmoError::Unexpected(e.to_string()))
     }
 
-    async fn send<B: Serialize + ?Sized>(
-        &self,
-        domain: &str,
-        token: &SecretString,
-        method: Method,
-        path_and_query: &str,
-        body: Option<&B>,
+    async fn send(
+        request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Option<String>, axum::body::Bytes), AmoError> {
-        let url = format!("{}{}", self.base_url(domain), path_and_query);
-        let mut request = self
-            .http
-            .request(method, url)
-            .bearer_auth(token.expose_secret())
-            .header(header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.json(body);
-        }
         let response = request.send().await?;
         let status = response.status();
         let content_type = response

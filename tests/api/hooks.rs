@@ -189,7 +189,13 @@ async fn hooks_of_a_disconnected_account_are_recorded_as_dropped() {
 
 #[tokio::test]
 async fn finished_events_past_the_retention_age_are_deleted_and_nothing_else() {
-    let app = TestApp::spawn_without_worker().await;
+    // The process's own hourly prune (its first runs at start) keeps
+    // everything, so that only the calls below delete.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "0".into());
+        env.insert("AMOHOOK_RETENTION__DAYS".into(), "0".into());
+    })
+    .await;
     let key = app.connected(DOMAIN, ID).await;
     for i in 1..=6 {
         app.post_hook(&key, lead_hook(ID, "add", i, "x", 1, &[]))
