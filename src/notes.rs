@@ -54,9 +54,12 @@ pub fn format_time(unix: i64, tz: Tz) -> String {
     }
 }
 
+/// An added card's note; `notes/added.txt` includes the wording of the
+/// account's language (`added.ru.txt`, `added.en.txt`).
 #[derive(Template)]
-#[template(path = "notes/added.ru.txt")]
-struct AddedRu<'a> {
+#[template(path = "notes/added.txt")]
+struct Added<'a> {
+    ru: bool,
     kind: &'a str,
     id: i64,
     name: &'a str,
@@ -64,29 +67,11 @@ struct AddedRu<'a> {
     time: &'a str,
 }
 
+/// A changed card's note, likewise (`changed.ru.txt`, `changed.en.txt`).
 #[derive(Template)]
-#[template(path = "notes/added.en.txt")]
-struct AddedEn<'a> {
-    kind: &'a str,
-    id: i64,
-    name: &'a str,
-    responsible: Option<&'a str>,
-    time: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "notes/changed.ru.txt")]
-struct ChangedRu<'a> {
-    kind: &'a str,
-    id: i64,
-    name: &'a str,
-    changes: &'a [Change],
-    time: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "notes/changed.en.txt")]
-struct ChangedEn<'a> {
+#[template(path = "notes/changed.txt")]
+struct Changed<'a> {
+    ru: bool,
     kind: &'a str,
     id: i64,
     name: &'a str,
@@ -98,28 +83,18 @@ struct ChangedEn<'a> {
 /// body names one) and when it was added.
 pub fn added(w: &Words, kind: EntityKind, id: i64, snap: &Snapshot, at: i64) -> String {
     let responsible = snap.responsible_user_id.map(|r| w.user(Some(r)));
-    let responsible = responsible.as_deref();
     let time = format_time(snap.created_at.unwrap_or(at), w.tz);
-    let (kind, name) = (kind.as_str(), snap.name.trim());
-    let rendered = match w.lang {
-        Lang::Ru => AddedRu {
-            kind,
+    finish(
+        Added {
+            ru: w.lang == Lang::Ru,
+            kind: kind.as_str(),
             id,
-            name,
-            responsible,
+            name: snap.name.trim(),
+            responsible: responsible.as_deref(),
             time: &time,
         }
         .render(),
-        Lang::En => AddedEn {
-            kind,
-            id,
-            name,
-            responsible,
-            time: &time,
-        }
-        .render(),
-    };
-    finish(rendered)
+    )
 }
 
 /// The note for a changed card; with no `changes`, it says only that the
@@ -133,26 +108,17 @@ pub fn changed(
     at: i64,
 ) -> String {
     let time = format_time(at, w.tz);
-    let (kind, name) = (kind.as_str(), snap.name.trim());
-    let rendered = match w.lang {
-        Lang::Ru => ChangedRu {
-            kind,
+    finish(
+        Changed {
+            ru: w.lang == Lang::Ru,
+            kind: kind.as_str(),
             id,
-            name,
+            name: snap.name.trim(),
             changes,
             time: &time,
         }
         .render(),
-        Lang::En => ChangedEn {
-            kind,
-            id,
-            name,
-            changes,
-            time: &time,
-        }
-        .render(),
-    };
-    finish(rendered)
+    )
 }
 
 fn finish(rendered: askama::Result<String>) -> String {

@@ -60,19 +60,9 @@ struct Load {
 }
 
 impl Load {
-    /// `targets`: (account id, hook URL); entity ids start at `first`.
+    /// `targets`: (account id, hook URL); entity ids start at `first`;
+    /// `body(account id, entity id)` is each hook.
     fn start(
-        http: &reqwest::Client,
-        targets: Vec<(i64, String)>,
-        senders: usize,
-        first: i64,
-        pace: Duration,
-    ) -> Load {
-        Load::start_with(http, targets, senders, first, pace, hook_body)
-    }
-
-    /// [`Load::start`], with `body(account id, entity id)` as each hook.
-    fn start_with(
         http: &reqwest::Client,
         targets: Vec<(i64, String)>,
         senders: usize,
@@ -275,7 +265,7 @@ pub async fn run(
     let report = match command {
         Command::Kill => {
             let port: u16 = server.base.rsplit(':').next().unwrap_or_default().parse()?;
-            let load = Load::start(http, targets, 8, 1, Duration::ZERO);
+            let load = Load::start(http, targets, 8, 1, Duration::ZERO, hook_body);
             let mut last_restart = None;
             for round in 1..=3 {
                 tokio::time::sleep(Duration::from_secs(3)).await;
@@ -304,7 +294,7 @@ pub async fn run(
                         && all_noted.is_some_and(|s| s <= RECOVER_WITHIN.as_secs_f64()) })
         }
         Command::Postgres => {
-            let load = Load::start(http, targets, 8, 1, Duration::from_millis(5));
+            let load = Load::start(http, targets, 8, 1, Duration::from_millis(5), hook_body);
             tokio::time::sleep(Duration::from_secs(3)).await;
             let version = std::fs::read_dir("/etc/postgresql")?
                 .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -325,7 +315,7 @@ pub async fn run(
                     "pass": restarted.success() && lost == 0 && duplicated == 0 && after_restart > 0 })
         }
         Command::Outage { seconds } => {
-            let load = Load::start(http, targets, 8, 1, Duration::from_millis(20));
+            let load = Load::start(http, targets, 8, 1, Duration::from_millis(20), hook_body);
             fake.set_outage(Some(503));
             tokio::time::sleep(Duration::from_secs(*seconds)).await;
             for _ in 0..3 {
@@ -366,7 +356,7 @@ pub async fn run(
             }
             let refreshes_before = fake.total_refreshes();
             let started = Instant::now();
-            let load = Load::start(http, targets, 8, 1, Duration::from_millis(10));
+            let load = Load::start(http, targets, 8, 1, Duration::from_millis(10), hook_body);
             tokio::time::sleep(Duration::from_secs(30)).await;
             let (ok, statuses, _) = load.finish().await;
             let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
@@ -385,7 +375,7 @@ pub async fn run(
         }
         Command::Malformed => {
             let rss_before = server.rss_kib("VmRSS:");
-            let load = Load::start(http, targets.clone(), 4, 1, Duration::ZERO);
+            let load = Load::start(http, targets.clone(), 4, 1, Duration::ZERO, hook_body);
             let (account, url) = targets[0].clone();
             let base = server.base.clone();
             let mut statuses: HashMap<String, usize> = HashMap::new();
@@ -430,7 +420,7 @@ pub async fn run(
             // Account 0 sends the odd hooks, account 1 plain ones; the
             // other eight stay idle.
             let (poison, clean) = (targets[0].clone(), targets[1].clone());
-            let odd = Load::start_with(
+            let odd = Load::start(
                 http,
                 vec![poison],
                 3,
@@ -438,7 +428,7 @@ pub async fn run(
                 Duration::ZERO,
                 poison_body,
             );
-            let plain = Load::start(http, vec![clean], 6, 1, Duration::ZERO);
+            let plain = Load::start(http, vec![clean], 6, 1, Duration::ZERO, hook_body);
             tokio::time::sleep(Duration::from_secs(*seconds)).await;
             let (odd_ok, odd_statuses, _) = odd.finish().await;
             let (plain_ok, plain_statuses, plain_latencies) = plain.finish().await;
