@@ -54,7 +54,7 @@ impl AmoApi {
         api_domain: &str,
         refresh_token: &SecretString,
     ) -> Option<String> {
-        if !self.is_allowed(api_domain) {
+        if crate::install::account_host(api_domain, &self.allowed_domains).is_none() {
             tracing::warn!(api_domain, "the token's api_domain is not an amoCRM host");
             return None;
         }
@@ -85,19 +85,9 @@ impl AmoApi {
         } else {
             format!("{}{}", prefix, found.domain)
         };
-        let host = host.to_ascii_lowercase();
-        self.is_allowed(&host).then_some(host)
-    }
-
-    fn is_allowed(&self, host: &str) -> bool {
-        self.allowed_domains.iter().any(|parent| {
-            host.strip_suffix(parent.as_str())
-                .and_then(|label| label.strip_suffix('.'))
-                .is_some_and(|label| {
-                    !label.is_empty()
-                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                })
-        })
+        // The same check as an install's referer: it decides where the
+        // refresh token goes next.
+        crate::install::account_host(&host, &self.allowed_domains)
     }
 }
 
