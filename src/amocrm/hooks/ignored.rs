@@ -39,7 +39,9 @@ pub(super) fn cards(text: &str) -> Vec<Ignored> {
     let mut cards = std::collections::BTreeSet::new();
     for pair in text.split('&') {
         let raw_key = pair.split('=').next().unwrap_or_default();
-        if raw_key.starts_with("account") {
+        // Nearly every key of a hook is the account's or a noted card's:
+        // those are passed over without decoding (this runs on every hook).
+        if raw_key.starts_with("account") || noted_raw(raw_key) {
             continue;
         }
         let Some((key, _)) = url::form_urlencoded::parse(raw_key.as_bytes()).next() else {
@@ -63,4 +65,23 @@ pub(super) fn cards(text: &str) -> Vec<Ignored> {
             action: known(ACTIONS, &action),
         })
         .collect()
+}
+
+/// A raw key under a noted entity and action (`leads%5Badd%5D...` as
+/// amoCRM sends it, `leads[add]...` as some proxies pass it on); the parser
+/// has already upper-cased `%5b`/`%5d`.
+fn noted_raw(raw_key: &str) -> bool {
+    ["leads", "contacts", "companies"].iter().any(|entity| {
+        raw_key.strip_prefix(entity).is_some_and(|rest| {
+            let action = rest
+                .strip_prefix("%5B")
+                .or_else(|| rest.strip_prefix('['))
+                .unwrap_or_default();
+            ["add", "update", "status", "responsible"].iter().any(|a| {
+                action
+                    .strip_prefix(a)
+                    .is_some_and(|end| end.starts_with("%5D") || end.starts_with(']'))
+            })
+        })
+    })
 }
