@@ -256,10 +256,7 @@ pub async fn set_webhooks_result(
 ) -> sqlx::Result<()> {
     // On success the account is subscribed to today's events; a refusal
     // leaves what it was subscribed to before.
-    let events: Vec<String> = crate::amocrm::WEBHOOK_EVENTS
-        .iter()
-        .map(|e| (*e).to_owned())
-        .collect();
+    let events = webhook_events();
     sqlx::query!(
         "update accounts set webhooks_subscribed = $2, webhooks_error = $3,
              webhooks_events = case when $2 then $4 else webhooks_events end, updated_at = now()
@@ -274,15 +271,20 @@ pub async fn set_webhooks_result(
     Ok(())
 }
 
+/// Today's web-hook events, as the `text[]` stored in `webhooks_events`.
+fn webhook_events() -> Vec<String> {
+    crate::amocrm::WEBHOOK_EVENTS
+        .iter()
+        .map(|e| (*e).to_owned())
+        .collect()
+}
+
 /// Active accounts subscribed without some of today's web-hook events
 /// (installed before companies were asked for), at most `limit`. One whose
 /// new subscription is refused is left to its administrator (the account
 /// page shows the reason and a button to try again).
 pub async fn outdated_subscriptions(db: &PgPool, limit: i64) -> sqlx::Result<Vec<i64>> {
-    let events: Vec<String> = crate::amocrm::WEBHOOK_EVENTS
-        .iter()
-        .map(|e| (*e).to_owned())
-        .collect();
+    let events = webhook_events();
     sqlx::query_scalar!(
         "select account_id from accounts
          where status = 'active' and webhooks_subscribed and not webhooks_events @> $1

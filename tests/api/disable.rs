@@ -28,18 +28,7 @@ async fn a_signed_uninstall_disconnects_the_account_and_erases_its_tokens() {
     // The account removes the integration: amoCRM revokes its tokens, then
     // calls the uninstall hook.
     app.fake.uninstall(DOMAIN);
-    let id = ID.to_string();
-    let response = app
-        .http
-        .get(app.url("/oauth/disable"))
-        .query(&[
-            ("account_id", id.as_str()),
-            ("client_uuid", CLIENT_ID),
-            ("signature", &sign(CLIENT_ID, &id)),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = uninstall_call(&app).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         app.account_status(ID).await.as_deref(),
