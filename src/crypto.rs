@@ -3,8 +3,14 @@
 //! A stored value is `key_id (1 byte) ‖ nonce (12 bytes) ‖ ciphertext+tag`.
 //! The nonce is random for every write. The associated data binds a value to
 //! its row and column (`account:42:refresh_token`), so a ciphertext copied to
-//! another row or column does not decrypt. The key id byte lets a later
-//! version add a new key while still reading values written with the old one.
+//! another row or column does not decrypt.
+//!
+//! Keys rotate: the current key (`security.encryption_key`) writes, and old
+//! keys (`security.old_encryption_keys`) still read. A value names its key
+//! by the id byte, derived from the key itself (2..=255), so no key list
+//! order has to be kept. Values written before ids were derived carry id 1
+//! and are tried with every configured key; AES-GCM's tag tells the right
+//! one. `amohook reencrypt` rewrites old values with the current key.
 
 use std::{io::Write as _, path::Path};
 
@@ -13,11 +19,13 @@ use aes_gcm::{
     Aes256Gcm, Key,
 };
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use hmac::{Hmac, Mac};
 use rand::Rng as _;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-const KEY_ID: u8 = 1;
+/// The id of values written before key ids were derived from keys.
+pub const LEGACY_KEY_ID: u8 = 1;
 const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +36,39 @@ pub enum CryptoError {
     Undecryptable,
 }
 
-/// Encrypts and decrypts column values. Cheap to clone.
+/// The id byte a key writes: 2..=255, from a digest of the key (it says
+/// nothing usable about the key).
+pub fn key_id(key: &[u8; 32]) -> u8 {
+    let digest = Sha256::new()
+        .chain_update(b"amohook key id\0")
+        .chain_update(key)
+        .finalize();
+    2 + digest[0] % 254
+}
+
+#[derive(Clone)]
+struct SealKey {
+    id: u8,
+    aead: Aes256Gcm,
+}
+
+impl SealKey {
+    fn new(key: &[u8; 32]) -> Self {
+        SealKey {
+            id: key_id(key),
+            aead: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)),
+        }
+    }
+}
+
+/// Encrypts and decrypts column values, and signs short values (install
+/// states). Cheap to clone.
 #[derive(Clone)]
 pub struct Cipher {
-    cipher: Aes256Gcm,
+    current: SealKey,
+    old: Vec<SealKey>,
+    /// HMAC key derived from the current key, for signatures.
+    signing: [u8; 32],
 }
 
 impl std::fmt::Debug for Cipher {
@@ -42,16 +79,31 @@ impl std::fmt::Debug for Cipher {
 
 impl Cipher {
     pub fn new(key: &[u8; 32]) -> Self {
+        Cipher::with_old_keys(key, &[])
+    }
+
+    /// `key` writes; it and `old` read.
+    pub fn with_old_keys(key: &[u8; 32], old: &[[u8; 32]]) -> Self {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+        mac.update(b"amohook signing key");
         Cipher {
-            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)),
+            current: SealKey::new(key),
+            old: old.iter().filter(|k| *k != key).map(SealKey::new).collect(),
+            signing: mac.finalize().into_bytes().into(),
         }
+    }
+
+    /// The id byte of values written now.
+    pub fn current_key_id(&self) -> u8 {
+        self.current.id
     }
 
     pub fn encrypt(&self, plaintext: &str, context: &str) -> Vec<u8> {
         // A random nonce from the operating system's generator.
         let nonce = Nonce::<Aes256Gcm>::generate();
         let sealed = self
-            .cipher
+            .current
+            .aead
             .encrypt(
                 &nonce,
                 Payload {
@@ -61,7 +113,7 @@ impl Cipher {
             )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(KEY_ID);
+        out.push(self.current.id);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         out
@@ -69,7 +121,11 @@ impl Cipher {
 
     pub fn decrypt(&self, stored: &[u8], context: &str) -> Result<SecretString, CryptoError> {
         let (&key_id, rest) = stored.split_first().ok_or(CryptoError::Undecryptable)?;
-        if key_id != KEY_ID {
+        let mut keys = std::iter::once(&self.current)
+            .chain(&self.old)
+            .filter(|k| key_id == LEGACY_KEY_ID || k.id == key_id)
+            .peekable();
+        if keys.peek().is_none() {
             return Err(CryptoError::UnknownKey(key_id));
         }
         if rest.len() < NONCE_LEN {
@@ -77,19 +133,40 @@ impl Cipher {
         }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let nonce = <&Nonce<Aes256Gcm>>::try_from(nonce).map_err(|_| CryptoError::Undecryptable)?;
-        let plain = self
-            .cipher
-            .decrypt(
-                nonce,
-                Payload {
-                    msg: sealed,
-                    aad: context.as_bytes(),
-                },
-            )
-            .map_err(|_| CryptoError::Undecryptable)?;
+        let plain = keys
+            .find_map(|key| {
+                key.aead
+                    .decrypt(
+                        nonce,
+                        Payload {
+                            msg: sealed,
+                            aad: context.as_bytes(),
+                        },
+                    )
+                    .ok()
+            })
+            .ok_or(CryptoError::Undecryptable)?;
         String::from_utf8(plain)
             .map(SecretString::from)
             .map_err(|_| CryptoError::Undecryptable)
+    }
+
+    /// HMAC-SHA256 of `data` under a key derived from the current key.
+    pub fn sign(&self, data: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.signing).expect("32 bytes");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` (the leading bytes of a signature, at least 16) signs
+    /// `data`; compared in constant time.
+    pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        if tag.len() < 16 {
+            return false;
+        }
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.signing).expect("32 bytes");
+        mac.update(data);
+        mac.verify_truncated_left(tag).is_ok()
     }
 }
 
@@ -153,7 +230,8 @@ mod tests {
     fn round_trip_with_matching_context() {
         let cipher = Cipher::new(&[7; 32]);
         let sealed = cipher.encrypt("refresh-123", "account:1:refresh_token");
-        assert_eq!(sealed[0], KEY_ID);
+        assert_eq!(sealed[0], key_id(&[7; 32]));
+        assert_ne!(sealed[0], LEGACY_KEY_ID);
         assert!(!sealed.windows(11).any(|w| w == b"refresh-123"));
         let opened = cipher.decrypt(&sealed, "account:1:refresh_token").unwrap();
         assert_eq!(opened.expose_secret(), "refresh-123");
@@ -197,13 +275,65 @@ mod tests {
             .decrypt(&sealed, "account:1:access_token")
             .is_err());
         let mut other_key_id = sealed.clone();
-        other_key_id[0] = 9;
+        let other = if sealed[0] == 9 { 10 } else { 9 };
+        other_key_id[0] = other;
         assert!(matches!(
             cipher.decrypt(&other_key_id, "account:1:access_token"),
-            Err(CryptoError::UnknownKey(9))
+            Err(CryptoError::UnknownKey(id)) if id == other
         ));
         assert!(cipher.decrypt(&[], "c").is_err());
-        assert!(cipher.decrypt(&[KEY_ID, 1, 2], "c").is_err());
+        assert!(cipher.decrypt(&[sealed[0], 1, 2], "c").is_err());
+    }
+
+    #[test]
+    fn old_keys_read_and_the_current_key_writes() {
+        let (old, new) = ([7; 32], [8; 32]);
+        let written_before = Cipher::new(&old).encrypt("refresh-1", "c");
+        let rotated = Cipher::with_old_keys(&new, &[old]);
+        assert_eq!(
+            rotated
+                .decrypt(&written_before, "c")
+                .unwrap()
+                .expose_secret(),
+            "refresh-1"
+        );
+        let written_now = rotated.encrypt("refresh-2", "c");
+        assert_eq!(written_now[0], key_id(&new));
+        assert_ne!(key_id(&new), key_id(&old));
+        assert!(Cipher::new(&old).decrypt(&written_now, "c").is_err());
+        // Without the old key, the old value is not readable.
+        assert!(Cipher::new(&new).decrypt(&written_before, "c").is_err());
+    }
+
+    #[test]
+    fn legacy_values_are_read_with_any_configured_key() {
+        // The layout test's value: key id 1, written with [7; 32].
+        let stored = hex::decode(
+            "010102030405060708090a0b0cc9198eec0f998a01d40c31c3db76a2f5c9ddc7bee68a19cb793b3a",
+        )
+        .unwrap();
+        let rotated = Cipher::with_old_keys(&[8; 32], &[[7; 32]]);
+        assert_eq!(
+            rotated
+                .decrypt(&stored, "account:1:refresh_token")
+                .unwrap()
+                .expose_secret(),
+            "refresh-123"
+        );
+        assert!(Cipher::new(&[8; 32])
+            .decrypt(&stored, "account:1:refresh_token")
+            .is_err());
+    }
+
+    #[test]
+    fn signatures_verify_only_for_their_data_and_key() {
+        let cipher = Cipher::new(&[7; 32]);
+        let tag = cipher.sign(b"state-1");
+        assert!(cipher.verify(b"state-1", &tag));
+        assert!(cipher.verify(b"state-1", &tag[..16]));
+        assert!(!cipher.verify(b"state-1", &tag[..15]));
+        assert!(!cipher.verify(b"state-2", &tag));
+        assert!(!Cipher::new(&[8; 32]).verify(b"state-1", &tag));
     }
 
     #[test]

@@ -7,19 +7,25 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
+pub use gate::{Gate, RATE_KEY as EXCHANGE_RATE_KEY};
+
 use crate::{
     accounts::{self, Account},
     amocrm::{
         directory::{self, Settings},
         AmoApi, AmoError, TokenSet, WEBHOOK_EVENTS,
     },
-    crypto::{self, Cipher},
+    config::InstallSettings,
+    crypto::Cipher,
 };
 
 /// How long a state from GET /install stays usable.
 pub const STATE_TTL: Duration = Duration::from_secs(15 * 60);
 /// amoCRM's authorization codes live 20 minutes.
 pub const CODE_TTL: Duration = Duration::from_secs(20 * 60);
+/// How long a browser install waits for a turn at the gate before the page
+/// asks the user to try again.
+const BROWSER_WAITS: Duration = Duration::from_secs(10);
 
 /// Checks that `referer` is an account host directly under one of the
 /// allowed domains (`acme.amocrm.ru`), and returns it lowercased.
@@ -38,34 +44,6 @@ pub fn account_host(referer: &str, allowed_domains: &[String]) -> Option<String>
     (label_ok && allowed_domains.iter().any(|d| d == parent)).then_some(host)
 }
 
-/// A new single-use state for GET /install.
-pub async fn new_state(pool: &PgPool) -> sqlx::Result<String> {
-    let state = crypto::random_token(24);
-    sqlx::query!(
-        "insert into oauth_states (state, expires_at) values ($1, now() + $2)",
-        &state,
-        // `as _`: an interval. chrono's Duration encodes as one, but the macro's
-        // type check knows only PgInterval for it.
-        chrono::Duration::from_std(STATE_TTL).expect("small") as _,
-    )
-    .execute(pool)
-    .await?;
-    Ok(state)
-}
-
-/// Uses up a state. False when it is unknown, used or expired.
-pub async fn take_state(pool: &PgPool, state: &str) -> sqlx::Result<bool> {
-    let taken = sqlx::query!(
-        "update oauth_states set used_at = now()
-         where state = $1 and used_at is null and expires_at > now()",
-        state,
-    )
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(taken == 1)
-}
-
 /// Why an install did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -76,6 +54,10 @@ pub enum InstallError {
     /// on a later try.
     #[error("amoCRM did not answer: {0}")]
     Unavailable(AmoError),
+    /// The install gate had no turn free in time (many installs at once, or
+    /// a flood of forged ones): nothing was sent to amoCRM.
+    #[error("too many installs at this moment")]
+    Busy,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -114,15 +96,25 @@ pub struct Installer {
     cipher: Cipher,
     api: AmoApi,
     public_url: String,
+    gate: Gate,
+    limits: InstallSettings,
 }
 
 impl Installer {
-    pub fn new(pool: PgPool, cipher: Cipher, api: AmoApi, public_url: String) -> Self {
+    pub fn new(
+        pool: PgPool,
+        cipher: Cipher,
+        api: AmoApi,
+        public_url: String,
+        limits: InstallSettings,
+    ) -> Self {
         Installer {
+            gate: Gate::new(pool.clone(), &limits),
             pool,
             cipher,
             api,
             public_url,
+            limits,
         }
     }
 
@@ -130,13 +122,23 @@ impl Installer {
     /// subscribes its web-hooks. `domain` must come from [`account_host`].
     #[tracing::instrument(skip_all, fields(domain = %domain, account.id))]
     pub async fn complete(&self, domain: &str, code: &str) -> Result<Installed, InstallError> {
+        let Some(_turn) = self.gate.enter(BROWSER_WAITS).await? else {
+            return Err(InstallError::Busy);
+        };
         let tokens = self.api.exchange_code(domain, code).await?;
-        self.finish(domain, tokens).await
+        self.finish(domain, tokens, 2).await
     }
 
     /// The install after the exchange: the account, its tokens, its hooks.
+    /// `calls` is how many calls this attempt made to the host so far,
+    /// counting the account call.
     #[tracing::instrument(skip_all, fields(domain = %domain, account.id))]
-    async fn finish(&self, domain: &str, tokens: TokenSet) -> Result<Installed, InstallError> {
+    async fn finish(
+        &self,
+        domain: &str,
+        tokens: TokenSet,
+        calls: usize,
+    ) -> Result<Installed, InstallError> {
         let info = self.api.account(domain, &tokens.access_token).await?;
         tracing::Span::current().record("account.id", info.id);
 
@@ -147,6 +149,12 @@ impl Installer {
         // The account's currency and date format, for its notes.
         directory::store_settings(&mut *tx, account.account_id, &Settings::of(&info)).await?;
         tx.commit().await?;
+        if !reinstall {
+            // A new account's host had no budget while it was unknown: the
+            // calls so far count now, before the subscription and the first
+            // notes.
+            self.api.count_calls(domain, calls).await?;
+        }
         let hook_url = self.hook_url(account.account_id).await?;
 
         let webhooks_error = match self
@@ -292,8 +300,11 @@ fn subscription_error_text(e: &AmoError) -> String {
     }
 }
 
+mod gate;
 mod pending;
-pub use pending::PendingInstall;
+mod states;
+pub(crate) use pending::{code_context, tokens_context};
+pub use pending::{PendingInstall, Remembered};
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use crate::crypto::Cipher;
 
 const CANARY: &str = "amohook key check";
-const CONTEXT: &str = "key_check";
+pub(crate) const CONTEXT: &str = "key_check";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyCheckError {
@@ -27,11 +27,24 @@ pub enum KeyCheckError {
     Database(#[from] sqlx::Error),
 }
 
+/// How the key check passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// The current key reads the canary (or a new canary was written).
+    ByCurrentKey,
+    /// An old key reads it: a rotation is under way (`amohook reencrypt`).
+    ByOldKey,
+}
+
 /// Checks `cipher` against the canary, writing the canary when there is
 /// none yet. A database from before the canary, that holds tokens, is
 /// checked against one of them first. `source_hint` says where the key
 /// came from, for the error.
-pub async fn check(pool: &PgPool, cipher: &Cipher, source_hint: &str) -> Result<(), KeyCheckError> {
+pub async fn check(
+    pool: &PgPool,
+    cipher: &Cipher,
+    source_hint: &str,
+) -> Result<Checked, KeyCheckError> {
     let wrong = |what| KeyCheckError::WrongKey {
         what,
         source_hint: source_hint.to_owned(),
@@ -41,7 +54,8 @@ pub async fn check(pool: &PgPool, cipher: &Cipher, source_hint: &str) -> Result<
         .await?
     {
         return match cipher.decrypt(&canary, CONTEXT) {
-            Ok(_) => Ok(()),
+            Ok(_) if canary.first() == Some(&cipher.current_key_id()) => Ok(Checked::ByCurrentKey),
+            Ok(_) => Ok(Checked::ByOldKey),
             Err(_) => Err(wrong("the key check")),
         };
     }
@@ -66,5 +80,5 @@ pub async fn check(pool: &PgPool, cipher: &Cipher, source_hint: &str) -> Result<
     if written.rows_affected() == 0 {
         return Box::pin(check(pool, cipher, source_hint)).await;
     }
-    Ok(())
+    Ok(Checked::ByCurrentKey)
 }

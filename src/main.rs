@@ -36,6 +36,11 @@ enum Command {
     /// Create the database if it is missing and apply pending migrations,
     /// then exit. Needs only database.url.
     Migrate,
+    /// Rewrite every stored secret with the current encryption key (after
+    /// a key rotation: security.encryption_key is the new key,
+    /// security.old_encryption_keys the old ones), then exit. Safe while
+    /// the service runs. Needs the service's configuration.
+    Reencrypt,
 }
 
 #[tokio::main]
@@ -63,6 +68,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pools = db::connect(&database, 0).await?;
             db::migrate(&pools.main).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Reencrypt => {
+            let settings = Settings::from_raw(raw)?;
+            let pools = db::connect(&settings.database, 0)
+                .await
+                .context("cannot connect to PostgreSQL (database.url)")?;
+            db::migrate(&pools.main).await?;
+            let cipher = amohook::startup::open_keys(&pools.main, &settings).await?;
+            let report = amohook::reencrypt::run(&pools.main, &cipher).await?;
+            tracing::info!(
+                rewritten = report.rewritten,
+                unreadable = report.unreadable,
+                "stored secrets rewritten with the current key"
+            );
+            if report.unreadable > 0 {
+                anyhow::bail!(
+                    "{} stored values could not be opened with any configured key and were left as they were",
+                    report.unreadable
+                );
+            }
             Ok(())
         }
         Command::Serve => {

@@ -52,30 +52,7 @@ impl Application {
             .await
             .context("cannot apply migrations")?;
 
-        let (key, key_source) = match settings.security.encryption_key {
-            Some(key) => (
-                key,
-                "security.encryption_key, AMOHOOK_SECURITY__ENCRYPTION_KEY".to_owned(),
-            ),
-            None => {
-                let path = &settings.security.key_file;
-                let (key, created) = crypto::load_or_create_key_file(path)?;
-                if created {
-                    tracing::warn!(
-                        key_file = %path.display(),
-                        "security.encryption_key is not set: generated a new key into the key file. \
-                         Back it up; without it stored tokens cannot be read."
-                    );
-                } else {
-                    tracing::info!(key_file = %path.display(), "encryption key read from the key file");
-                }
-                (key, format!("the key file {}", path.display()))
-            }
-        };
-        let cipher = Cipher::new(&key);
-        crate::key_check::check(&pool, &cipher, &key_source)
-            .await
-            .context("the encryption key does not match the database")?;
+        let cipher = open_keys(&pool, &settings).await?;
         // A refusal of the integration may have been fixed by this start's
         // configuration: the first refresh tries again.
         crate::fault::clear(&pool).await?;
@@ -87,6 +64,7 @@ impl Application {
             cipher.clone(),
             api.clone(),
             settings.http.public_url.clone(),
+            settings.install.clone(),
         );
         let worker = Arc::new(Worker::new(
             pool.clone(),
@@ -168,6 +146,67 @@ impl Application {
         self.state.intake.pool.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The encryption keys: the configured key, or the key file (made on first
+/// start), with any old keys, checked against the database. A key file made
+/// by this start is removed again when the check refuses it, so that a
+/// wrong start leaves nothing behind.
+pub async fn open_keys(pool: &sqlx::PgPool, settings: &Settings) -> anyhow::Result<Cipher> {
+    let security = &settings.security;
+    let path = &security.key_file;
+    let (key, source, created) = match security.encryption_key {
+        Some(key) => (
+            key.0,
+            "security.encryption_key, AMOHOOK_SECURITY__ENCRYPTION_KEY".to_owned(),
+            false,
+        ),
+        None => {
+            let (key, created) = crypto::load_or_create_key_file(path)?;
+            (key, format!("the key file {}", path.display()), created)
+        }
+    };
+    let old: Vec<[u8; 32]> = security.old_encryption_keys.iter().map(|k| k.0).collect();
+    let cipher = Cipher::with_old_keys(&key, &old);
+    match crate::key_check::check(pool, &cipher, &source).await {
+        Ok(check) => {
+            if created {
+                tracing::warn!(
+                    key_file = %path.display(),
+                    "security.encryption_key is not set: generated a new key into the key file. \
+                     Back it up, and give every amohook process this file or this key; without \
+                     it stored tokens cannot be read."
+                );
+            } else if security.encryption_key.is_none() {
+                tracing::info!(key_file = %path.display(), "encryption key read from the key file");
+            }
+            if check == crate::key_check::Checked::ByOldKey {
+                tracing::warn!(
+                    "the database's data is sealed with an old key (security.old_encryption_keys): \
+                     run `amohook reencrypt` to rewrite it with the current key"
+                );
+            }
+            Ok(cipher)
+        }
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_file(path);
+            }
+            let mut message = format!("{e}");
+            let legacy = std::path::Path::new("amohook.key");
+            if security.encryption_key.is_none() && legacy.is_file() {
+                message.push_str(&format!(
+                    ". A key file {} exists in the folder the service was started from (the \
+                     default location before the key file moved): set security.key_file \
+                     (AMOHOOK_SECURITY__KEY_FILE) to it",
+                    std::path::absolute(legacy)
+                        .unwrap_or_else(|_| legacy.to_owned())
+                        .display()
+                ));
+            }
+            Err(anyhow::anyhow!(message).context("the encryption key does not match the database"))
+        }
     }
 }
 

@@ -6,6 +6,12 @@
 //! A sliding log of the last N call times per host, in one row locked for
 //! the moment of the check. This is exact across processes, where an
 //! in-process limiter (governor) would only see its own calls.
+//!
+//! Rows are made only for the hosts of known accounts: a call to any other
+//! host (an install's exchange for a host that is not an account yet) is
+//! bounded by the install gate instead (`install/gate.rs`), so that forged
+//! installs naming made-up hosts leave no rows behind. The same table keeps
+//! the install gate's global rate under a name no host can have.
 
 use std::time::Duration;
 
@@ -16,28 +22,83 @@ use sqlx::PgPool;
 /// milliseconds after their slot is taken and may arrive closer together.
 const WINDOW: Duration = Duration::from_millis(1050);
 
+/// The longest a call waits for a slot before it gives up (and is retried
+/// later like any passing failure): no wait for a budget is unbounded.
+pub const WAIT_AT_MOST: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    #[error("the request budget could not be checked: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("no request slot was free within {0:?}")]
+    Timeout(Duration),
+}
+
 #[derive(Clone, Debug)]
 pub struct Budget {
     pool: PgPool,
     per_second: usize,
+    /// Account budgets count only known accounts' hosts; the install
+    /// gate's single row is always counted.
+    known_hosts_only: bool,
 }
 
 impl Budget {
+    /// The per-account budget: `per_second` calls to one account host.
     pub fn new(pool: PgPool, per_second: u32) -> Self {
         Budget {
             pool,
             per_second: per_second.max(1) as usize,
+            known_hosts_only: true,
         }
     }
 
-    /// Waits until a call to `domain` fits the budget, and takes the slot.
-    pub async fn acquire(&self, domain: &str) -> sqlx::Result<()> {
+    /// A budget for names that are not account hosts (the install gate's
+    /// global rate).
+    pub fn global(pool: PgPool, per_second: u32) -> Self {
+        Budget {
+            known_hosts_only: false,
+            ..Budget::new(pool, per_second)
+        }
+    }
+
+    /// Waits until a call to `domain` fits the budget, and takes the slot;
+    /// gives up after [`WAIT_AT_MOST`].
+    pub async fn acquire(&self, domain: &str) -> Result<(), BudgetError> {
+        self.acquire_within(domain, WAIT_AT_MOST).await
+    }
+
+    /// Waits at most `within` for a slot.
+    pub async fn acquire_within(&self, domain: &str, within: Duration) -> Result<(), BudgetError> {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             match self.try_acquire(domain).await? {
                 None => return Ok(()),
-                Some(wait) => tokio::time::sleep(wait).await,
+                Some(wait) => {
+                    if tokio::time::Instant::now() + wait > deadline {
+                        return Err(BudgetError::Timeout(within));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
+    }
+
+    /// Counts `calls` made to `domain` just now without a slot (an install's
+    /// exchange and account call, made before the host was an account's),
+    /// so that the calls that follow at once keep the host's limit.
+    pub async fn count_calls(&self, domain: &str, calls: usize) -> sqlx::Result<()> {
+        sqlx::query!(
+            "insert into api_budget (domain, recent)
+             select $1, array_fill(clock_timestamp(), array[$2::int])
+             where exists (select 1 from accounts where domain = $1)
+             on conflict (domain) do update set recent = api_budget.recent || excluded.recent",
+            domain,
+            calls as i32,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Takes a slot now, or says how long to wait for one.
@@ -50,13 +111,28 @@ impl Budget {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            sqlx::query!(
-                "insert into api_budget (domain) values ($1) on conflict do nothing",
-                domain
+            let made = sqlx::query!(
+                "insert into api_budget (domain)
+                 select $1 where not $2 or exists (select 1 from accounts where domain = $1)
+                 on conflict do nothing",
+                domain,
+                self.known_hosts_only,
             )
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            if made.rows_affected() == 0 {
+                // Made by a concurrent call, or not an account's host.
+                let exists = sqlx::query_scalar!(
+                    r#"select exists (select 1 from api_budget where domain = $1) as "e!""#,
+                    domain
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                if !exists {
+                    return Ok(None);
+                }
+            }
             return Box::pin(self.try_acquire(domain)).await;
         };
         let window = chrono::Duration::from_std(WINDOW).expect("small");

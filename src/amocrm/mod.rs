@@ -68,10 +68,10 @@ pub enum AmoError {
     /// A 2xx whose body is not what the API documents.
     #[error("amoCRM answered in an unexpected form: {0}")]
     Unexpected(String),
-    /// The shared request budget (kept in PostgreSQL) could not be checked:
-    /// nothing was sent to amoCRM.
-    #[error("the request budget could not be checked: {0}")]
-    Budget(#[source] sqlx::Error),
+    /// The shared request budget (kept in PostgreSQL) could not be checked,
+    /// or had no free slot in time: nothing was sent to amoCRM.
+    #[error("{0}")]
+    Budget(#[source] budget::BudgetError),
 }
 
 impl AmoError {
@@ -230,6 +230,18 @@ impl AmoApi {
     pub(crate) async fn take_slot(&self, domain: &str) -> Result<(), AmoError> {
         match &self.budget {
             Some(budget) => budget.acquire(domain).await.map_err(AmoError::Budget),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts calls made to `domain` before it was an account's host (they
+    /// took no slot; see [`Budget::count_calls`]).
+    pub async fn count_calls(&self, domain: &str, calls: usize) -> Result<(), AmoError> {
+        match &self.budget {
+            Some(budget) => budget
+                .count_calls(domain, calls)
+                .await
+                .map_err(|e| AmoError::Budget(e.into())),
             None => Ok(()),
         }
     }

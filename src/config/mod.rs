@@ -19,8 +19,8 @@ use url::Url;
 mod raw;
 
 pub use raw::{
-    DomainList, RawAdmin, RawAmocrm, RawDatabase, RawHttp, RawLog, RawNotes, RawRetention,
-    RawSecurity, RawSettings, RawWorker,
+    DomainList, RawAdmin, RawAmocrm, RawDatabase, RawHttp, RawInstall, RawLog, RawNotes,
+    RawRetention, RawSecurity, RawSettings, RawWorker, SecretList,
 };
 
 /// The commented default file, compiled in so the binary works from any
@@ -70,6 +70,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub amocrm: AmocrmSettings,
+    pub install: InstallSettings,
     pub admin: AdminSettings,
     pub security: SecuritySettings,
     pub notes: NotesSettings,
@@ -116,6 +117,46 @@ pub struct AmocrmSettings {
     pub requests_per_second: u32,
 }
 
+/// Limits on code exchanges (see `install/gate.rs`).
+#[derive(Debug, Clone)]
+pub struct InstallSettings {
+    /// Across every process.
+    pub exchanges_per_second: u32,
+    /// In one process.
+    pub concurrent_exchanges: u32,
+    /// Widget codes one host may leave in 10 minutes.
+    pub codes_per_host: u32,
+    /// Widget installs waiting for an exchange, all hosts together.
+    pub waiting_max: u32,
+}
+
+impl InstallSettings {
+    fn from_raw(raw: &RawInstall) -> Result<Self, ConfigError> {
+        Ok(InstallSettings {
+            exchanges_per_second: whole(
+                "install.exchanges_per_second",
+                raw.exchanges_per_second.as_deref(),
+                1..=50,
+            )?,
+            concurrent_exchanges: whole(
+                "install.concurrent_exchanges",
+                raw.concurrent_exchanges.as_deref(),
+                1..=64,
+            )?,
+            codes_per_host: whole(
+                "install.codes_per_host",
+                raw.codes_per_host.as_deref(),
+                1..=100,
+            )?,
+            waiting_max: whole(
+                "install.waiting_max",
+                raw.waiting_max.as_deref(),
+                1..=100_000,
+            )?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub token: Option<SecretString>,
@@ -123,10 +164,37 @@ pub struct AdminSettings {
 
 #[derive(Debug, Clone)]
 pub struct SecuritySettings {
-    pub encryption_key: Option<[u8; 32]>,
+    pub encryption_key: Option<EncryptionKey>,
+    /// Keys that still read values written before a rotation.
+    pub old_encryption_keys: Vec<EncryptionKey>,
+    /// Absolute.
     pub key_file: PathBuf,
     /// How long a rotated hook key keeps working.
     pub old_hook_key_for: std::time::Duration,
+}
+
+/// 32 key bytes; never printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(..)")
+    }
+}
+
+/// Where the generated key is kept when neither `security.encryption_key`
+/// nor `security.key_file` is set: the user's data directory
+/// (`$XDG_DATA_HOME/amohook/amohook.key`, else
+/// `$HOME/.local/share/amohook/amohook.key`), else
+/// `/var/lib/amohook/amohook.key`. One place whatever folder the service is
+/// started from.
+pub fn default_key_file(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let absolute = |v: Option<String>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    let data = absolute(env("XDG_DATA_HOME"))
+        .or_else(|| absolute(env("HOME")).map(|home| home.join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib"));
+    data.join("amohook").join("amohook.key")
 }
 
 impl DatabaseSettings {
@@ -229,6 +297,7 @@ impl Settings {
             )
         })?;
 
+        let install = InstallSettings::from_raw(&raw.install)?;
         let admin = AdminSettings {
             token: raw
                 .admin
@@ -249,20 +318,40 @@ impl Settings {
             .encryption_key
             .filter(|k| !k.expose_secret().trim().is_empty())
         {
-            Some(key) => Some(decode_key(key.expose_secret()).ok_or_else(|| {
-                ConfigError::invalid(
-                    "security.encryption_key",
-                    "must be base64 of exactly 32 bytes",
-                )
-            })?),
+            Some(key) => Some(EncryptionKey(decode_key(key.expose_secret()).ok_or_else(
+                || {
+                    ConfigError::invalid(
+                        "security.encryption_key",
+                        "must be base64 of exactly 32 bytes",
+                    )
+                },
+            )?)),
             None => None,
         };
-        let key_file = PathBuf::from(
-            raw.security
-                .key_file
-                .filter(|f| !f.trim().is_empty())
-                .unwrap_or_else(|| "amohook.key".into()),
-        );
+        let old_encryption_keys = raw
+            .security
+            .old_encryption_keys
+            .map(SecretList::into_vec)
+            .unwrap_or_default()
+            .iter()
+            .filter(|k| !k.expose_secret().trim().is_empty())
+            .map(|k| {
+                decode_key(k.expose_secret())
+                    .map(EncryptionKey)
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "security.old_encryption_keys",
+                            "each must be base64 of exactly 32 bytes",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key_file = match raw.security.key_file.filter(|f| !f.trim().is_empty()) {
+            Some(file) => std::path::absolute(file.trim()).map_err(|e| {
+                ConfigError::invalid("security.key_file", format!("not a usable path: {e}"))
+            })?,
+            None => default_key_file(|name| std::env::var(name).ok()),
+        };
 
         let timezone = required("notes.timezone", raw.notes.timezone.as_deref())?
             .parse::<chrono_tz::Tz>()
@@ -303,9 +392,11 @@ impl Settings {
                 allowed_domains,
                 requests_per_second,
             },
+            install,
             admin,
             security: SecuritySettings {
                 encryption_key,
+                old_encryption_keys,
                 key_file,
                 old_hook_key_for: std::time::Duration::from_secs(
                     u64::from(raw.security.old_hook_key_hours.unwrap_or(24)) * 3600,
@@ -329,6 +420,28 @@ fn required<'a>(key: &'static str, value: Option<&'a str>) -> Result<&'a str, Co
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(ConfigError::invalid(key, "is required")),
     }
+}
+
+/// A required whole number within `range`.
+fn whole(
+    key: &'static str,
+    value: Option<&str>,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ConfigError> {
+    required(key, value)?
+        .parse::<u32>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                key,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
 }
 
 fn http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {

@@ -18,6 +18,8 @@ pub struct RawSettings {
     #[serde(default)]
     pub amocrm: RawAmocrm,
     #[serde(default)]
+    pub install: RawInstall,
+    #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
     pub security: RawSecurity,
@@ -100,13 +102,44 @@ impl DomainList {
 }
 
 #[derive(Debug, Default, Deserialize)]
+pub struct RawInstall {
+    pub exchanges_per_second: Option<String>,
+    pub concurrent_exchanges: Option<String>,
+    pub codes_per_host: Option<String>,
+    pub waiting_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
 pub struct RawAdmin {
     pub token: Option<SecretString>,
+}
+
+/// Secrets given as a list in a file, a comma list in the environment.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SecretList {
+    List(Vec<SecretString>),
+    Comma(SecretString),
+}
+
+impl SecretList {
+    pub(super) fn into_vec(self) -> Vec<SecretString> {
+        use secrecy::ExposeSecret as _;
+        match self {
+            SecretList::List(list) => list,
+            SecretList::Comma(text) => text
+                .expose_secret()
+                .split(',')
+                .map(|s| SecretString::from(s.to_owned()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawSecurity {
     pub encryption_key: Option<SecretString>,
+    pub old_encryption_keys: Option<SecretList>,
     pub key_file: Option<String>,
     pub old_hook_key_hours: Option<u32>,
 }

@@ -24,6 +24,8 @@ pub struct AppError {
     cause: Option<anyhow::Error>,
     /// Ask for HTTP Basic credentials (401 on the admin pages).
     challenge: bool,
+    /// `Retry-After`, in seconds.
+    retry_after: Option<u32>,
 }
 
 impl AppError {
@@ -34,6 +36,7 @@ impl AppError {
             title: None,
             cause: None,
             challenge: false,
+            retry_after: None,
         }
     }
 
@@ -79,6 +82,12 @@ impl AppError {
         self
     }
 
+    /// Adds `Retry-After: {seconds}`.
+    pub fn retry_after(mut self, seconds: u32) -> AppError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -95,6 +104,11 @@ impl AppError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"amohook\", charset=\"UTF-8\""),
             );
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

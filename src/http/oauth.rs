@@ -21,7 +21,7 @@ use super::{
     pages::Page,
     AppState,
 };
-use crate::install::{self, InstallError, Installed};
+use crate::install::{self, InstallError, Installed, PendingInstall, Remembered};
 
 /// amoCRM gives a widget install 3 seconds and does not retry; answer well
 /// within that and finish in the background when the exchange is slow.
@@ -30,6 +30,9 @@ const WIDGET_ANSWER_WITHIN: Duration = Duration::from_millis(2500);
 /// background retrier may take it: longer than the three calls of an
 /// install can take, so one code is never spent twice at once.
 const WIDGET_HOLD: Duration = Duration::from_secs(90);
+/// How long a widget install waits for a turn at the install gate before
+/// it is answered 202 and left to the background retrier.
+const WIDGET_WAITS_FOR_GATE: Duration = Duration::from_millis(1500);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,7 +42,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn start_install(State(state): State<AppState>) -> Result<Redirect, PageError> {
-    let oauth_state = install::new_state(&state.pool).await?;
+    let oauth_state = state.installer.new_state();
     let url = state
         .api
         .authorize_url(&state.settings.amocrm.authorize_url, &oauth_state);
@@ -123,7 +126,7 @@ async fn callback(
     }
 
     let valid_state = match query.state.as_deref() {
-        Some(s) if !s.is_empty() && s.len() <= 256 => install::take_state(&state.pool, s).await?,
+        Some(s) if !s.is_empty() && s.len() <= 256 => state.installer.take_state(s).await?,
         _ => false,
     };
     if !valid_state {
@@ -148,22 +151,73 @@ async fn widget_install(
     domain: String,
     code: String,
 ) -> Result<Response, PageError> {
-    let install_id = state
+    let install_id = match state
         .installer
         .remember(&domain, &code, WIDGET_HOLD)
-        .await?;
+        .await?
+    {
+        Remembered::New(install_id) => install_id,
+        Remembered::Seen(earlier) => return Ok(seen_before(earlier)),
+        Remembered::HostLimit => {
+            tracing::warn!(
+                domain,
+                "widget install refused: too many codes from this host"
+            );
+            return Err(try_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many installs for this account in the last minutes. Please try again later.",
+            ));
+        }
+        Remembered::QueueFull => {
+            tracing::warn!(domain, "widget install refused: too many installs waiting");
+            return Err(try_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many installs are waiting at this moment. Please try again in a minute.",
+            ));
+        }
+    };
     let code = SecretString::from(code);
     let installer = state.installer.clone();
     let task_domain = domain.clone();
-    let attempt =
-        tokio::spawn(async move { installer.attempt(install_id, &task_domain, &code).await });
+    let attempt = tokio::spawn(async move {
+        installer
+            .attempt(install_id, &task_domain, &code, WIDGET_WAITS_FOR_GATE)
+            .await
+    });
     match tokio::time::timeout(WIDGET_ANSWER_WITHIN, attempt).await {
         Ok(Ok(Ok(done))) => Ok(Page(StatusCode::OK, InstalledPage::from(done)).into_response()),
         Ok(Ok(Err(e @ InstallError::Refused(_)))) => Err(install_error_page(e)),
-        // Slow, unavailable or failed on our side: the install is kept and
-        // retried in the background.
+        // Slow, unavailable, no turn at the gate, or failed on our side: the
+        // install is kept and retried in the background.
         _ => Ok(Page(StatusCode::ACCEPTED, PendingPage { domain }).into_response()),
     }
+}
+
+/// A widget code that came before is not exchanged again: the answer says
+/// what became of it.
+fn seen_before(earlier: PendingInstall) -> Response {
+    match earlier.state.as_str() {
+        "pending" | "done" => Page(
+            StatusCode::ACCEPTED,
+            PendingPage {
+                domain: earlier.referer,
+            },
+        )
+        .into_response(),
+        _ => PageError(
+            AppError::bad_request("This authorization code was already used.")
+                .titled("This install link is not valid"),
+        )
+        .into_response(),
+    }
+}
+
+fn try_later(status: StatusCode, message: &str) -> PageError {
+    PageError(
+        AppError::new(status, message)
+            .titled("amohook cannot take this install now")
+            .retry_after(60),
+    )
 }
 
 /// A callback that cannot be an install: 400 with the reason.
@@ -188,6 +242,15 @@ fn install_error_page(e: InstallError) -> PageError {
             not_completed(
                 "amoCRM did not answer in time. Please try the install again in a minute.".into(),
             )
+        }
+        InstallError::Busy => {
+            tracing::warn!("install refused: no turn at the install gate");
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many installs are arriving at this moment. Please try again in a minute.",
+            )
+            .titled("amoCRM did not complete the connection")
+            .retry_after(60)
         }
         InstallError::Internal(e) => AppError::internal(e),
     })

@@ -10,46 +10,137 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{InstallError, Installed, Installer, CODE_TTL};
-use crate::{amocrm::TokenSet, backoff::Backoff};
+use crate::{amocrm::TokenSet, backoff::Backoff, crypto};
+
+/// What became of a widget install's code when it arrived.
+#[derive(Debug)]
+pub enum Remembered {
+    /// Stored; to be tried now.
+    New(i64),
+    /// This very code came before (a replay): it is not exchanged again.
+    Seen(PendingInstall),
+    /// The host left `install.codes_per_host` codes in the last 10 minutes.
+    HostLimit,
+    /// `install.waiting_max` installs are waiting already.
+    QueueFull,
+}
+
+/// The window of the per-host limit, and of the retrier's order.
+const HOST_WINDOW_MINUTES: f64 = 10.0;
+/// How long one round of background retries may work, so that the
+/// background loop (hook counts, shutdown) stays responsive.
+const RETRY_ROUND: Duration = Duration::from_secs(5);
 
 impl Installer {
     /// Keeps a widget install's code so that it can be retried until it
     /// expires, and holds it for `hold` so the caller may try it right away.
-    pub async fn remember(&self, domain: &str, code: &str, hold: Duration) -> sqlx::Result<i64> {
+    /// A code seen before, a host over its limit or a full queue store
+    /// nothing.
+    pub async fn remember(
+        &self,
+        domain: &str,
+        code: &str,
+        hold: Duration,
+    ) -> sqlx::Result<Remembered> {
+        let code_sha256 = crypto::sha256_hex(code);
         // The row id is not known before the insert, so the code is sealed
-        // with the referer as context; the id is bound in `claim_due`.
-        sqlx::query_scalar!(
-            "insert into pending_installs (referer, code, expires_at, locked_until)
-             values ($1, $2, now() + $3, now() + $4) returning install_id",
+        // with the referer as context; the id is bound in `claim_due`. The
+        // limits are checked in the statement itself; concurrent inserts
+        // may pass them by a few rows, never by a flood.
+        let stored = sqlx::query_scalar!(
+            "insert into pending_installs (referer, code, code_sha256, expires_at, locked_until)
+             select $1, $2, $3, now() + $4, now() + $5
+             where (select count(*) from pending_installs
+                    where referer = $1 and received_at > now() - make_interval(mins => $6)) < $7
+               and (select count(*) from pending_installs where state = 'pending') < $8
+             on conflict (code_sha256) do nothing
+             returning install_id",
             domain,
-            self.cipher.encrypt(code, &pending_context(domain)),
+            self.cipher.encrypt(code, &code_context(domain)),
+            &code_sha256,
             chrono::Duration::from_std(CODE_TTL).expect("small") as _,
             chrono::Duration::from_std(hold).expect("small") as _,
+            HOST_WINDOW_MINUTES as i32,
+            i64::from(self.limits.codes_per_host),
+            i64::from(self.limits.waiting_max),
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let outcome = match stored {
+            Some(install_id) => Remembered::New(install_id),
+            None => {
+                let seen = sqlx::query_as!(
+                    PendingInstall,
+                    "select install_id, referer, state, attempts, account_id, last_error, received_at
+                     from pending_installs where code_sha256 = $1",
+                    &code_sha256
+                )
+                .fetch_optional(&self.pool)
+                .await?;
+                match seen {
+                    Some(seen) => Remembered::Seen(seen),
+                    None if self.host_codes(domain).await?
+                        >= i64::from(self.limits.codes_per_host) =>
+                    {
+                        Remembered::HostLimit
+                    }
+                    None => Remembered::QueueFull,
+                }
+            }
+        };
+        let result = match &outcome {
+            Remembered::New(_) => "stored",
+            Remembered::Seen(_) => "seen_before",
+            Remembered::HostLimit => "host_limit",
+            Remembered::QueueFull => "queue_full",
+        };
+        metrics::counter!("amohook_widget_installs_total", "result" => result).increment(1);
+        Ok(outcome)
+    }
+
+    async fn host_codes(&self, domain: &str) -> sqlx::Result<i64> {
+        sqlx::query_scalar!(
+            r#"select count(*) as "n!" from pending_installs
+               where referer = $1 and received_at > now() - make_interval(mins => $2)"#,
+            domain,
+            HOST_WINDOW_MINUTES as i32,
         )
         .fetch_one(&self.pool)
         .await
     }
 
-    /// Tries one remembered install and records the outcome.
+    /// Tries one remembered install and records the outcome, waiting at
+    /// most `within` for a turn at the install gate. When no turn came, the
+    /// install is put back, untouched, for the background retrier.
     pub async fn attempt(
         &self,
         install_id: i64,
         domain: &str,
         code: &SecretString,
+        within: Duration,
     ) -> Result<Installed, InstallError> {
         let result = match self.stored_tokens(install_id).await? {
             // Exchanged on an earlier attempt: the code is spent.
-            Some(tokens) => self.finish(domain, tokens).await,
-            None => match self.api.exchange_code(domain, code.expose_secret()).await {
-                Ok(tokens) => {
-                    self.store_tokens(install_id, &tokens).await?;
-                    self.finish(domain, tokens).await
+            Some(tokens) => self.finish(domain, tokens, 1).await,
+            None => {
+                let Some(_turn) = self.gate.enter(within).await? else {
+                    self.put_back(install_id).await?;
+                    return Err(InstallError::Busy);
+                };
+                match self.api.exchange_code(domain, code.expose_secret()).await {
+                    Ok(tokens) => {
+                        self.store_tokens(install_id, &tokens).await?;
+                        self.finish(domain, tokens, 2).await
+                    }
+                    Err(e) => Err(e.into()),
                 }
-                Err(e) => Err(e.into()),
-            },
+            }
         };
         let (state, error, account_id) = match &result {
             Ok(done) => ("done", None, Some(done.account.account_id)),
+            // A code amoCRM refused is never tried again: out of the queue,
+            // its code erased; the row (its hash) stays so that a replay is
+            // recognised, and counts against its host.
             Err(InstallError::Refused(e)) => ("failed", Some(e.to_string()), None),
             Err(e) => ("pending", Some(e.to_string()), None),
         };
@@ -66,6 +157,7 @@ impl Installer {
                  attempts = attempts + 1,
                  last_error = $3,
                  account_id = $4,
+                 code = case when $2 = 'failed' then '\\x'::bytea else code end,
                  tokens = case when $2 = 'pending' and expires_at > now() then tokens end,
                  next_attempt_at = now() + make_interval(secs => $5),
                  locked_until = null,
@@ -80,6 +172,18 @@ impl Installer {
         .execute(&self.pool)
         .await?;
         result
+    }
+
+    /// Hands an install that got no turn back to the background retrier.
+    async fn put_back(&self, install_id: i64) -> sqlx::Result<()> {
+        sqlx::query!(
+            "update pending_installs set locked_until = null, updated_at = now()
+             where install_id = $1",
+            install_id
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Seals an exchanged pair into the pending install, before any other
@@ -99,7 +203,7 @@ impl Installer {
              where install_id = $1",
             install_id,
             self.cipher
-                .encrypt(&pair.to_string(), &pending_tokens_context(install_id)),
+                .encrypt(&pair.to_string(), &tokens_context(install_id)),
         )
         .execute(&self.pool)
         .await?;
@@ -119,7 +223,7 @@ impl Installer {
         };
         let pair = self
             .cipher
-            .decrypt(&sealed, &pending_tokens_context(install_id))
+            .decrypt(&sealed, &tokens_context(install_id))
             .map_err(anyhow::Error::from)?;
         #[derive(serde::Deserialize)]
         struct Pair {
@@ -136,9 +240,11 @@ impl Installer {
         }))
     }
 
-    /// Retries the widget installs whose exchange failed for a passing
-    /// reason. Each is claimed with a lease so that concurrent processes
-    /// never spend one code twice. Returns how many completed.
+    /// Retries the widget installs that are due: those whose exchange
+    /// failed for a passing reason, and those that got no turn at the gate
+    /// when they arrived. Each is claimed with a lease so that concurrent
+    /// processes never spend one code twice. A round works for a few
+    /// seconds at most. Returns how many completed.
     pub async fn retry_pending(&self) -> anyhow::Result<usize> {
         sqlx::query!(
             "update pending_installs set state = 'expired', tokens = null, updated_at = now()
@@ -146,26 +252,43 @@ impl Installer {
         )
         .execute(&self.pool)
         .await?;
+        let round_ends = tokio::time::Instant::now() + RETRY_ROUND;
         let mut completed = 0;
         while let Some((install_id, domain, code)) = self.claim_due().await? {
-            if self.attempt(install_id, &domain, &code).await.is_ok() {
-                completed += 1;
+            let left = round_ends.saturating_duration_since(tokio::time::Instant::now());
+            match self
+                .attempt(install_id, &domain, &code, left.max(Duration::from_secs(1)))
+                .await
+            {
+                Ok(_) => completed += 1,
+                Err(InstallError::Busy) => break,
+                Err(_) => {}
+            }
+            if tokio::time::Instant::now() >= round_ends {
+                break;
             }
         }
         Ok(completed)
     }
 
+    /// The next due install, leased. Hosts that left fewer codes lately go
+    /// first: a real install (one code) goes ahead of a host flooding codes
+    /// (and of hosts whose codes amoCRM refused, which still count).
     async fn claim_due(&self) -> anyhow::Result<Option<(i64, String, SecretString)>> {
         let row = sqlx::query!(
             "update pending_installs set locked_until = now() + interval '60 seconds'
              where install_id = (
-                 select install_id from pending_installs
+                 select install_id from pending_installs p
                  where state = 'pending' and next_attempt_at <= now() and expires_at > now()
                    and (locked_until is null or locked_until < now())
-                 order by next_attempt_at
+                 order by (select count(*) from pending_installs o
+                           where o.referer = p.referer
+                             and o.received_at > now() - make_interval(mins => $1)),
+                          next_attempt_at
                  limit 1
-                 for update skip locked)
-             returning install_id, referer, code"
+                 for update of p skip locked)
+             returning install_id, referer, code",
+            HOST_WINDOW_MINUTES as i32,
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -174,7 +297,7 @@ impl Installer {
         };
         let code = self
             .cipher
-            .decrypt(&row.code, &pending_context(&row.referer))?;
+            .decrypt(&row.code, &code_context(&row.referer))?;
         Ok(Some((row.install_id, row.referer, code)))
     }
 
@@ -219,10 +342,10 @@ pub struct PendingInstall {
     pub received_at: DateTime<Utc>,
 }
 
-fn pending_tokens_context(install_id: i64) -> String {
+pub(crate) fn tokens_context(install_id: i64) -> String {
     format!("pending_install:{install_id}:tokens")
 }
 
-fn pending_context(domain: &str) -> String {
+pub(crate) fn code_context(domain: &str) -> String {
     format!("pending_install:{domain}:code")
 }

@@ -188,11 +188,85 @@ fn the_default_file_documents_every_key() {
         "requests_per_second",
         "token",
         "encryption_key",
+        "old_encryption_keys",
         "key_file",
+        "exchanges_per_second",
+        "concurrent_exchanges",
+        "codes_per_host",
+        "waiting_max",
     ] {
         assert!(
             DEFAULT_TOML.contains(&format!("{key} =")),
             "{key} in config/default.toml"
         );
     }
+}
+
+#[test]
+fn the_key_file_has_one_absolute_place() {
+    use amohook::config::default_key_file;
+    use std::path::Path;
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    assert_eq!(
+        default_key_file(env(&[("XDG_DATA_HOME", "/data"), ("HOME", "/home/u")])),
+        Path::new("/data/amohook/amohook.key")
+    );
+    assert_eq!(
+        default_key_file(env(&[("HOME", "/home/u")])),
+        Path::new("/home/u/.local/share/amohook/amohook.key")
+    );
+    // Relative values are not trusted: they would depend on the folder.
+    assert_eq!(
+        default_key_file(env(&[("XDG_DATA_HOME", "rel"), ("HOME", "also-rel")])),
+        Path::new("/var/lib/amohook/amohook.key")
+    );
+    // A relative key_file is made absolute from the folder of the start.
+    let s = load(&[("AMOHOOK_SECURITY__KEY_FILE", "keys/amohook.key")]).unwrap();
+    assert!(s.security.key_file.is_absolute());
+    assert!(s.security.key_file.ends_with("keys/amohook.key"));
+    // Unset: the default place, absolute.
+    let s = load(&[]).unwrap();
+    assert!(s.security.key_file.is_absolute());
+    assert!(s.security.key_file.ends_with("amohook/amohook.key"));
+}
+
+#[test]
+fn old_keys_are_read_as_a_list_and_checked() {
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 32]);
+    let other = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [2u8; 32]);
+    let both = format!("{key},{other}");
+    let s = load(&[("AMOHOOK_SECURITY__OLD_ENCRYPTION_KEYS", both.as_str())]).unwrap();
+    assert_eq!(s.security.old_encryption_keys.len(), 2);
+    assert_eq!(s.security.old_encryption_keys[1].0, [2u8; 32]);
+    assert_eq!(
+        error_key(&[("AMOHOOK_SECURITY__OLD_ENCRYPTION_KEYS", "c2hvcnQ=")]),
+        "security.old_encryption_keys"
+    );
+    // Never printed.
+    assert!(!format!("{s:?}").contains(&key));
+    assert!(!format!("{s:?}").contains("1, 1, 1"));
+}
+
+#[test]
+fn install_limits_have_defaults_and_bounds() {
+    let s = load(&[]).unwrap();
+    assert_eq!(s.install.exchanges_per_second, 5);
+    assert_eq!(s.install.concurrent_exchanges, 4);
+    assert_eq!(s.install.codes_per_host, 5);
+    assert_eq!(s.install.waiting_max, 1000);
+    assert_eq!(
+        error_key(&[("AMOHOOK_INSTALL__EXCHANGES_PER_SECOND", "0")]),
+        "install.exchanges_per_second"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_INSTALL__WAITING_MAX", "many")]),
+        "install.waiting_max"
+    );
 }

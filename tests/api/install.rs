@@ -19,15 +19,16 @@ async fn install_redirects_to_amocrm_with_client_id_state_and_mode() {
     assert_eq!(query["mode"], "post_message");
     let state = &query["state"];
     assert!(state.len() >= 22, "state carries at least 128 bits");
-    let stored: i64 = sqlx::query_scalar(
-        "select count(*) from oauth_states where state = $1 and used_at is null
-         and expires_at between now() + interval '14 minutes' and now() + interval '15 minutes'",
-    )
-    .bind(state)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(stored, 1, "the state is stored, unused, for 15 minutes");
+    // A signed value: handing states out stores nothing, however many are
+    // asked for.
+    for _ in 0..20 {
+        assert_eq!(app.get("/install").await.status(), 303);
+    }
+    let stored: i64 = sqlx::query_scalar("select count(*) from oauth_states")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "no row per state handed out");
 }
 
 #[tokio::test]
@@ -111,7 +112,7 @@ async fn tokens_are_stored_encrypted() {
     .await
     .unwrap();
     for blob in [&a, &r] {
-        assert_eq!(blob[0], 1, "key id byte");
+        assert_eq!(blob[0], app.state.cipher.current_key_id(), "key id byte");
         assert!(!String::from_utf8_lossy(blob).contains(&plain[..20]));
         assert!(!String::from_utf8_lossy(blob).contains("refresh-"));
     }
@@ -216,16 +217,34 @@ async fn missing_unknown_used_and_expired_states_are_refused() {
         .unwrap()
         .contains("expired or was already used"));
 
-    let expired = app.start_install().await;
-    sqlx::query(
-        "update oauth_states set expires_at = now() - interval '1 second' where state = $1",
-    )
-    .bind(&expired)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    let expired = app
+        .state
+        .installer
+        .state_expiring_at(chrono::Utc::now() - chrono::Duration::seconds(1));
     let response = app
         .callback(&[("code", &code), ("referer", DOMAIN), ("state", &expired)])
+        .await;
+    assert_eq!(response.status(), 400);
+    // A state signed with another key (another deployment's) is not ours.
+    let foreign = amohook::install::Installer::new(
+        app.pool.clone(),
+        amohook::crypto::Cipher::new(&[9; 32]),
+        app.state.api.clone(),
+        PUBLIC_URL.into(),
+        app.state.settings.install.clone(),
+    )
+    .new_state();
+    let response = app
+        .callback(&[("code", &code), ("referer", DOMAIN), ("state", &foreign)])
+        .await;
+    assert_eq!(response.status(), 400);
+    // One byte changed in a good state: refused.
+    let good = app.start_install().await;
+    let mut bytes = good.clone().into_bytes();
+    bytes[3] = if bytes[3] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    let response = app
+        .callback(&[("code", &code), ("referer", DOMAIN), ("state", &tampered)])
         .await;
     assert_eq!(response.status(), 400);
     assert!(app.fake.requests().is_empty(), "no code was exchanged");
@@ -455,16 +474,19 @@ async fn a_widget_code_amocrm_rejects_is_not_retried() {
         ])
         .await;
     assert_eq!(response.status(), 502);
-    let state: String = sqlx::query_scalar("select state from pending_installs")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let (state, code_left): (String, i32) =
+        sqlx::query_as("select state, octet_length(code) from pending_installs")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(state, "failed");
+    assert_eq!(code_left, 0, "the refused code is erased at once");
     sqlx::query("update pending_installs set next_attempt_at = now()")
         .execute(&app.pool)
         .await
         .unwrap();
     assert_eq!(app.state.installer.retry_pending().await.unwrap(), 0);
+    assert_eq!(token_requests(&app), 1);
 }
 
 #[tokio::test]
