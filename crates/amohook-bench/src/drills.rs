@@ -48,6 +48,74 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// Forged widget installs from many connections while another account
+    /// receives hooks and a real widget install happens: token requests
+    /// stay within the install gate's rate (5 a second), the other
+    /// account's hooks all answer 200 with p99 under 100 ms, the real
+    /// install connects, memory stays flat.
+    InstallFlood {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Connections sending forged callbacks.
+        #[arg(long, default_value_t = 16)]
+        senders: usize,
+    },
+}
+
+/// The server's `install.exchanges_per_second` (its default).
+const INSTALL_RATE: usize = 5;
+
+/// Forged widget callbacks from `senders` connections until `stop`: each a
+/// new made-up code, naming one of 50 made-up hosts. Returns the answers by
+/// status.
+fn forge_installs(
+    http: &reqwest::Client,
+    base: &str,
+    senders: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<HashMap<String, usize>>> {
+    (0..senders)
+        .map(|sender| {
+            let (http, base, stop) = (http.clone(), base.to_owned(), stop.clone());
+            tokio::spawn(async move {
+                let mut statuses: HashMap<String, usize> = HashMap::new();
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let code = format!("forged-{sender}-{n}");
+                    let referer = format!("forged{}.amocrm.ru", (sender * 7 + n) % 50);
+                    let answer = http
+                        .get(format!("{base}/oauth/callback"))
+                        .query(&[
+                            ("code", code.as_str()),
+                            ("referer", referer.as_str()),
+                            ("from_widget", "1"),
+                        ])
+                        .send()
+                        .await;
+                    let key = match answer {
+                        Ok(r) => r.status().as_u16().to_string(),
+                        Err(_) => "no answer".into(),
+                    };
+                    *statuses.entry(key).or_default() += 1;
+                }
+                statuses
+            })
+        })
+        .collect()
+}
+
+/// The most of `seen` in any window of a second.
+fn max_in_a_second(seen: &[amocrm_sim::Seen]) -> usize {
+    (0..seen.len())
+        .map(|i| {
+            seen[i..]
+                .iter()
+                .take_while(|r| r.at.duration_since(seen[i].at) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Hooks sent in the background, by several senders, until stopped.
@@ -465,7 +533,107 @@ pub async fn run(
                     "pass": plain_not_200 == 0 && lost == 0 && duplicated == 0 && !plain_ok.is_empty()
                         && !odd_ok.is_empty() && with_nul == 0 && nul_names_wrong == 0 })
         }
+        Command::InstallFlood { seconds, senders } => {
+            let rss_before = server.rss_kib("VmRSS:");
+            let tokens_before = token_requests(fake).len();
+            let hooks = Load::start(
+                http,
+                vec![targets[0].clone()],
+                4,
+                1,
+                Duration::from_millis(10),
+                hook_body,
+            );
+            let stop = Arc::new(AtomicBool::new(false));
+            let forgers = forge_installs(http, &server.base, *senders, stop.clone());
+            let flood_started = Instant::now();
+            tokio::time::sleep(Duration::from_secs(*seconds / 2)).await;
+            // A real widget install in the middle of the flood.
+            let real_id = 81_000_000;
+            let real_domain = format!("acc{real_id}.amocrm.ru");
+            fake.add_account(&real_domain, amocrm_sim::FakeAccount::new(real_id));
+            let code = fake.issue_code(&real_domain);
+            let asked = Instant::now();
+            let real_answer = http
+                .get(format!("{}/oauth/callback", server.base))
+                .query(&[
+                    ("code", code.as_str()),
+                    ("referer", real_domain.as_str()),
+                    ("from_widget", "1"),
+                ])
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            let real_answered_ms = asked.elapsed().as_secs_f64() * 1000.0;
+            tokio::time::sleep(Duration::from_secs(*seconds - *seconds / 2)).await;
+            stop.store(true, Ordering::Relaxed);
+            let mut forged: HashMap<String, usize> = HashMap::new();
+            for task in forgers {
+                for (status, n) in task.await? {
+                    *forged.entry(status).or_default() += n;
+                }
+            }
+            let flood_seconds = flood_started.elapsed().as_secs_f64();
+            let (ok, hook_statuses, latencies) = hooks.finish().await;
+            // The real install connects (its web-hooks are subscribed),
+            // inline or from the background retrier: when, by the fake's
+            // record of the subscription.
+            let mut connected_after = None;
+            for _ in 0..600 {
+                connected_after = fake
+                    .requests()
+                    .iter()
+                    .find(|r| r.domain == real_domain && r.path == "/api/v4/webhooks")
+                    .map(|r| r.at.saturating_duration_since(asked).as_secs_f64());
+                if connected_after.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let seen: Vec<_> = token_requests(fake).split_off(tokens_before);
+            let max_window = max_in_a_second(&seen);
+            let span = seen
+                .last()
+                .zip(seen.first())
+                .map(|(l, f)| l.at.duration_since(f.at).as_secs_f64())
+                .unwrap_or(0.0);
+            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let rss_after = server.rss_kib("VmRSS:");
+            let hooks_not_200: usize = hook_statuses
+                .iter()
+                .filter(|(status, _)| *status != "200")
+                .map(|(_, n)| n)
+                .sum();
+            let p99 = percentile(&latencies, 99.0);
+            // One request of jitter in a window: a request leaves a moment
+            // after its turn at the gate.
+            json!({ "drill": "install-flood", "seconds": seconds, "senders": senders,
+                    "forged_answers": forged, "flood_seconds": flood_seconds,
+                    "token_requests": seen.len(), "token_requests_seconds": span,
+                    "max_token_requests_in_any_second": max_window,
+                    "allowed_per_second": INSTALL_RATE,
+                    "real_install_answer": real_answer, "real_install_answered_ms": real_answered_ms,
+                    "real_install_connected_after_seconds": connected_after,
+                    "hooks_ok": ok.len(), "hook_answers": hook_statuses, "hook_answer_p99_ms": p99,
+                    "lost": lost, "duplicated": duplicated, "settled_seconds": settled,
+                    "rss_kib_before": rss_before, "rss_kib_after": rss_after,
+                    "pass": max_window <= INSTALL_RATE + 1
+                        && (seen.len() as f64) <= INSTALL_RATE as f64 * span + INSTALL_RATE as f64
+                        && [200, 202].contains(&real_answer) && real_answered_ms < 3000.0
+                        && connected_after.is_some()
+                        && hooks_not_200 == 0 && !ok.is_empty() && p99 < 100.0
+                        && lost == 0 && duplicated == 0
+                        && rss_after < rss_before + 30 * 1024 })
+        }
     };
     drop(server);
     Ok(report)
+}
+
+fn token_requests(fake: &FakeAmo) -> Vec<amocrm_sim::Seen> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.path == "/oauth2/access_token")
+        .collect()
 }
