@@ -78,6 +78,16 @@ pub async fn find(db: &mut PgConnection, account_id: i64) -> sqlx::Result<Option
         .await
 }
 
+/// The host of an account, if it is known.
+pub async fn domain_of(db: &PgPool, account_id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "select domain from accounts where account_id = $1",
+        account_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
 /// The account a hook key belongs to.
 pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Option<Account>> {
     find_by_hook_digest(db, &crypto::sha256_hex(hook_key)).await

@@ -1,11 +1,12 @@
-//! A refusal of the integration itself. When amoCRM's token endpoint
+//! A refusal of an integration itself. When amoCRM's token endpoint
 //! blames the client (a wrong secret, a redirect URI that no longer
-//! matches after a configuration change), every account's refresh would
-//! fail the same way: the refreshes pause for all accounts, with one clear
-//! error in the log and on the status page, and one probe goes through
-//! every [`PROBE_EVERY`]. Accounts keep their status and tokens; a refresh
-//! that works clears the fault, and so does a restart (the configuration
-//! may have been fixed).
+//! matches after a configuration change), every account of that
+//! integration would fail the same way: their refreshes pause, with one
+//! clear error in the log and on the status page, and one probe goes
+//! through every [`PROBE_EVERY`]. Accounts keep their status and tokens; a
+//! refresh that works clears the fault, and so does a restart (the
+//! configuration may have been fixed). The other platform's integration
+//! (see `platform.rs`) is not affected.
 
 use std::time::Duration;
 
@@ -14,19 +15,23 @@ use sqlx::PgPool;
 
 pub const PROBE_EVERY: Duration = Duration::from_secs(300);
 
-/// The fault, while there is one.
+/// A fault, while there is one.
 #[derive(Debug, Clone)]
 pub struct Fault {
+    /// `amocrm` or `kommo`: the integration refused.
+    pub integration: String,
     pub error: String,
     pub since: DateTime<Utc>,
 }
 
-/// Whether refreshes wait: a fault whose next probe is not due. Taking
-/// the probe moves the next one forward, so one process probes at a time.
-pub async fn holds_refreshes(pool: &PgPool) -> sqlx::Result<Option<String>> {
+/// Whether `integration`'s refreshes wait: a fault whose next probe is not
+/// due. Taking the probe moves the next one forward, so one process probes
+/// at a time.
+pub async fn holds_refreshes(pool: &PgPool, integration: &str) -> sqlx::Result<Option<String>> {
     let probe = sqlx::query_scalar!(
-        "update integration_fault set retry_at = now() + $1::interval
-         where retry_at <= now() returning error",
+        "update integration_fault set retry_at = now() + $2::interval
+         where integration = $1 and retry_at <= now() returning error",
+        integration,
         // `as _`: an interval (see tokens.rs).
         chrono::Duration::from_std(PROBE_EVERY).expect("small") as _,
     )
@@ -35,15 +40,21 @@ pub async fn holds_refreshes(pool: &PgPool) -> sqlx::Result<Option<String>> {
     if probe.is_some() {
         return Ok(None);
     }
-    sqlx::query_scalar!("select error from integration_fault")
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar!(
+        "select error from integration_fault where integration = $1",
+        integration
+    )
+    .fetch_optional(pool)
+    .await
 }
 
-pub async fn record(pool: &PgPool, error: &str) -> sqlx::Result<()> {
+pub async fn record(pool: &PgPool, integration: &str, error: &str) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into integration_fault (error, retry_at) values ($1, now() + $2::interval)
-         on conflict (one) do update set error = excluded.error, retry_at = excluded.retry_at",
+        "insert into integration_fault (integration, error, retry_at)
+         values ($1, $2, now() + $3::interval)
+         on conflict (integration) do update
+             set error = excluded.error, retry_at = excluded.retry_at",
+        integration,
         error,
         chrono::Duration::from_std(PROBE_EVERY).expect("small") as _,
     )
@@ -52,15 +63,30 @@ pub async fn record(pool: &PgPool, error: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
-pub async fn clear(pool: &PgPool) -> sqlx::Result<()> {
+/// Clears `integration`'s fault (a refresh worked).
+pub async fn clear(pool: &PgPool, integration: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "delete from integration_fault where integration = $1",
+        integration
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Clears every fault (a start: the configuration may have been fixed).
+pub async fn clear_all(pool: &PgPool) -> sqlx::Result<()> {
     sqlx::query!("delete from integration_fault")
         .execute(pool)
         .await?;
     Ok(())
 }
 
-pub async fn current(pool: &PgPool) -> sqlx::Result<Option<Fault>> {
-    sqlx::query_as!(Fault, "select error, since from integration_fault")
-        .fetch_optional(pool)
-        .await
+pub async fn current(pool: &PgPool) -> sqlx::Result<Vec<Fault>> {
+    sqlx::query_as!(
+        Fault,
+        "select integration, error, since from integration_fault order by integration"
+    )
+    .fetch_all(pool)
+    .await
 }

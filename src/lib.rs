@@ -16,6 +16,7 @@ pub mod install;
 pub mod key_check;
 pub mod listen;
 pub mod notes;
+pub mod platform;
 pub mod reencrypt;
 pub mod retention;
 pub mod startup;

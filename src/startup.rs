@@ -55,9 +55,9 @@ impl Application {
         let cipher = open_keys(&pool, &settings).await?;
         // A refusal of the integration may have been fixed by this start's
         // configuration: the first refresh tries again.
-        crate::fault::clear(&pool).await?;
+        crate::fault::clear_all(&pool).await?;
         let budget = Budget::new(pool.clone(), settings.amocrm.requests_per_second);
-        let api = AmoApi::new(&settings.amocrm)?.with_budget(budget);
+        let api = AmoApi::new(&settings)?.with_budget(budget);
         let tokens = TokenStore::new(pool.clone(), cipher.clone(), api.clone());
         let installer = Installer::new(
             pool.clone(),

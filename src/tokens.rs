@@ -50,10 +50,11 @@ pub enum TokenError {
     #[error("token refresh refused: {0}")]
     Refused(AmoError),
     /// amoCRM refuses the integration itself (its client id, secret or
-    /// redirect URI): refreshes of every account wait (see `fault`).
+    /// redirect URI): refreshes of every account of that integration wait
+    /// (see `fault`). The text starts with the integration's section.
     #[error(
-        "amoCRM refuses the integration itself ({0}): check amocrm.client_id, \
-         amocrm.client_secret and amocrm.redirect_uri; refreshes of every account wait"
+        "amoCRM refuses the integration itself ({0}): check that section's client_id, \
+         client_secret and redirect_uri; refreshes of its accounts wait"
     )]
     IntegrationRefused(String),
     #[error("a stored token cannot be read: {0}")]
@@ -199,8 +200,11 @@ impl TokenStore {
                 return Ok(current);
             }
         }
-        if let Some(error) = crate::fault::holds_refreshes(&self.pool).await? {
-            return Err(TokenError::IntegrationRefused(error));
+        let integration = self.api.integrations().for_host(&row.domain).name;
+        if let Some(error) = crate::fault::holds_refreshes(&self.pool, integration).await? {
+            return Err(TokenError::IntegrationRefused(format!(
+                "{integration}: {error}"
+            )));
         }
         let refresh_token = self.open(account_id, "refresh_token", &row.refresh_token)?;
         let result = match self.api.refresh_token(&row.domain, &refresh_token).await {
@@ -216,7 +220,12 @@ impl TokenStore {
                     }
                     None => None,
                 };
-                match moved.filter(|host| *host != row.domain) {
+                // A renamed account stays with the integration that holds
+                // its grant.
+                let integrations = self.api.integrations();
+                match moved
+                    .filter(|host| *host != row.domain && integrations.same(host, &row.domain))
+                {
                     Some(host) => {
                         accounts::move_host(&mut tx, account_id, &host).await?;
                         tracing::warn!(from = %row.domain, to = %host, "the account renamed its subdomain; following it");
@@ -230,15 +239,15 @@ impl TokenStore {
         };
         match result {
             Ok(tokens) => {
-                metrics::counter!("amohook_token_refreshes_total", "result" => "ok").increment(1);
+                metrics::counter!("amohook_token_refreshes_total", "result" => "ok", "integration" => integration).increment(1);
                 accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens).await?;
                 tx.commit().await?;
-                crate::fault::clear(&self.pool).await?;
+                crate::fault::clear(&self.pool, integration).await?;
                 tracing::info!("access token refreshed");
                 Ok(tokens.access_token)
             }
             Err(e) if e.is_dead_grant() => {
-                metrics::counter!("amohook_token_refreshes_total", "result" => "revoked")
+                metrics::counter!("amohook_token_refreshes_total", "result" => "revoked", "integration" => integration)
                     .increment(1);
                 let reason = e.to_string();
                 accounts::mark_reauth_required(&mut tx, account_id, &reason).await?;
@@ -247,23 +256,25 @@ impl TokenStore {
                 Err(TokenError::Revoked(reason))
             }
             Err(e) if e.is_transient() => {
-                metrics::counter!("amohook_token_refreshes_total", "result" => "transient")
+                metrics::counter!("amohook_token_refreshes_total", "result" => "transient", "integration" => integration)
                     .increment(1);
                 tracing::warn!(error = %e, "token refresh failed, will retry later");
                 Err(TokenError::Transient(e))
             }
             Err(e) if e.blames_the_client() => {
-                metrics::counter!("amohook_token_refreshes_total", "result" => "client_refused")
+                metrics::counter!("amohook_token_refreshes_total", "result" => "client_refused", "integration" => integration)
                     .increment(1);
                 // Every account would fail the same way: one fault for the
                 // integration, no account marked.
                 let error = e.to_string();
-                crate::fault::record(&self.pool, &error).await?;
-                tracing::error!(error = %error, "amoCRM refuses the integration itself; refreshes of every account wait");
-                Err(TokenError::IntegrationRefused(error))
+                crate::fault::record(&self.pool, integration, &error).await?;
+                tracing::error!(integration, error = %error, "amoCRM refuses the integration itself; refreshes of its accounts wait");
+                Err(TokenError::IntegrationRefused(format!(
+                    "{integration}: {error}"
+                )))
             }
             Err(e) => {
-                metrics::counter!("amohook_token_refreshes_total", "result" => "refused")
+                metrics::counter!("amohook_token_refreshes_total", "result" => "refused", "integration" => integration)
                     .increment(1);
                 // An odd answer: the account's grant may be fine, so its
                 // status stays.

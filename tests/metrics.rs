@@ -99,34 +99,34 @@ async fn metrics_count_hooks_notes_calls_refreshes_and_the_queue() {
     );
     assert_eq!(value(&m, "amohook_notes_delivered_total"), 3.0);
     assert_eq!(
-        value(&m, r#"amohook_token_refreshes_total{result="ok"}"#),
+        value(&m, r#"amohook_token_refreshes_total{result="ok",integration="amocrm"}"#),
         1.0
     );
     assert_eq!(
         value(
             &m,
-            r#"amohook_amocrm_requests_total{endpoint="users",status="401"}"#
+            r#"amohook_amocrm_requests_total{endpoint="users",platform="amocrm",status="401"}"#
         ),
         1.0
     );
     assert_eq!(
         value(
             &m,
-            r#"amohook_amocrm_requests_total{endpoint="users",status="200"}"#
+            r#"amohook_amocrm_requests_total{endpoint="users",platform="amocrm",status="200"}"#
         ),
         1.0
     );
     assert_eq!(
         value(
             &m,
-            r#"amohook_amocrm_requests_total{endpoint="notes",status="200"}"#
+            r#"amohook_amocrm_requests_total{endpoint="notes",platform="amocrm",status="200"}"#
         ),
         1.0
     );
     assert_eq!(
         value(
             &m,
-            r#"amohook_amocrm_requests_total{endpoint="token",status="200"}"#
+            r#"amohook_amocrm_requests_total{endpoint="token",platform="amocrm",status="200"}"#
         ),
         2.0
     );

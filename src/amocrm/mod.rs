@@ -24,7 +24,7 @@ use reqwest::{header, Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::config::AmocrmSettings;
+use crate::{config::Settings, platform::Integrations};
 use budget::Budget;
 pub use oauth::TokenSet;
 pub use problem::Problem;
@@ -140,12 +140,14 @@ impl From<reqwest::Error> for AmoError {
 /// answer came.
 pub(crate) fn record_request(
     endpoint: &'static str,
+    platform: crate::platform::Platform,
     status: Option<StatusCode>,
     started: std::time::Instant,
 ) {
     let status = status.map_or_else(|| "error".to_owned(), |s| s.as_str().to_owned());
-    metrics::counter!("amohook_amocrm_requests_total", "endpoint" => endpoint, "status" => status)
-        .increment(1);
+    metrics::counter!("amohook_amocrm_requests_total", "endpoint" => endpoint,
+        "platform" => platform.as_str(), "status" => status)
+    .increment(1);
     metrics::histogram!("amohook_amocrm_request_seconds", "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
 }
@@ -191,16 +193,16 @@ pub fn http_client() -> reqwest::ClientBuilder {
 pub struct AmoApi {
     http: reqwest::Client,
     api_base_url: String,
-    client_id: String,
-    client_secret: SecretString,
-    redirect_uri: url::Url,
+    /// `amocrm.*`, and `kommo.*` when configured: each host's calls that
+    /// carry a client secret use its own integration's.
+    integrations: Integrations,
     budget: Option<Budget>,
     /// The parent domains of account hosts (`amocrm.ru`, `kommo.com`, ...).
     allowed_domains: Vec<String>,
 }
 
 impl AmoApi {
-    pub fn new(settings: &AmocrmSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let http = http_client()
             // The token endpoint must never be followed elsewhere: a redirect
             // would carry the client secret to another host.
@@ -211,13 +213,15 @@ impl AmoApi {
             .build()?;
         Ok(AmoApi {
             http,
-            api_base_url: settings.api_base_url.clone(),
-            client_id: settings.client_id.clone(),
-            client_secret: settings.client_secret.clone(),
-            redirect_uri: settings.redirect_uri.clone(),
+            api_base_url: settings.amocrm.api_base_url.clone(),
+            integrations: settings.integrations(),
             budget: None,
-            allowed_domains: settings.allowed_domains.clone(),
+            allowed_domains: settings.amocrm.allowed_domains.clone(),
         })
+    }
+
+    pub fn integrations(&self) -> &Integrations {
+        &self.integrations
     }
 
     /// Makes every call wait for a slot in the shared per-account budget.
@@ -343,6 +347,7 @@ impl AmoApi {
         let result = Self::send(request).await;
         record_request(
             endpoint,
+            crate::platform::Platform::of_host(domain),
             result.as_ref().ok().map(|(status, _, _)| *status),
             started,
         );

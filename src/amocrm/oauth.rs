@@ -25,6 +25,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{AmoApi, AmoError};
+use crate::platform::{Integration, Platform};
 
 /// A fresh pair from the token endpoint.
 #[derive(Debug)]
@@ -49,13 +50,16 @@ enum HttpError {
 /// whole install runs in a spawned task.)
 struct OauthHttp<'a> {
     api: &'a AmoApi,
+    /// The account host called, for metrics.
+    platform: Platform,
     seen: Mutex<Option<Seen>>,
 }
 
 impl<'a> OauthHttp<'a> {
-    fn new(api: &'a AmoApi) -> Self {
+    fn new(api: &'a AmoApi, domain: &str) -> Self {
         OauthHttp {
             api,
+            platform: Platform::of_host(domain),
             seen: Mutex::new(None),
         }
     }
@@ -67,7 +71,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OauthHttp<'_> {
         Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(self.api.send_oauth(request, &self.seen))
+        Box::pin(self.api.send_oauth(request, self.platform, &self.seen))
     }
 }
 
@@ -78,11 +82,11 @@ struct Seen {
 }
 
 impl AmoApi {
-    /// The URL that sends a browser to amoCRM to grant access.
-    pub fn authorize_url(&self, authorize_url: &url::Url, state: &str) -> url::Url {
-        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
-            .set_auth_uri(AuthUrl::from_url(authorize_url.clone()))
-            .set_redirect_uri(RedirectUrl::from_url(self.redirect_uri.clone()));
+    /// The URL that sends a browser to `integration`'s grant page.
+    pub fn authorize_url(&self, integration: &Integration, state: &str) -> url::Url {
+        let client = BasicClient::new(ClientId::new(integration.client_id.clone()))
+            .set_auth_uri(AuthUrl::from_url(integration.authorize_url.clone()))
+            .set_redirect_uri(RedirectUrl::from_url(integration.redirect_uri.clone()));
         let (url, _) = client
             .authorize_url(|| CsrfToken::new(state.to_owned()))
             // post_message: amoCRM redirects the window the grant was
@@ -96,7 +100,7 @@ impl AmoApi {
     pub async fn exchange_code(&self, domain: &str, code: &str) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
         self.take_slot(domain).await?;
-        let http = OauthHttp::new(self);
+        let http = OauthHttp::new(self, domain);
         let result = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .request_async(&http)
@@ -115,11 +119,12 @@ impl AmoApi {
         refresh_token: &SecretString,
     ) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
-        let http = OauthHttp::new(self);
+        let http = OauthHttp::new(self, domain);
         let refresh = RefreshToken::new(refresh_token.expose_secret().to_owned());
+        let redirect_uri = self.integrations.for_host(domain).redirect_uri.as_str();
         let result = client
             .exchange_refresh_token(&refresh)
-            .add_extra_param("redirect_uri", self.redirect_uri.as_str())
+            .add_extra_param("redirect_uri", redirect_uri)
             .request_async(&http)
             .await;
         Self::token_outcome(result, http.seen)
@@ -140,19 +145,25 @@ impl AmoApi {
     > {
         let token_url = TokenUrl::new(format!("{}/oauth2/access_token", self.base_url(domain)))
             .map_err(|e| AmoError::Transport(format!("bad token URL: {e}")))?;
-        Ok(BasicClient::new(ClientId::new(self.client_id.clone()))
-            .set_client_secret(ClientSecret::new(
-                self.client_secret.expose_secret().to_owned(),
-            ))
-            // amoCRM reads client_id and client_secret from the body.
-            .set_auth_type(AuthType::RequestBody)
-            .set_token_uri(token_url)
-            .set_redirect_uri(RedirectUrl::from_url(self.redirect_uri.clone())))
+        // The host's own integration: a secret never goes to the other
+        // platform's hosts.
+        let integration = self.integrations.for_host(domain);
+        Ok(
+            BasicClient::new(ClientId::new(integration.client_id.clone()))
+                .set_client_secret(ClientSecret::new(
+                    integration.client_secret.expose_secret().to_owned(),
+                ))
+                // amoCRM reads client_id and client_secret from the body.
+                .set_auth_type(AuthType::RequestBody)
+                .set_token_uri(token_url)
+                .set_redirect_uri(RedirectUrl::from_url(integration.redirect_uri.clone())),
+        )
     }
 
     async fn send_oauth(
         &self,
         request: oauth2::HttpRequest,
+        platform: Platform,
         seen: &Mutex<Option<Seen>>,
     ) -> Result<oauth2::HttpResponse, HttpError> {
         let request = reqwest::Request::try_from(request)?;
@@ -160,6 +171,7 @@ impl AmoApi {
         let response = self.http.execute(request).await;
         super::record_request(
             "token",
+            platform,
             response.as_ref().ok().map(reqwest::Response::status),
             started,
         );

@@ -19,7 +19,7 @@ use url::Url;
 mod raw;
 
 pub use raw::{
-    DomainList, RawAdmin, RawAmocrm, RawDatabase, RawHttp, RawInstall, RawLog, RawNotes,
+    DomainList, RawAdmin, RawAmocrm, RawDatabase, RawHttp, RawInstall, RawKommo, RawLog, RawNotes,
     RawRetention, RawSecurity, RawSettings, RawWorker, SecretList,
 };
 
@@ -70,6 +70,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub amocrm: AmocrmSettings,
+    /// The Kommo integration, when one is configured.
+    pub kommo: Option<KommoSettings>,
     pub install: InstallSettings,
     pub admin: AdminSettings,
     pub security: SecuritySettings,
@@ -115,6 +117,82 @@ pub struct AmocrmSettings {
     pub api_base_url: String,
     pub allowed_domains: Vec<String>,
     pub requests_per_second: u32,
+}
+
+/// The second integration, registered in Kommo (see `platform.rs`).
+#[derive(Debug, Clone)]
+pub struct KommoSettings {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: Url,
+    pub authorize_url: Url,
+}
+
+impl KommoSettings {
+    /// None when `kommo.client_id` is unset; then the secret must be unset
+    /// too (a half-configured integration is an error, not ignored).
+    fn from_raw(raw: RawKommo, public_url: &str) -> Result<Option<Self>, ConfigError> {
+        let client_id = raw.client_id.filter(|s| !s.trim().is_empty());
+        let client_secret = raw
+            .client_secret
+            .filter(|s| !s.expose_secret().trim().is_empty());
+        let (client_id, client_secret) = match (client_id, client_secret) {
+            (None, None) => return Ok(None),
+            (Some(id), Some(secret)) => (id.trim().to_owned(), secret),
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "kommo.client_id",
+                    "is required when kommo.client_secret is set",
+                ))
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "kommo.client_secret",
+                    "is required when kommo.client_id is set",
+                ))
+            }
+        };
+        let redirect_uri = match raw.redirect_uri.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(s) => http_url("kommo.redirect_uri", s)?,
+            None => http_url(
+                "kommo.redirect_uri",
+                &format!("{public_url}/oauth/callback"),
+            )?,
+        };
+        let authorize_url = http_url(
+            "kommo.authorize_url",
+            required("kommo.authorize_url", raw.authorize_url.as_deref())?,
+        )?;
+        Ok(Some(KommoSettings {
+            client_id,
+            client_secret,
+            redirect_uri,
+            authorize_url,
+        }))
+    }
+}
+
+impl Settings {
+    /// The integrations: `amocrm.*`, and `kommo.*` when configured.
+    pub fn integrations(&self) -> crate::platform::Integrations {
+        use crate::platform::{Integration, Integrations};
+        Integrations {
+            amocrm: Integration {
+                name: "amocrm",
+                client_id: self.amocrm.client_id.clone(),
+                client_secret: self.amocrm.client_secret.clone(),
+                redirect_uri: self.amocrm.redirect_uri.clone(),
+                authorize_url: self.amocrm.authorize_url.clone(),
+            },
+            kommo: self.kommo.as_ref().map(|k| Integration {
+                name: "kommo",
+                client_id: k.client_id.clone(),
+                client_secret: k.client_secret.clone(),
+                redirect_uri: k.redirect_uri.clone(),
+                authorize_url: k.authorize_url.clone(),
+            }),
+        }
+    }
 }
 
 /// Limits on code exchanges (see `install/gate.rs`).
@@ -297,6 +375,15 @@ impl Settings {
             )
         })?;
 
+        let kommo = KommoSettings::from_raw(raw.kommo, &public_url)?;
+        if let Some(kommo) = &kommo {
+            if kommo.client_id == client_id {
+                return Err(ConfigError::invalid(
+                    "kommo.client_id",
+                    "is amocrm.client_id: the Kommo integration is registered in Kommo, with its own id",
+                ));
+            }
+        }
         let install = InstallSettings::from_raw(&raw.install)?;
         let admin = AdminSettings {
             token: raw
@@ -392,6 +479,7 @@ impl Settings {
                 allowed_domains,
                 requests_per_second,
             },
+            kommo,
             install,
             admin,
             security: SecuritySettings {

@@ -18,6 +18,8 @@ pub struct RawSettings {
     #[serde(default)]
     pub amocrm: RawAmocrm,
     #[serde(default)]
+    pub kommo: RawKommo,
+    #[serde(default)]
     pub install: RawInstall,
     #[serde(default)]
     pub admin: RawAdmin,
@@ -99,6 +101,15 @@ impl DomainList {
             DomainList::Comma(text) => text.split(',').map(str::to_owned).collect(),
         }
     }
+}
+
+/// The optional second integration, registered in Kommo.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawKommo {
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub redirect_uri: Option<String>,
+    pub authorize_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,7 +21,10 @@ use super::{
     pages::Page,
     AppState,
 };
-use crate::install::{self, InstallError, Installed, PendingInstall, Remembered};
+use crate::{
+    install::{self, InstallError, Installed, PendingInstall, Remembered},
+    platform::Platform,
+};
 
 /// amoCRM gives a widget install 3 seconds and does not retry; answer well
 /// within that and finish in the background when the exchange is slow.
@@ -41,11 +44,40 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/disable", get(disable).post(disable))
 }
 
-async fn start_install(State(state): State<AppState>) -> Result<Redirect, PageError> {
+#[derive(Debug, Deserialize)]
+struct InstallQuery {
+    /// `amocrm` (the default) or `kommo`.
+    platform: Option<String>,
+}
+
+/// Sends the browser to the grant page of the platform's integration.
+async fn start_install(
+    State(state): State<AppState>,
+    query: Result<Query<InstallQuery>, QueryRejection>,
+) -> Result<Redirect, PageError> {
+    let platform = match query.ok().and_then(|Query(q)| q.platform) {
+        None => Platform::Amocrm,
+        Some(name) => Platform::parse(&name).ok_or_else(|| {
+            PageError(
+                AppError::bad_request("platform must be amocrm or kommo")
+                    .titled("This install link is not valid"),
+            )
+        })?,
+    };
+    let integrations = state.api.integrations();
+    if platform == Platform::Kommo && integrations.kommo.is_none() {
+        // One integration: it installs on the platform it is registered in.
+        if !integrations.install_platforms().contains(&Platform::Kommo) {
+            return Err(PageError(
+                AppError::not_found("This service has no Kommo integration.")
+                    .titled("This install link is not valid"),
+            ));
+        }
+    }
     let oauth_state = state.installer.new_state();
     let url = state
         .api
-        .authorize_url(&state.settings.amocrm.authorize_url, &oauth_state);
+        .authorize_url(integrations.for_platform(platform), &oauth_state);
     Ok(Redirect::to(url.as_str()))
 }
 
@@ -99,27 +131,27 @@ async fn callback(
             "Access was not granted in amoCRM, so nothing was connected.",
         ));
     }
-    let settings = &state.settings.amocrm;
+    let code = query
+        .code
+        .filter(|c| !c.is_empty() && c.len() <= 4096)
+        .ok_or_else(|| invalid_link("The address has no authorization code."))?;
+    // The referer decides where the client secret goes, and which
+    // integration's: it is checked before anything is sent anywhere.
+    let domain = query
+        .referer
+        .as_deref()
+        .and_then(|r| install::account_host(r, &state.settings.amocrm.allowed_domains))
+        .ok_or_else(|| invalid_link("The address does not come from an amoCRM account."))?;
+    let integration = state.api.integrations().for_host(&domain);
     if query
         .client_id
         .as_deref()
-        .is_some_and(|id| id != settings.client_id)
+        .is_some_and(|id| id != integration.client_id)
     {
         return Err(invalid_link(
             "This install is meant for another integration.",
         ));
     }
-    let code = query
-        .code
-        .filter(|c| !c.is_empty() && c.len() <= 4096)
-        .ok_or_else(|| invalid_link("The address has no authorization code."))?;
-    // The referer decides where the client secret goes: it is checked
-    // before anything is sent anywhere.
-    let domain = query
-        .referer
-        .as_deref()
-        .and_then(|r| install::account_host(r, &settings.allowed_domains))
-        .ok_or_else(|| invalid_link("The address does not come from an amoCRM account."))?;
 
     if query.from_widget.is_some() {
         return widget_install(state, domain, code).await;
@@ -276,19 +308,26 @@ async fn disable(
     let (account_id, client_uuid, signature) =
         (get("account_id"), get("client_uuid"), get("signature"));
 
-    let settings = &state.settings.amocrm;
-    if !signature_valid(&settings.client_secret, client_uuid, account_id, signature)
-        || client_uuid != settings.client_id
-    {
+    // The client_uuid names the integration; its secret signs the call.
+    let integrations = state.api.integrations();
+    let wrong_signature = || {
         tracing::warn!("uninstall hook with a wrong signature ignored");
-        return Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "signature does not match",
-        ));
-    }
+        AppError::new(StatusCode::UNAUTHORIZED, "signature does not match")
+    };
+    let integration = integrations
+        .by_client_id(client_uuid)
+        .filter(|i| signature_valid(&i.client_secret, client_uuid, account_id, signature))
+        .ok_or_else(wrong_signature)?;
     let account_id = account_id
         .parse::<i64>()
         .map_err(|_| AppError::bad_request("account_id must be a number"))?;
+    // An account is uninstalled only by its own integration: a call signed
+    // by the other platform's integration is not believed.
+    if let Some(domain) = crate::accounts::domain_of(&state.pool, account_id).await? {
+        if integrations.for_host(&domain).name != integration.name {
+            return Err(wrong_signature());
+        }
+    }
     // Believed only when amoCRM confirms it (see `uninstall`). A database
     // error is a 503, so that amoCRM tries again.
     let outcome =

@@ -270,3 +270,42 @@ fn install_limits_have_defaults_and_bounds() {
         "install.waiting_max"
     );
 }
+
+#[test]
+fn a_kommo_integration_is_optional_and_complete_when_given() {
+    let s = load(&[]).unwrap();
+    assert!(s.kommo.is_none(), "no kommo section: one integration");
+    assert!(s.integrations().kommo.is_none());
+    let s = load(&[
+        ("AMOHOOK_KOMMO__CLIENT_ID", "kommo-id"),
+        ("AMOHOOK_KOMMO__CLIENT_SECRET", "kommo-secret"),
+    ])
+    .unwrap();
+    let kommo = s.kommo.as_ref().unwrap();
+    assert_eq!(kommo.authorize_url.as_str(), "https://www.kommo.com/oauth");
+    assert_eq!(
+        kommo.redirect_uri.as_str(),
+        "https://hooks.example.com/oauth/callback"
+    );
+    assert_eq!(
+        s.integrations().for_host("a.kommo.com").client_id,
+        "kommo-id"
+    );
+    assert!(!format!("{s:?}").contains("kommo-secret"));
+    assert_eq!(
+        error_key(&[("AMOHOOK_KOMMO__CLIENT_ID", "kommo-id")]),
+        "kommo.client_secret"
+    );
+    assert_eq!(
+        error_key(&[("AMOHOOK_KOMMO__CLIENT_SECRET", "kommo-secret")]),
+        "kommo.client_id"
+    );
+    // The base environment's amocrm.client_id is "id".
+    assert_eq!(
+        error_key(&[
+            ("AMOHOOK_KOMMO__CLIENT_ID", "id"),
+            ("AMOHOOK_KOMMO__CLIENT_SECRET", "kommo-secret"),
+        ]),
+        "kommo.client_id"
+    );
+}

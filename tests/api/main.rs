@@ -14,5 +14,6 @@ mod install_limits;
 mod isolation;
 mod keys;
 mod lifecycle;
+mod platforms;
 mod real_bodies;
 mod tokens;

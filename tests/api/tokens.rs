@@ -67,7 +67,7 @@ async fn two_processes_needing_an_expiring_token_at_once_refresh_it_exactly_once
     let other = TokenStore::new(
         other_pool,
         app.state.cipher.clone(),
-        AmoApi::new(&app.state.settings.amocrm).unwrap(),
+        AmoApi::new(&app.state.settings).unwrap(),
     );
     let mut calls = Vec::new();
     for i in 0..16 {
@@ -239,7 +239,7 @@ async fn a_refused_client_secret_pauses_refreshes_for_all_and_blames_no_account(
     let store = TokenStore::new(
         app.pool.clone(),
         app.state.cipher.clone(),
-        AmoApi::new(&settings.amocrm).unwrap(),
+        AmoApi::new(&settings).unwrap(),
     );
     let first = store.access_token(ID).await;
     assert!(

@@ -134,6 +134,10 @@ pub struct FakeNote {
 struct Inner {
     client_id: String,
     client_secret: String,
+    /// Kommo's own integration, once registered: Kommo is a platform of its
+    /// own, so its hosts (kommo.com, amocrm.com) accept only this client
+    /// and amoCRM's (amocrm.ru) only the first.
+    kommo_client: Option<(String, String)>,
     accounts: HashMap<String, FakeAccount>,
     /// code -> (domain, used, issued)
     codes: HashMap<String, (String, bool, Instant)>,
@@ -198,6 +202,13 @@ impl FakeAmo {
                 .await;
         });
         Ok(FakeAmo { addr, inner, stop })
+    }
+
+    /// Registers the integration of the Kommo platform: from now on hosts
+    /// under kommo.com and amocrm.com accept codes and refresh tokens only
+    /// with this client, and amocrm.ru hosts only with the first one.
+    pub fn register_kommo_client(&self, client_id: &str, client_secret: &str) {
+        self.with(|s| s.kommo_client = Some((client_id.into(), client_secret.into())));
     }
 
     /// The value for `amocrm.api_base_url`.
@@ -990,7 +1001,14 @@ fn token_endpoint(s: &mut Inner, domain: &str, headers: &HeaderMap, body: &Bytes
         url::form_urlencoded::parse(body).into_owned().collect()
     };
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client_id || get("client_secret") != s.client_secret {
+    let kommo_host = [".kommo.com", ".amocrm.com"]
+        .iter()
+        .any(|parent| domain.ends_with(parent));
+    let (client_id, client_secret) = match (&s.kommo_client, kommo_host) {
+        (Some((id, secret)), true) => (id.as_str(), secret.as_str()),
+        _ => (s.client_id.as_str(), s.client_secret.as_str()),
+    };
+    if get("client_id") != client_id || get("client_secret") != client_secret {
         return problem(
             401,
             "Некорректный клиент",

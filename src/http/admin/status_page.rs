@@ -144,12 +144,20 @@ pub(super) async fn status_page(
     let q = params.query();
     let (rows, total) = stats::list(&state.pool, &q).await?;
     let totals = stats::totals(&state.pool).await?;
-    let fault = crate::fault::current(&state.pool).await?.map(|f| {
-        format!(
-            "{} (since {})",
-            f.error,
-            f.since.format("%Y-%m-%d %H:%M UTC")
-        )
+    let faults = crate::fault::current(&state.pool).await?;
+    let fault = (!faults.is_empty()).then(|| {
+        faults
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}.*: {} (since {})",
+                    f.integration,
+                    f.error,
+                    f.since.format("%Y-%m-%d %H:%M UTC")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     });
     let labels = [
         t.domain,
