@@ -1,6 +1,6 @@
 //! The status page, the account page and its actions, the admin API.
 
-use amocrm_sim::{FakeAccount, Fault};
+use amocrm_sim::{Fault, SimAccount};
 use serde_json::Value;
 
 use crate::helpers::{lead_hook, TestApp};
@@ -364,9 +364,9 @@ async fn the_api_retries_pauses_resumes_and_resubscribes() {
     let app = admin_app().await;
     app.fake.add_account(
         "alpha.amocrm.ru",
-        FakeAccount {
+        SimAccount {
             admin: false,
-            ..FakeAccount::new(41_000_001)
+            ..SimAccount::new(41_000_001)
         },
     );
     assert_eq!(app.install("alpha.amocrm.ru").await.status(), 200);
@@ -406,7 +406,7 @@ async fn the_api_retries_pauses_resumes_and_resubscribes() {
         .contains("not an administrator"));
     // After the account's admin fixed it: subscribed.
     app.fake
-        .add_account("alpha.amocrm.ru", FakeAccount::new(41_000_001));
+        .add_account("alpha.amocrm.ru", SimAccount::new(41_000_001));
     assert_eq!(
         post("/api/accounts/41000001/resubscribe")
             .await

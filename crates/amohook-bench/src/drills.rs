@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use amocrm_sim::FakeAmo;
+use amocrm_sim::Simulator;
 use serde_json::{json, Value};
 
 use crate::{free_port, hook_body, install, percentile, wait_ready, Server};
@@ -142,7 +142,7 @@ impl Load {
 
 /// Waits until every entity answered 200 has a note (or `timeout`), then
 /// counts the lost and the duplicated.
-async fn verdict(fake: &FakeAmo, ok: &[i64], timeout: Duration) -> (usize, usize, f64) {
+async fn verdict(fake: &Simulator, ok: &[i64], timeout: Duration) -> (usize, usize, f64) {
     let started = Instant::now();
     loop {
         let mut per_entity: HashMap<i64, usize> = HashMap::new();
@@ -159,7 +159,7 @@ async fn verdict(fake: &FakeAmo, ok: &[i64], timeout: Duration) -> (usize, usize
 }
 
 /// When the last of the entities `ok` got its first note, if all have one.
-fn all_noted_at(fake: &FakeAmo, ok: &[i64]) -> Option<Instant> {
+fn all_noted_at(fake: &Simulator, ok: &[i64]) -> Option<Instant> {
     let mut first: HashMap<i64, Instant> = HashMap::new();
     for note in fake.notes() {
         let at = first.entry(note.entity_id).or_insert(note.at);
@@ -254,7 +254,7 @@ pub async fn run(
     db_url: &str,
     rps: usize,
     mut server: Server,
-    fake: &FakeAmo,
+    fake: &Simulator,
     http: &reqwest::Client,
 ) -> anyhow::Result<Value> {
     let accounts = install(http, &server.base, fake, 10, 80_000_000).await?;

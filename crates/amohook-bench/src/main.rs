@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use amocrm_sim::{FakeAccount, FakeAmo};
+use amocrm_sim::{HookBody, SimAccount, SimCard, Simulator};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use serde_json::json;
@@ -106,20 +106,10 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// A lead added, as amoCRM sends it (the simulator's builder).
 pub(crate) fn hook_body(account_id: i64, entity_id: i64) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("account[id]", account_id.to_string()),
-            ("leads[add][0][id]", entity_id.to_string()),
-            ("leads[add][0][name]", format!("Заказ #{entity_id}")),
-            ("leads[add][0][responsible_user_id]", "100".into()),
-            ("leads[add][0][status_id]", "1".into()),
-            ("leads[add][0][pipeline_id]", "10".into()),
-            ("leads[add][0][price]", "1000".into()),
-            ("leads[add][0][created_at]", "1712331728".into()),
-            ("leads[add][0][updated_at]", "1712331728".into()),
-        ])
-        .finish()
+    let lead = SimCard::lead(entity_id, &format!("Заказ #{entity_id}"));
+    HookBody::new(account_id).card("add", &lead, None).encode()
 }
 
 #[tokio::main]
@@ -140,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     let db_name = format!("amohook_bench_{}", std::process::id());
     let mut db_url = url::Url::parse(&args.admin_url)?;
     db_url.set_path(&db_name);
-    let fake = FakeAmo::start(CLIENT_ID, CLIENT_SECRET).await?;
+    let fake = Simulator::start(CLIENT_ID, CLIENT_SECRET).await?;
     fake.set_latency(Duration::from_millis(args.latency_ms));
     fake.set_rate_limit(args.rps);
 
@@ -204,7 +194,7 @@ impl Server {
     pub(crate) fn spawn(
         amohook: &std::path::Path,
         db_url: &str,
-        fake: &FakeAmo,
+        fake: &Simulator,
         rps: usize,
         port: u16,
     ) -> anyhow::Result<Server> {
@@ -263,7 +253,7 @@ async fn drop_database(admin_url: &str, name: &str) {
 pub(crate) async fn install(
     http: &reqwest::Client,
     base: &str,
-    fake: &FakeAmo,
+    fake: &Simulator,
     n: usize,
     first_id: i64,
 ) -> anyhow::Result<Vec<(i64, String, String)>> {
@@ -273,7 +263,7 @@ pub(crate) async fn install(
         for &i in chunk {
             let id = first_id + i as i64;
             let domain = format!("acc{id}.amocrm.ru");
-            fake.add_account(&domain, FakeAccount::new(id));
+            fake.add_account(&domain, SimAccount::new(id));
             let code = fake.issue_code(&domain);
             let (http, base) = (http.clone(), base.to_owned());
             tasks.push(tokio::spawn(async move {
@@ -410,7 +400,7 @@ async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyho
 /// Waits until the fake holds notes for every entity in `entities`; returns
 /// each one's arrival.
 pub(crate) async fn wait_notes(
-    fake: &FakeAmo,
+    fake: &Simulator,
     entities: &[i64],
     timeout: Duration,
 ) -> Vec<(i64, Instant)> {
@@ -447,7 +437,7 @@ fn e2e_ms(answered: &[(i64, Instant)], notes: &[(i64, Instant)]) -> Vec<f64> {
 async fn run(
     args: &Args,
     server: &Server,
-    fake: &FakeAmo,
+    fake: &Simulator,
     http: &reqwest::Client,
     db_url: &str,
 ) -> anyhow::Result<serde_json::Value> {
