@@ -17,6 +17,7 @@ pub mod key_check;
 pub mod listen;
 pub mod notes;
 pub mod retention;
+pub mod sandbox;
 pub mod startup;
 pub mod stats;
 pub mod telemetry;

@@ -50,6 +50,8 @@ pub(super) struct AccountPage {
     done: Option<String>,
     /// `{public_url}/install`, for an account that must install again.
     install_url: String,
+    /// `amohook sandbox` only: the simulated account's panel.
+    sandbox: Option<super::sandbox::Panel>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -115,6 +117,10 @@ pub(super) async fn account_page(
         csrf: csrf_token(&state, id),
         done: done.done.filter(|d| d.len() < 100),
         install_url: format!("{}/install", state.settings.http.public_url),
+        sandbox: state
+            .sandbox
+            .as_deref()
+            .map(|sandbox| super::sandbox::Panel::new(sandbox, &row.domain, t)),
     };
     Ok(Page(StatusCode::OK, page).into_response())
 }

@@ -27,6 +27,7 @@ use crate::stats::ListQuery;
 mod account_page;
 mod api;
 mod metrics;
+pub mod sandbox;
 mod status_page;
 
 pub fn router() -> Router<AppState> {
