@@ -338,6 +338,17 @@ async fn a_retried_failed_event_is_delivered() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
+    // Without fetch metadata, an opaque origin proves nothing.
+    let opaque = app
+        .http
+        .post(app.url("/status/accounts/41000001/retry"))
+        .bearer_auth(TOKEN)
+        .header("origin", "null")
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opaque.status(), 403);
     assert_eq!(app.events().await[0].2, "failed");
 
     let retried = app
@@ -357,6 +368,20 @@ async fn a_retried_failed_event_is_delivered() {
     app.state.worker.drain().await.unwrap();
     assert_eq!(app.events().await[0].2, "delivered");
     assert_eq!(app.fake.notes().len(), 1);
+    // What a browser sends for the page's own form: the pages' no-referrer
+    // policy makes its Origin `null`, and its fetch metadata says
+    // same-origin.
+    let from_the_page = app
+        .http
+        .post(app.url("/status/accounts/41000001/pause"))
+        .bearer_auth(TOKEN)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", "null")
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_the_page.status(), 303);
 }
 
 #[tokio::test]

@@ -116,12 +116,13 @@ fn csrf_token(state: &AppState, account_id: i64) -> String {
 }
 
 fn cross_site(headers: &HeaderMap) -> bool {
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    if !matches!(site, "same-origin" | "none") {
-        return true;
+    // A browser's own word first (scripts cannot set Sec-Fetch-Site). A
+    // same-origin form post carries `Origin: null` here, because the pages
+    // send `Referrer-Policy: no-referrer`, so Origin cannot decide it.
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin") => return false,
+        Some("none") | None => {}
+        Some(_) => return true,
     }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     match (
