@@ -306,10 +306,10 @@ fn guard(state: &AppState, headers: &HeaderMap, id: i64, csrf: &str) -> Result<(
 
 /// The sandbox and the simulated account's host of account `id`.
 async fn sandbox_of(state: &AppState, id: i64) -> Result<(&Sandbox, String), PageError> {
-    let sandbox = state
-        .sandbox
-        .as_deref()
-        .ok_or_else(|| AppError::not_found("Not in sandbox mode."))?;
+    // The routes exist only with a sandbox; without one this is a bug.
+    let sandbox = state.sandbox.as_deref().ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!("sandbox routes mounted without a sandbox"))
+    })?;
     let row = stats::one(&state.pool, id)
         .await?
         .ok_or_else(|| AppError::not_found("No such account."))?;
