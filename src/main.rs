@@ -69,7 +69,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let raw = RawSettings::load(cli.config.as_deref())?;
-    amohook::telemetry::init(raw.log.format()?);
+    match cli.command {
+        Command::Sandbox { .. } => amohook::telemetry::init_with_default(
+            raw.log.format()?,
+            "info,sqlx=warn,tower_http=warn",
+        ),
+        _ => amohook::telemetry::init(raw.log.format()?),
+    }
     match cli.command {
         Command::Migrate => {
             let database = DatabaseSettings::from_raw(&raw.database)?;

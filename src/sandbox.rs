@@ -285,6 +285,15 @@ pub fn database_url(given: &str) -> anyhow::Result<url::Url> {
 /// fires; [`Running::wait`] waits for that.
 pub async fn start(options: Options, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let mut database = database_url(&options.database_url)?;
+    // The address first: its error names the option to change.
+    drop(
+        std::net::TcpListener::bind(options.listen).with_context(|| {
+            format!(
+                "cannot listen on {}: choose another address with --listen",
+                options.listen
+            )
+        })?,
+    );
     let sim = Simulator::start(CLIENT_ID, CLIENT_SECRET)
         .await
         .context("cannot start the amoCRM simulator")?;
