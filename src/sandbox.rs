@@ -65,7 +65,8 @@ pub struct Options {
     pub listen: SocketAddr,
 }
 
-/// A demo account: its host, the simulated account, its notes' language.
+/// A demo account: its host (whose domain sets the notes' language) and
+/// the simulated account.
 pub struct Demo {
     pub domain: &'static str,
     pub account: SimAccount,
