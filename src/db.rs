@@ -13,11 +13,37 @@ use crate::config::DatabaseSettings;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// What to do when PostgreSQL refuses the password: a fresh Debian or
+/// Ubuntu cluster asks for one on TCP, and its `postgres` user has none.
+pub const PASSWORD_HINT: &str = "PostgreSQL refused the password. On a fresh Debian or Ubuntu \
+     the user postgres has none: give it one with \
+     `sudo -u postgres psql -c \"alter user postgres password 'postgres'\"` and use \
+     postgres://postgres:postgres@127.0.0.1:5432/amohook";
+
+/// A connection error, with [`PASSWORD_HINT`] when the password was refused
+/// (SQLSTATE 28P01).
+pub fn connection_error(e: sqlx::Error) -> anyhow::Error {
+    let refused = match &e {
+        sqlx::Error::Database(d) => d.code().as_deref() == Some("28P01"),
+        other => other.to_string().contains("password authentication failed"),
+    };
+    if refused {
+        anyhow::Error::new(e).context(PASSWORD_HINT)
+    } else {
+        e.into()
+    }
+}
+
 /// Creates the database named in the URL when it does not exist yet.
 pub async fn create_if_missing(settings: &DatabaseSettings) -> anyhow::Result<()> {
     let url = settings.url.expose_secret();
-    if !Postgres::database_exists(url).await? {
-        Postgres::create_database(url).await?;
+    if !Postgres::database_exists(url)
+        .await
+        .map_err(connection_error)?
+    {
+        Postgres::create_database(url)
+            .await
+            .map_err(connection_error)?;
         tracing::info!("database created");
     }
     Ok(())
@@ -53,12 +79,14 @@ pub async fn connect(settings: &DatabaseSettings, delivery_loops: usize) -> anyh
         )
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options.clone())
-        .await?;
+        .await
+        .map_err(connection_error)?;
     let intake = PgPoolOptions::new()
         .max_connections(INTAKE_CONNECTIONS)
         .acquire_timeout(Duration::from_secs(2))
         .connect_with(options)
-        .await?;
+        .await
+        .map_err(connection_error)?;
     Ok(Pools { main, intake })
 }
 

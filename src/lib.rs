@@ -19,6 +19,7 @@ pub mod notes;
 pub mod platform;
 pub mod reencrypt;
 pub mod retention;
+pub mod sandbox;
 pub mod startup;
 pub mod stats;
 pub mod telemetry;

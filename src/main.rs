@@ -41,6 +41,22 @@ enum Command {
     /// security.old_encryption_keys the old ones), then exit. Safe while
     /// the service runs. Needs the service's configuration.
     Reencrypt,
+    /// amoCRM on your laptop: run the service against a built-in amoCRM
+    /// simulator, install two demo accounts through the real install flow,
+    /// and print the status page's address and login. Needs no other
+    /// configuration and writes only to the given database.
+    Sandbox {
+        /// PostgreSQL URL; its database is created if missing
+        /// (amohook_sandbox when the URL names none).
+        #[arg(
+            value_name = "DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/amohook_sandbox"
+        )]
+        database_url: String,
+        /// Address and port to listen on.
+        #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[tokio::main]
@@ -58,7 +74,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let raw = RawSettings::load(cli.config.as_deref())?;
-    amohook::telemetry::init(raw.log.format()?);
+    match cli.command {
+        Command::Sandbox { .. } => amohook::telemetry::init_with_default(
+            raw.log.format()?,
+            "info,sqlx=warn,tower_http=warn",
+        ),
+        _ => amohook::telemetry::init(raw.log.format()?),
+    }
     match cli.command {
         Command::Migrate => {
             let database = DatabaseSettings::from_raw(&raw.database)?;
@@ -98,6 +120,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
             app.run_until_stopped(shutdown).await
+        }
+        Command::Sandbox {
+            database_url,
+            listen,
+        } => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            let options = amohook::sandbox::Options {
+                database_url,
+                listen,
+            };
+            let running = amohook::sandbox::start(options, shutdown).await?;
+            // Once, on the console: the admin token is the sandbox's own.
+            println!("{}", running.banner());
+            running.wait().await
         }
     }
 }

@@ -90,6 +90,7 @@ impl Application {
             tokens,
             installer,
             worker,
+            sandbox: None,
         };
         Ok(Application { listener, state })
     }
@@ -100,6 +101,13 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Sandbox mode: mounts the sandbox's pages. Only `amohook sandbox`
+    /// calls this; `serve` never does.
+    pub fn with_sandbox(mut self, sandbox: Arc<crate::sandbox::Sandbox>) -> Self {
+        self.state.sandbox = Some(sandbox);
+        self
     }
 
     /// Serves HTTP and runs the background work until `shutdown` fires,

@@ -14,6 +14,7 @@ use sqlx::{AssertSqlSafe, PgPool};
 use crate::{
     amocrm::hooks::{Action, EntityKind},
     inbox::EventState,
+    platform::Platform,
 };
 
 #[derive(Debug, Default)]
@@ -124,6 +125,38 @@ impl StatusFilter {
     }
 }
 
+/// The platform filter's condition (see `platform.rs`: Kommo's hosts are
+/// under kommo.com and amocrm.com).
+fn platform_condition(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Kommo => "(a.domain like '%.kommo.com' or a.domain like '%.amocrm.com')",
+        Platform::Amocrm => "not (a.domain like '%.kommo.com' or a.domain like '%.amocrm.com')",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL names every parent domain `Platform::of_host` counts as
+    /// Kommo's: the filter and the column say what the code says.
+    #[test]
+    fn the_platform_sql_names_every_kommo_domain() {
+        for domain in crate::platform::KOMMO_DOMAINS {
+            let like = format!("a.domain like '%.{domain}'");
+            assert!(
+                platform_condition(Platform::Kommo).contains(&like),
+                "{domain}"
+            );
+            assert!(
+                platform_condition(Platform::Amocrm).contains(&like),
+                "{domain}"
+            );
+            assert!(ROW_SQL.contains(&like), "{domain}");
+        }
+    }
+}
+
 /// Columns the table sorts by: the name in links, the column in a row.
 pub const SORTS: &[(&str, &str)] = &[
     ("domain", "domain"),
@@ -144,6 +177,7 @@ pub const PAGE_SIZE: i64 = 50;
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     pub status: Option<StatusFilter>,
+    pub platform: Option<Platform>,
     pub sort: &'static str,
     pub descending: bool,
     pub page: i64,
@@ -154,12 +188,14 @@ impl ListQuery {
     /// anything unknown (a bad link shows the first page, not an error).
     pub fn parse(
         status: Option<&str>,
+        platform: Option<&str>,
         sort: Option<&str>,
         dir: Option<&str>,
         page: Option<&str>,
     ) -> ListQuery {
         ListQuery {
             status: status.and_then(|s| StatusFilter::ALL.into_iter().find(|f| f.as_str() == s)),
+            platform: platform.and_then(Platform::parse),
             sort: sort
                 .and_then(|s| SORTS.iter().find(|(name, _)| *name == s))
                 .map(|(name, _)| *name)
@@ -179,6 +215,8 @@ impl ListQuery {
 pub struct AccountRow {
     pub account_id: i64,
     pub domain: String,
+    /// `amocrm` or `kommo`, by the host (see `platform.rs`).
+    pub platform: String,
     pub name: String,
     /// active, paused, reauth_required or disconnected.
     pub display_status: String,
@@ -209,7 +247,10 @@ pub struct AccountRow {
 macro_rules! with_row_sql {
     ($($m:ident)::+ ! ($($before:tt)*) ($($after:tt)*)) => {
         $($m)::+!($($before)* "
-    select a.account_id, a.domain, a.name,
+    select a.account_id, a.domain,
+           case when a.domain like '%.kommo.com' or a.domain like '%.amocrm.com' then 'kommo'
+                else 'amocrm' end as platform,
+           a.name,
            case when a.status = 'active' and (a.manual_pause or a.paused_until > now()) then 'paused'
                 else a.status end as display_status,
            a.status_reason, a.pause_reason, a.paused_until, a.manual_pause,
@@ -261,10 +302,17 @@ pub async fn record(
 }
 
 pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>, i64)> {
-    let filter = q
+    let conditions: Vec<&str> = q
         .status
-        .map(|s| format!("where {}", s.condition()))
-        .unwrap_or_default();
+        .map(StatusFilter::condition)
+        .into_iter()
+        .chain(q.platform.map(platform_condition))
+        .collect();
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("where {}", conditions.join(" and "))
+    };
     let column = SORTS
         .iter()
         .find(|(name, _)| *name == q.sort)
@@ -275,8 +323,9 @@ pub async fn list(pool: &PgPool, q: &ListQuery) -> sqlx::Result<(Vec<AccountRow>
     } else {
         "asc nulls first"
     };
-    // Built at run time: the filter, sort column and direction are picked by
-    // the page's links (five filters, eleven columns, two directions). They
+    // Built at run time: the filters, sort column and direction are picked
+    // by the page's links (five status filters, three platform filters,
+    // eleven columns, two directions). They
     // come from the fixed lists above, never from input.
     let sql = format!(
         "select * from ({ROW_SQL} {filter}) rows order by {column} {dir}, account_id limit $1 offset $2"
@@ -300,7 +349,8 @@ pub async fn one(pool: &PgPool, account_id: i64) -> sqlx::Result<Option<AccountR
         AccountRow,
         // The computed columns are never null (coalesce, case), which
         // PostgreSQL does not tell: they are marked with `!`.
-        r#"select account_id, domain, name, display_status as "display_status!",
+        r#"select account_id, domain, platform as "platform!", name,
+                  display_status as "display_status!",
                   status_reason, pause_reason, paused_until, manual_pause,
                   webhooks_subscribed, webhooks_error, timezone, connected_at,
                   token_expires_at, hooks_24h as "hooks_24h!", hooks_total as "hooks_total!",
@@ -324,6 +374,9 @@ pub struct Totals {
     pub delivered: i64,
     pub pending: i64,
     pub failed: i64,
+    /// Accounts on Kommo's hosts (kommo.com, amocrm.com); the rest are on
+    /// amoCRM's.
+    pub kommo: i64,
 }
 
 pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
@@ -337,7 +390,8 @@ pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
                   coalesce(sum(hooks_24h), 0)::bigint as "hooks_24h!",
                   coalesce(sum(delivered), 0)::bigint as "delivered!",
                   coalesce(sum(pending), 0)::bigint as "pending!",
-                  coalesce(sum(failed), 0)::bigint as "failed!"
+                  coalesce(sum(failed), 0)::bigint as "failed!",
+                  count(*) filter (where platform = 'kommo') as "kommo!"
            from ("# +
     ) (+ ") rows"))
     .fetch_one(pool)

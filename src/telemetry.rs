@@ -27,11 +27,20 @@ impl LogFormat {
     }
 }
 
+/// The levels without `RUST_LOG`: every request once, at info.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=info";
+
 /// Logs to stderr; text lines are coloured only when stderr is a terminal
 /// (not in a file, a pipe or `docker logs`).
 pub fn init(format: LogFormat) {
+    init_with_default(format, DEFAULT_FILTER);
+}
+
+/// [`init`] with other levels when `RUST_LOG` is unset (`amohook sandbox`
+/// leaves out the line per request, which would bury its banner).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
     let colour = std::io::stderr().is_terminal();
-    init_with_writer(format, std::io::stderr, colour);
+    init_filtered(format, std::io::stderr, colour, default_filter);
 }
 
 /// Logs to `writer`; tests capture the lines this way.
@@ -39,8 +48,15 @@ pub fn init_with_writer<W>(format: LogFormat, writer: W, colour: bool)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    init_filtered(format, writer, colour, DEFAULT_FILTER);
+}
+
+fn init_filtered<W>(format: LogFormat, writer: W, colour: bool, default_filter: &str)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(writer)

@@ -1,5 +1,7 @@
-//! Secrets never reach the logs. A test binary of its own: it installs the
-//! process-wide log subscriber and reads everything written.
+//! Secrets never reach the logs, and text logs are coloured only on a
+//! terminal. A test binary of its own: it installs the process-wide log
+//! subscriber and reads everything written; the colour tests run the
+//! service binary as a process.
 
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
@@ -127,6 +129,75 @@ async fn secrets_never_reach_the_logs() {
         ])
         .await;
     assert!(!page.text().await.unwrap().contains("zzz-code-in-page"));
+}
+
+/// `amohook migrate` on a fresh database, with `format` logs: what it
+/// wrote, through a pipe or (`on_terminal`) through a terminal made by
+/// `script`. None when `script` (util-linux) is missing.
+fn migrate_output(format: &str, on_terminal: bool) -> Option<String> {
+    let db = helpers::TestDb::new();
+    let binary = env!("CARGO_BIN_EXE_amohook");
+    let mut command = if on_terminal {
+        let which = std::process::Command::new("script")
+            .arg("--version")
+            .output();
+        if which.is_err() {
+            eprintln!("SKIPPED the terminal half: `script` (util-linux) is missing");
+            return None;
+        }
+        let mut c = std::process::Command::new("script");
+        // -q: no banner; -e: its exit status; -c: the command; the typescript
+        // goes nowhere, the terminal's output to stdout.
+        c.args(["-qec", &format!("{binary} migrate"), "/dev/null"]);
+        c
+    } else {
+        let mut c = std::process::Command::new(binary);
+        c.arg("migrate");
+        c
+    };
+    let output = command
+        .env("DATABASE_URL", &db.url)
+        .env_remove("AMOHOOK_DATABASE__URL")
+        .env("AMOHOOK_LOG__FORMAT", format)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("amohook runs");
+    assert!(output.status.success(), "{output:?}");
+    Some(
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+#[test]
+fn text_logs_carry_no_colour_codes_into_a_pipe_or_file() {
+    let text = migrate_output("text", false).unwrap();
+    assert!(text.contains("migrations applied"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "an escape code in piped logs: {text:?}"
+    );
+}
+
+#[test]
+fn text_logs_are_coloured_on_a_terminal_and_json_logs_never_are() {
+    let Some(text) = migrate_output("text", true) else {
+        return;
+    };
+    assert!(text.contains("migrations applied"), "{text}");
+    assert!(text.contains("\x1b["), "no colour on a terminal: {text:?}");
+    let json = migrate_output("json", true).unwrap();
+    assert!(
+        !json.contains('\x1b'),
+        "an escape code in JSON logs: {json:?}"
+    );
+    let line = json
+        .lines()
+        .find(|l| l.contains("migrations applied"))
+        .expect("the line");
+    let value: serde_json::Value = serde_json::from_str(line.trim()).expect("a JSON object");
+    assert_eq!(value["level"], "INFO");
 }
 
 /// A writer into shared memory: the test reads what was logged.

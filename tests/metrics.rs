@@ -99,7 +99,10 @@ async fn metrics_count_hooks_notes_calls_refreshes_and_the_queue() {
     );
     assert_eq!(value(&m, "amohook_notes_delivered_total"), 3.0);
     assert_eq!(
-        value(&m, r#"amohook_token_refreshes_total{result="ok",integration="amocrm"}"#),
+        value(
+            &m,
+            r#"amohook_token_refreshes_total{result="ok",integration="amocrm"}"#
+        ),
         1.0
     );
     assert_eq!(

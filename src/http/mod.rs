@@ -45,6 +45,9 @@ pub struct AppState {
     pub worker: Arc<Worker>,
     pub intake: Intake,
     pub metrics: PrometheusHandle,
+    /// `amohook sandbox` only: the simulated amoCRM behind the sandbox's
+    /// pages. None in `serve`, where those pages do not exist.
+    pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
 }
 
 /// What hook intake uses, and nothing else does.
@@ -66,12 +69,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
-    Router::new()
+    let mut routes = Router::new()
         .merge(oauth::router())
         .merge(hooks::router())
         .merge(admin::router())
         .merge(health::router())
-        .route("/static/style.css", get(pages::stylesheet))
+        .route("/static/style.css", get(pages::stylesheet));
+    // The sandbox's pages exist only in sandbox mode.
+    if state.sandbox.is_some() {
+        routes = routes.merge(admin::sandbox::router());
+    }
+    routes
         .with_state(state)
         .layer(
             ServiceBuilder::new()

@@ -1,6 +1,6 @@
 //! The status page, the account page and its actions, the admin API.
 
-use amocrm_sim::{FakeAccount, Fault};
+use amocrm_sim::{Fault, SimAccount};
 use serde_json::Value;
 
 use crate::helpers::{lead_hook, TestApp};
@@ -157,7 +157,9 @@ async fn the_table_shows_each_account_with_its_figures() {
 
     let page = app.admin_get("/status").await.text().await.unwrap();
     assert!(page.contains(r#"<tr data-account-id="41000001">"#));
-    assert!(page.contains(r#"href="/install""#));
+    // One integration (amoCRM's): one install button.
+    assert!(page.contains(r#"href="/install?platform=amocrm""#));
+    assert!(!page.contains(r#"href="/install?platform=kommo""#));
     assert!(page.contains("https://hooks.example.test/hooks/{hook_key}"));
     assert!(page.contains("Entity not found"));
     let one = app.admin_json("/api/accounts/41000001").await;
@@ -338,6 +340,17 @@ async fn a_retried_failed_event_is_delivered() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
+    // Without fetch metadata, an opaque origin proves nothing.
+    let opaque = app
+        .http
+        .post(app.url("/status/accounts/41000001/retry"))
+        .bearer_auth(TOKEN)
+        .header("origin", "null")
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opaque.status(), 403);
     assert_eq!(app.events().await[0].2, "failed");
 
     let retried = app
@@ -357,6 +370,20 @@ async fn a_retried_failed_event_is_delivered() {
     app.state.worker.drain().await.unwrap();
     assert_eq!(app.events().await[0].2, "delivered");
     assert_eq!(app.fake.notes().len(), 1);
+    // What a browser sends for the page's own form: the pages' no-referrer
+    // policy makes its Origin `null`, and its fetch metadata says
+    // same-origin.
+    let from_the_page = app
+        .http
+        .post(app.url("/status/accounts/41000001/pause"))
+        .bearer_auth(TOKEN)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", "null")
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_the_page.status(), 303);
 }
 
 #[tokio::test]
@@ -364,9 +391,9 @@ async fn the_api_retries_pauses_resumes_and_resubscribes() {
     let app = admin_app().await;
     app.fake.add_account(
         "alpha.amocrm.ru",
-        FakeAccount {
+        SimAccount {
             admin: false,
-            ..FakeAccount::new(41_000_001)
+            ..SimAccount::new(41_000_001)
         },
     );
     assert_eq!(app.install("alpha.amocrm.ru").await.status(), 200);
@@ -406,7 +433,7 @@ async fn the_api_retries_pauses_resumes_and_resubscribes() {
         .contains("not an administrator"));
     // After the account's admin fixed it: subscribed.
     app.fake
-        .add_account("alpha.amocrm.ru", FakeAccount::new(41_000_001));
+        .add_account("alpha.amocrm.ru", SimAccount::new(41_000_001));
     assert_eq!(
         post("/api/accounts/41000001/resubscribe")
             .await

@@ -1,6 +1,6 @@
 //! Delivering: stored events become notes in the right cards.
 
-use amocrm_sim::{FakeAccount, Fault};
+use amocrm_sim::{Fault, SimAccount};
 use std::time::Duration;
 
 use amohook::delivery::Worker;
@@ -173,7 +173,7 @@ async fn contacts_and_companies_get_their_notes_in_their_own_cards() {
     // hook's old responsible and amoCRM's events (a second phone).
     app.fake.add_event(
         DOMAIN,
-        amocrm_sim::FakeEvent {
+        amocrm_sim::SimEvent {
             entity_type: "company".into(),
             entity_id: 603,
             kind: "custom_field_9_value_changed".into(),
@@ -209,9 +209,9 @@ async fn kommo_accounts_get_english_notes_in_their_time_zone() {
     let app = TestApp::spawn_without_worker().await;
     app.fake.add_account(
         "acme.kommo.com",
-        FakeAccount {
+        SimAccount {
             timezone: "America/Sao_Paulo".into(),
-            ..FakeAccount::new(ID)
+            ..SimAccount::new(ID)
         },
     );
     assert_eq!(app.install("acme.kommo.com").await.status(), 200);
@@ -230,9 +230,9 @@ async fn when_amocrm_refuses_the_users_list_the_note_shows_the_id() {
     let app = TestApp::spawn_without_worker().await;
     app.fake.add_account(
         DOMAIN,
-        FakeAccount {
+        SimAccount {
             admin: false,
-            ..FakeAccount::new(ID)
+            ..SimAccount::new(ID)
         },
     );
     assert_eq!(app.install(DOMAIN).await.status(), 200);
@@ -653,9 +653,9 @@ async fn a_user_added_later_is_named_once_the_cache_learns_of_them() {
     // within a minute of the last one...
     app.fake.add_account(
         DOMAIN,
-        FakeAccount {
+        SimAccount {
             users: vec![(100, "Иван Петров".into()), (555, "Новый Сотрудник".into())],
-            ..FakeAccount::new(ID)
+            ..SimAccount::new(ID)
         },
     );
     app.post_hook(

@@ -1,7 +1,7 @@
 //! The test harness: a fresh PostgreSQL database per test, the fake amoCRM,
 //! and the real application on a free port.
 
-use amocrm_sim::{FakeAccount, FakeAmo};
+use amocrm_sim::{HookBody, SimAccount, SimCard, Simulator};
 use std::collections::HashMap;
 
 use amohook::{
@@ -73,7 +73,7 @@ fn uuid_like() -> String {
 }
 
 /// The environment a test application starts with.
-pub fn base_env(db_url: &str, fake: &FakeAmo) -> HashMap<String, String> {
+pub fn base_env(db_url: &str, fake: &Simulator) -> HashMap<String, String> {
     let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
     [
         ("AMOHOOK_DATABASE__URL", db_url.to_owned()),
@@ -97,7 +97,7 @@ pub fn settings_from(env: HashMap<String, String>) -> Settings {
 pub struct TestApp {
     pub address: String,
     pub pool: PgPool,
-    pub fake: FakeAmo,
+    pub fake: Simulator,
     pub state: AppState,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
@@ -113,7 +113,7 @@ impl TestApp {
 
     /// Starts the application with the base environment changed by `adjust`.
     pub async fn spawn_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-        let fake = FakeAmo::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+        let fake = Simulator::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
         let db = TestDb::new();
         let mut env = base_env(&db.url, &fake);
         adjust(&mut env);
@@ -150,7 +150,7 @@ impl TestApp {
 
     /// Adds an account to the fake amoCRM.
     pub fn account(&self, domain: &str, id: i64) {
-        self.fake.add_account(domain, FakeAccount::new(id));
+        self.fake.add_account(domain, SimAccount::new(id));
     }
 
     /// GET /install and the state it handed out.
@@ -214,7 +214,10 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-/// A lead hook body (`action` is add or update).
+/// A lead hook body (`action` is add or update), built by the simulator's
+/// builder as amoCRM builds it: the lead of `SimCard::lead` (user 100
+/// responsible, stage 1 of pipeline 10, budget 1000) changed at `at`, and
+/// `extra` fields of the lead after its own.
 pub fn lead_hook(
     account_id: i64,
     action: &str,
@@ -223,26 +226,17 @@ pub fn lead_hook(
     at: i64,
     extra: &[(&str, &str)],
 ) -> String {
-    let p = |k: &str| format!("leads[{action}][0][{k}]");
-    let (id, at, account) = (id.to_string(), at.to_string(), account_id.to_string());
-    let mut pairs: Vec<(String, String)> = vec![
-        ("account[id]".into(), account.clone()),
-        (p("id"), id),
-        (p("name"), name.into()),
-        (p("responsible_user_id"), "100".into()),
-        (p("status_id"), "1".into()),
-        (p("pipeline_id"), "10".into()),
-        (p("price"), "1000".into()),
-        (p("created_at"), "1712331728".into()),
-        (p("updated_at"), at),
-        (p("account_id"), account),
-    ];
-    for (k, v) in extra {
-        pairs.push((p(k), (*v).into()));
-    }
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
+    let lead = SimCard {
+        updated_at: at,
+        ..SimCard::lead(id, name)
+    };
+    extra
+        .iter()
+        .fold(
+            HookBody::new(account_id).card(action, &lead, None),
+            |body, (k, v)| body.field(k, v),
+        )
+        .encode()
 }
 
 impl TestApp {
@@ -263,7 +257,7 @@ impl TestApp {
     }
 
     /// Installs `account` (as the fake holds it) and returns its hook key.
-    pub async fn connected_as(&self, domain: &str, account: FakeAccount) -> String {
+    pub async fn connected_as(&self, domain: &str, account: SimAccount) -> String {
         let id = account.id;
         self.fake.add_account(domain, account);
         assert_eq!(self.install(domain).await.status(), 200);
@@ -291,7 +285,7 @@ impl TestApp {
     }
 
     /// Waits (up to 30 s) until the fake holds `n` notes for `domain`.
-    pub async fn wait_for_notes(&self, domain: &str, n: usize) -> Vec<amocrm_sim::FakeNote> {
+    pub async fn wait_for_notes(&self, domain: &str, n: usize) -> Vec<amocrm_sim::SimNote> {
         for _ in 0..300 {
             let notes: Vec<_> = self
                 .fake

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use amocrm_sim::{FakeAccount, Fault};
+use amocrm_sim::{Fault, SimAccount};
 
 use crate::helpers::{TestApp, CLIENT_ID, PUBLIC_URL};
 
@@ -289,11 +289,11 @@ async fn a_refused_webhook_subscription_still_connects_and_shows_the_hook_url() 
     let app = TestApp::spawn().await;
     app.fake.add_account(
         DOMAIN,
-        FakeAccount {
+        SimAccount {
             name: "Not admin & co".into(),
             timezone: "Asia/Yekaterinburg".into(),
             admin: false,
-            ..FakeAccount::new(31_000_006)
+            ..SimAccount::new(31_000_006)
         },
     );
     let response = app.install(DOMAIN).await;
@@ -504,7 +504,7 @@ async fn accounts_subscribed_before_companies_are_subscribed_again_once() {
     .execute(&app.pool)
     .await
     .unwrap();
-    let mut refusing = amocrm_sim::FakeAccount::new(31_000_041);
+    let mut refusing = amocrm_sim::SimAccount::new(31_000_041);
     refusing.admin = false;
     app.fake.add_account("refuses.amocrm.ru", refusing);
     let before = app.fake.webhooks().len();

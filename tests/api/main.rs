@@ -1,5 +1,5 @@
-//! End-to-end tests: the real application on a real PostgreSQL, with a fake
-//! amoCRM at the HTTP boundary.
+//! End-to-end tests: the real application on a real PostgreSQL, with a simulated
+//! amoCRM at the HTTP boundary (the simulator of crates/amocrm-sim).
 
 mod admin;
 mod browser;
@@ -16,4 +16,5 @@ mod keys;
 mod lifecycle;
 mod platforms;
 mod real_bodies;
+mod sandbox;
 mod tokens;

@@ -252,3 +252,61 @@ async fn with_one_integration_every_host_is_served_by_it() {
         200
     );
 }
+
+#[tokio::test]
+async fn the_status_page_shows_and_filters_platforms_and_installs_on_each() {
+    const TOKEN: &str = "platforms-admin-token-0123456789";
+    let app = TestApp::spawn_with(|env| {
+        env.insert("AMOHOOK_KOMMO__CLIENT_ID".into(), KOMMO_ID.into());
+        env.insert("AMOHOOK_KOMMO__CLIENT_SECRET".into(), KOMMO_SECRET.into());
+        env.insert("AMOHOOK_ADMIN__TOKEN".into(), TOKEN.into());
+    })
+    .await;
+    app.fake.register_kommo_client(KOMMO_ID, KOMMO_SECRET);
+    app.connected(RU, RU_ID).await;
+    app.connected(KOMMO, KOMMO_ACCOUNT).await;
+    let get = |path: &'static str| {
+        let request = app.http.get(app.url(path)).bearer_auth(TOKEN);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let page = get("/status").await;
+    assert!(page.contains("href=\"/install?platform=amocrm\""), "{page}");
+    assert!(page.contains("href=\"/install?platform=kommo\""), "{page}");
+    assert!(
+        page.contains("<small class=\"platform\">Kommo</small>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<small class=\"platform\">amoCRM</small>"),
+        "{page}"
+    );
+    let kommo_only = get("/status?platform=kommo").await;
+    assert!(kommo_only.contains(KOMMO) && !kommo_only.contains(RU));
+    let amocrm_only = get("/status?platform=amocrm").await;
+    assert!(amocrm_only.contains(RU) && !amocrm_only.contains(KOMMO));
+    // The filter keeps the status filter, and the API has it too.
+    let api: serde_json::Value = app
+        .http
+        .get(app.url("/api/accounts?platform=kommo&status=active"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["total"], 1);
+    assert_eq!(api["accounts"][0]["platform"], "kommo");
+    // An account that must install again is sent to its platform's page.
+    sqlx::query("update accounts set status = 'reauth_required' where account_id = $1")
+        .bind(KOMMO_ACCOUNT)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let account = get("/status/accounts/38000002").await;
+    assert!(account.contains("/install?platform=kommo"), "{account}");
+    assert!(
+        account.contains("<dd id=\"platform\">Kommo</dd>"),
+        "{account}"
+    );
+}

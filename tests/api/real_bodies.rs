@@ -4,7 +4,7 @@
 //! amoCRM's order, and each must get a 2xx and the note a person would
 //! write by hand.
 
-use amocrm_sim::{FakeAccount, FakeEvent, FakeField, Fault};
+use amocrm_sim::{Fault, SimAccount, SimEvent, SimField};
 use serde_json::json;
 
 use crate::helpers::{form, TestApp};
@@ -15,8 +15,8 @@ const ID: i64 = 31_257_294;
 
 /// The account of the captures: two users, two pipelines, the custom
 /// fields the bodies name.
-fn account(id: i64) -> FakeAccount {
-    let mut account = FakeAccount::new(id);
+fn account(id: i64) -> SimAccount {
+    let mut account = SimAccount::new(id);
     account.users.push((10_004_026, "Анна Смирнова".into()));
     account.pipelines.push((
         7_173_574,
@@ -29,25 +29,25 @@ fn account(id: i64) -> FakeAccount {
     account.fields = vec![
         (
             "leads".into(),
-            FakeField::new(1_402_697, "Дата доставки", "date"),
+            SimField::new(1_402_697, "Дата доставки", "date"),
         ),
         (
             "leads".into(),
-            FakeField::new(1_402_698, "Оплачено", "checkbox"),
+            SimField::new(1_402_698, "Оплачено", "checkbox"),
         ),
         (
             "leads".into(),
-            FakeField::new(1_402_699, "Источник", "select")
+            SimField::new(1_402_699, "Источник", "select")
                 .with_enums(&[(918_167, "Сайт"), (918_169, "Звонок")]),
         ),
         (
             "contacts".into(),
-            FakeField::new(735_649, "Телефон", "multitext")
+            SimField::new(735_649, "Телефон", "multitext")
                 .with_enums(&[(718_321, "WORK"), (718_323, "MOB")]),
         ),
         (
             "contacts".into(),
-            FakeField::new(735_651, "День рождения", "birthday"),
+            SimField::new(735_651, "День рождения", "birthday"),
         ),
     ];
     account
@@ -301,7 +301,7 @@ async fn a_first_seen_update_says_what_changed_not_what_exists() {
     // A lead from before the install moves one stage; amoCRM's events also
     // show a budget change in the same save (and an older change, which
     // is not this hook's).
-    let sale = |at: i64, before: i64, after: i64| FakeEvent {
+    let sale = |at: i64, before: i64, after: i64| SimEvent {
         entity_type: "lead".into(),
         entity_id: 27_754_599,
         kind: "sale_field_changed".into(),
@@ -313,7 +313,7 @@ async fn a_first_seen_update_says_what_changed_not_what_exists() {
     app.fake.add_event(RU, sale(1_695_482_894, 30_000, 45_000));
     app.fake.add_event(
         RU,
-        FakeEvent {
+        SimEvent {
             entity_type: "lead".into(),
             entity_id: 27_754_599,
             kind: "lead_status_changed".into(),
@@ -544,7 +544,7 @@ async fn a_kommo_account_reads_the_same_shapes_in_english() {
     // old responsible) and its date set (amoCRM's events).
     app.fake.add_event(
         KOMMO,
-        FakeEvent {
+        SimEvent {
             entity_type: "lead".into(),
             entity_id: 502,
             kind: "custom_field_1402697_value_changed".into(),

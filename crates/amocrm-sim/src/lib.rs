@@ -1,11 +1,37 @@
-//! A fake amoCRM at its HTTP boundary, for the tests and the benchmark.
+//! amoCRM on your laptop: a simulated amoCRM (Kommo) at its HTTP boundary.
 //!
-//! It answers like amoCRM does (see ../shared/reference/amocrm-api.md):
-//! problem+json errors, single-use refresh tokens ("Token has been
-//! revoked" on reuse), 401 on expired access tokens, 403 to non-admins on
-//! admin-only methods, and failures on demand. Every account lives under a
-//! path prefix named after its host, so amohook reaches it with
-//! `amocrm.api_base_url = http://127.0.0.1:PORT/{domain}`.
+//! This crate is part of amohook, not only a test helper. It is what
+//! `amohook sandbox` runs in place of amoCRM, and what the end-to-end tests
+//! and the benchmark (`amohook-bench`) run against. It answers like amoCRM
+//! does (see the project's amoCRM reference notes), for any number of
+//! accounts at once:
+//!
+//! - **OAuth** (`oauth.rs`): a grant page at `/oauth` that sends the browser
+//!   back to the integration's redirect URI with a code, the token endpoint
+//!   (`POST /oauth2/access_token`) with 20-minute single-use codes and
+//!   single-use refresh tokens ("Token has been revoked" on reuse), access
+//!   tokens that are JWTs naming `account_id` and `api_domain`, and the
+//!   helper that names a renamed account's host;
+//! - **the API** (`api.rs`): `/api/v4/account`, users, pipelines, custom
+//!   field definitions, events, web-hook subscriptions, and notes (created
+//!   and listed with the documented filters); problem+json errors, 401 on
+//!   expired tokens, 403 to non-admins on admin-only methods;
+//! - **limits and faults** (`server.rs`): 429 past a rate per account
+//!   ([`Simulator::set_rate_limit`], 7 a second in amoCRM), answers held at
+//!   a status for a while ([`Simulator::hold`]), single faults
+//!   ([`Simulator::fail_next`]), outages, latency, revoked grants;
+//! - **cards and their web-hooks** ([`SimCard`], [`HookBody`]): a person's
+//!   edit of a lead, contact or company in an account becomes the card's
+//!   new state and the web-hooks amoCRM would send for it, in amoCRM's own
+//!   body format, to every destination the account subscribed for that
+//!   event.
+//!
+//! Every account lives under a path prefix named after its host, so
+//! amohook reaches it with
+//! `amocrm.api_base_url = http://127.0.0.1:PORT/{domain}` and sends
+//! browsers to `amocrm.authorize_url = http://127.0.0.1:PORT/oauth`.
+//! Nothing is stored on disk: the accounts, tokens, cards and notes live
+//! in memory until the simulator is dropped.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,25 +41,32 @@ use std::{
 };
 
 use axum::{
-    body::Bytes,
-    extract::{Path, State},
-    http::{header, HeaderMap, Method, StatusCode, Uri},
-    response::{IntoResponse, Response},
-    routing::any,
+    http::Method,
+    routing::{any, get},
     Router,
 };
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+
+use server::unix_now;
 use tokio_util::sync::CancellationToken;
 
+mod api;
+mod cards;
+mod oauth;
 mod records;
-pub use records::{FakeEvent, FakeField};
+mod server;
+mod webhook;
 
-/// The host of amoCRM's OAuth helpers, as the fake's access tokens name it.
+pub use cards::{CardChange, CardEdit, Entity, OutgoingHook, SimCard};
+pub use records::{SimEvent, SimField};
+pub use webhook::HookBody;
+
+/// The host of amoCRM's OAuth helpers, as the simulator's access tokens name it.
 pub const API_DOMAIN: &str = "api-b.amocrm.ru";
 
-/// One request as the fake saw it.
+/// One request as the simulator saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub at: Instant,
@@ -65,16 +98,16 @@ pub enum Fault {
 }
 
 #[derive(Debug, Clone)]
-pub struct FakeAccount {
+pub struct SimAccount {
     pub id: i64,
     pub name: String,
     pub timezone: String,
     /// Admin-only methods (webhooks, users) answer 403 when false.
     pub admin: bool,
     pub users: Vec<(i64, String)>,
-    pub pipelines: Vec<FakePipeline>,
+    pub pipelines: Vec<SimPipeline>,
     /// Custom field definitions by entity (`leads`, `contacts`, `companies`).
-    pub fields: Vec<(String, FakeField)>,
+    pub fields: Vec<(String, SimField)>,
     pub currency: String,
     pub currency_symbol: String,
     /// PHP date() patterns, as `datetime_settings` gives them.
@@ -83,12 +116,12 @@ pub struct FakeAccount {
 }
 
 /// (pipeline id, name, [(status id, name)])
-pub type FakePipeline = (i64, String, Vec<(i64, String)>);
+pub type SimPipeline = (i64, String, Vec<(i64, String)>);
 
-impl FakeAccount {
+impl SimAccount {
     /// An admin's account with two users and one pipeline.
     pub fn new(id: i64) -> Self {
-        FakeAccount {
+        SimAccount {
             id,
             name: format!("Account {id}"),
             timezone: "Europe/Moscow".into(),
@@ -112,9 +145,9 @@ impl FakeAccount {
     }
 }
 
-/// A note the fake holds.
+/// A note the simulator holds: what the card's feed shows.
 #[derive(Debug, Clone)]
-pub struct FakeNote {
+pub struct SimNote {
     pub id: i64,
     pub domain: String,
     /// `leads`, `contacts` or `companies`.
@@ -131,14 +164,14 @@ pub struct FakeNote {
 }
 
 #[derive(Default)]
-struct Inner {
+pub(crate) struct Inner {
     client_id: String,
     client_secret: String,
     /// Kommo's own integration, once registered: Kommo is a platform of its
     /// own, so its hosts (kommo.com, amocrm.com) accept only this client
     /// and amoCRM's (amocrm.ru) only the first.
     kommo_client: Option<(String, String)>,
-    accounts: HashMap<String, FakeAccount>,
+    accounts: HashMap<String, SimAccount>,
     /// code -> (domain, used, issued)
     codes: HashMap<String, (String, bool, Instant)>,
     /// access token -> (domain, expires)
@@ -153,7 +186,7 @@ struct Inner {
     faults: HashMap<(String, String), Vec<Fault>>,
     seen: Vec<Seen>,
     counter: u64,
-    notes: Vec<FakeNote>,
+    notes: Vec<SimNote>,
     /// Answer 429 past this many requests to one account in a second.
     rate_limit: Option<usize>,
     /// Every API answer is this status (an outage), until cleared.
@@ -161,29 +194,34 @@ struct Inner {
     /// Notes for these entity ids are refused with a validation error.
     refused_entities: HashSet<i64>,
     /// (domain, event): what `GET /api/v4/events` lists.
-    events: Vec<(String, FakeEvent)>,
+    events: Vec<(String, SimEvent)>,
     latency: Duration,
+    /// domain -> (status, until): every request to the account answers
+    /// this status until then.
+    holds: HashMap<String, (u16, Instant)>,
+    /// (domain, card): the cards people made in the accounts.
+    cards: Vec<(String, SimCard)>,
 }
 
-/// A running fake amoCRM. Stops when dropped.
-pub struct FakeAmo {
+/// A running simulated amoCRM. Stops when dropped.
+pub struct Simulator {
     addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
     stop: CancellationToken,
 }
 
-impl Drop for FakeAmo {
+impl Drop for Simulator {
     fn drop(&mut self) {
         self.stop.cancel();
     }
 }
 
-type Shared = Arc<Mutex<Inner>>;
+pub(crate) type Shared = Arc<Mutex<Inner>>;
 
-impl FakeAmo {
+impl Simulator {
     /// Starts on a free local port, for an integration with these
     /// credentials.
-    pub async fn start(client_id: &str, client_secret: &str) -> std::io::Result<FakeAmo> {
+    pub async fn start(client_id: &str, client_secret: &str) -> std::io::Result<Simulator> {
         let inner = Arc::new(Mutex::new(Inner {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
@@ -192,7 +230,9 @@ impl FakeAmo {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
-            .route("/{domain}/{*rest}", any(handle))
+            .route("/oauth", get(oauth::grant_page))
+            .route("/oauth/allow", get(oauth::allow))
+            .route("/{domain}/{*rest}", any(server::handle))
             .with_state(inner.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -201,12 +241,13 @@ impl FakeAmo {
                 .with_graceful_shutdown(async move { stopped.cancelled().await })
                 .await;
         });
-        Ok(FakeAmo { addr, inner, stop })
+        Ok(Simulator { addr, inner, stop })
     }
 
     /// Registers the integration of the Kommo platform: from now on hosts
     /// under kommo.com and amocrm.com accept codes and refresh tokens only
-    /// with this client, and amocrm.ru hosts only with the first one.
+    /// with this client (and Kommo's grant page offers only them), and
+    /// amocrm.ru hosts only with the first one.
     pub fn register_kommo_client(&self, client_id: &str, client_secret: &str) {
         self.with(|s| s.kommo_client = Some((client_id.into(), client_secret.into())));
     }
@@ -216,11 +257,17 @@ impl FakeAmo {
         format!("http://{}/{{domain}}", self.addr)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        f(&mut self.inner.lock().expect("fake state"))
+    /// The value for `amocrm.authorize_url`: the grant page, where a person
+    /// picks the account to install into.
+    pub fn authorize_url(&self) -> String {
+        format!("http://{}/oauth", self.addr)
     }
 
-    pub fn add_account(&self, domain: &str, account: FakeAccount) {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.inner.lock().expect("simulator state"))
+    }
+
+    pub fn add_account(&self, domain: &str, account: SimAccount) {
         self.with(|s| s.accounts.insert(domain.into(), account));
     }
 
@@ -301,7 +348,7 @@ impl FakeAmo {
     ) {
         self.with(|s| {
             s.counter += 1;
-            let note = FakeNote {
+            let note = SimNote {
                 id: s.counter as i64,
                 domain: domain.into(),
                 entity_type: entity_type.into(),
@@ -347,12 +394,12 @@ impl FakeAmo {
 
     /// Records an event in a card's history (amoCRM writes one for every
     /// change of a field, stage, responsible, name or budget).
-    pub fn add_event(&self, domain: &str, event: FakeEvent) {
+    pub fn add_event(&self, domain: &str, event: SimEvent) {
         self.with(|s| s.events.push((domain.into(), event)));
     }
 
     /// Notes created so far.
-    pub fn notes(&self) -> Vec<FakeNote> {
+    pub fn notes(&self) -> Vec<SimNote> {
         self.with(|s| s.notes.clone())
     }
 
@@ -425,15 +472,90 @@ impl FakeAmo {
                 .extend(std::iter::repeat_n(fault, n))
         });
     }
+
+    /// Every request to `domain` answers `status` (429, 503, ...) for the
+    /// next `duration`, as amoCRM does when it rate-limits or is down.
+    pub fn hold(&self, domain: &str, status: u16, duration: Duration) {
+        let until = Instant::now() + duration;
+        self.with(|s| s.holds.insert(domain.into(), (status, until)));
+    }
+
+    /// The status `domain` is held at and for how much longer, if it is.
+    pub fn held(&self, domain: &str) -> Option<(u16, Duration)> {
+        let now = Instant::now();
+        self.with(|s| {
+            s.holds
+                .get(domain)
+                .filter(|(_, until)| *until > now)
+                .map(|(status, until)| (*status, *until - now))
+        })
+    }
+
+    /// Single faults still waiting for requests to `domain` ([`Self::fail_next`]).
+    pub fn faults_waiting(&self, domain: &str) -> usize {
+        self.with(|s| {
+            s.faults
+                .iter()
+                .filter(|((d, _), _)| d == domain)
+                .map(|(_, list)| list.len())
+                .sum()
+        })
+    }
+
+    /// Ends the hold and the waiting faults of `domain`.
+    pub fn clear_faults(&self, domain: &str) {
+        self.with(|s| {
+            s.holds.remove(domain);
+            s.faults.retain(|(d, _), _| d != domain);
+        });
+    }
+
+    /// The account living at `domain`, as the simulator holds it.
+    pub fn account(&self, domain: &str) -> Option<SimAccount> {
+        self.with(|s| s.accounts.get(domain).cloned())
+    }
+
+    /// Every account: (domain, account), by domain.
+    pub fn accounts(&self) -> Vec<(String, SimAccount)> {
+        let mut all: Vec<_> = self.with(|s| {
+            s.accounts
+                .iter()
+                .map(|(d, a)| (d.clone(), a.clone()))
+                .collect()
+        });
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
 }
 
 impl Inner {
-    fn next_token(&mut self, kind: &str) -> String {
+    /// The client (id, secret) a host accepts: Kommo's on kommo.com and
+    /// amocrm.com once it is registered, the first one everywhere else.
+    pub(crate) fn client_for(&self, domain: &str) -> (&str, &str) {
+        let kommo_host = [".kommo.com", ".amocrm.com"]
+            .iter()
+            .any(|parent| domain.ends_with(parent));
+        match (&self.kommo_client, kommo_host) {
+            (Some((id, secret)), true) => (id, secret),
+            _ => (&self.client_id, &self.client_secret),
+        }
+    }
+
+    /// Whether `client_id` is one of the registered integrations.
+    pub(crate) fn knows_client(&self, client_id: &str) -> bool {
+        client_id == self.client_id
+            || self
+                .kommo_client
+                .as_ref()
+                .is_some_and(|(id, _)| id == client_id)
+    }
+
+    pub(crate) fn next_token(&mut self, kind: &str) -> String {
         self.counter += 1;
         format!("{kind}-{}-{:016x}", self.counter, rand::random::<u64>())
     }
 
-    fn take_fault(&mut self, domain: &str, path: &str) -> Option<Fault> {
+    pub(crate) fn take_fault(&mut self, domain: &str, path: &str) -> Option<Fault> {
         let key = self
             .faults
             .keys()
@@ -447,7 +569,7 @@ impl Inner {
         fault
     }
 
-    fn issue_pair(&mut self, domain: &str) -> Value {
+    pub(crate) fn issue_pair(&mut self, domain: &str) -> Value {
         let ttl = self.access_ttl.unwrap_or(Duration::from_secs(86_400));
         // amoCRM's access tokens are JWTs whose payload names the account
         // and the host of its OAuth helpers (`api_domain`).
@@ -475,634 +597,4 @@ impl Inner {
             "refresh_token": refresh,
         })
     }
-}
-
-fn problem(status: u16, title: &str, detail: &str, hint: Option<&str>) -> Response {
-    let mut body = json!({
-        "title": title,
-        "type": "https://developers.amocrm.ru/v3/errors/OAuthProblemJson",
-        "status": status,
-        "detail": detail,
-    });
-    if let Some(hint) = hint {
-        body["hint"] = hint.into();
-    }
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn html(status: u16) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/html")],
-        format!(
-            "<html><head><title>{code}</title></head><body><center><h1>{code}</h1></center><hr><center>nginx</center></body></html>"
-        ),
-    )
-        .into_response()
-}
-
-fn json_ok(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/hal+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn token_ok(body: Value) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn fault_response(fault: &Fault) -> Option<Response> {
-    match fault {
-        Fault::Status(429) => {
-            Some((StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response())
-        }
-        Fault::Status(s @ 400..=499) if *s != 403 => {
-            Some(problem(*s, "Bad Request", "Request failed", None))
-        }
-        Fault::Status(s) => Some(html(*s)),
-        Fault::Problem { status, hint } => Some(problem(
-            *status,
-            "Некорректный запрос",
-            "В запросе отсутствует ряд параметров или параметры невалидны",
-            Some(hint),
-        )),
-        Fault::Delay(_) | Fault::AfterWork(_) | Fault::WorkThenDelay(_) => None,
-    }
-}
-
-async fn handle(
-    State(shared): State<Shared>,
-    Path((domain, _rest)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri
-        .path()
-        .strip_prefix(&format!("/{domain}"))
-        .unwrap_or("")
-        .to_owned();
-    let arrived = Instant::now();
-    let (fault, latency, limited) = {
-        let mut s = shared.lock().expect("fake state");
-        // amoCRM's limit: requests to one account within the last second.
-        let limited = s.rate_limit.is_some_and(|limit| {
-            let recent = s
-                .seen
-                .iter()
-                .filter(|r| {
-                    r.domain == domain && arrived.duration_since(r.at) < Duration::from_secs(1)
-                })
-                .count();
-            recent >= limit
-        });
-        let fault = match s.outage {
-            Some(status) => Some(Fault::Status(status)),
-            None => s.take_fault(&domain, &path),
-        };
-        (fault, s.latency, limited)
-    };
-    // The request counts from its arrival, whatever happens next.
-    let index = {
-        let mut s = shared.lock().expect("fake state");
-        s.seen.push(Seen {
-            at: arrived,
-            domain: domain.clone(),
-            method: method.clone(),
-            path: path.clone(),
-            query: url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&"),
-            status: 0,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
-        s.seen.len() - 1
-    };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(Fault::Delay(d)) = &fault {
-        tokio::time::sleep(*d).await;
-    }
-    let answer = |shared: &Shared| {
-        route(
-            shared,
-            &domain,
-            &method,
-            &path,
-            uri.query(),
-            &headers,
-            &body,
-        )
-    };
-    let response = if limited {
-        (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response()
-    } else {
-        match &fault {
-            Some(Fault::AfterWork(status)) => {
-                let _ = answer(&shared);
-                html(*status)
-            }
-            Some(Fault::WorkThenDelay(wait)) => {
-                let response = answer(&shared);
-                shared.lock().expect("fake state").seen[index].status = response.status().as_u16();
-                tokio::time::sleep(*wait).await;
-                response
-            }
-            Some(other) => fault_response(other).unwrap_or_else(|| answer(&shared)),
-            None => answer(&shared),
-        }
-    };
-    shared.lock().expect("fake state").seen[index].status = response.status().as_u16();
-    response
-}
-
-fn route(
-    shared: &Shared,
-    domain: &str,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response {
-    let mut s = shared.lock().expect("fake state");
-    if domain == API_DOMAIN {
-        return oauth_helpers(&s, method, path, headers);
-    }
-    if !s.accounts.contains_key(domain) {
-        return html(404);
-    }
-    if path == "/oauth2/access_token" && method == Method::POST {
-        return token_endpoint(&mut s, domain, headers, body);
-    }
-    // Everything else needs a live access token of this account.
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    match s.access.get(bearer) {
-        Some((d, exp)) if d == domain && *exp > Instant::now() => {}
-        _ => return problem(401, "Unauthorized", "Authorization is required", None),
-    }
-    let account = s.accounts[domain].clone();
-    match (method.as_str(), path) {
-        ("GET", "/api/v4/account") => json_ok(
-            StatusCode::OK,
-            json!({
-                "id": account.id,
-                "name": account.name,
-                "subdomain": domain.split('.').next().unwrap_or_default(),
-                "currency": account.currency, "currency_symbol": account.currency_symbol,
-                "_embedded": {"datetime_settings": {
-                    "date_pattern": format!("{} {}", account.date_pattern, account.time_pattern),
-                    "short_date_pattern": account.date_pattern,
-                    "short_time_pattern": account.time_pattern,
-                    "date_format": account.date_pattern, "time_format": "H:i:s",
-                    "timezone": account.timezone, "timezone_offset": "+03:00"
-                }}
-            }),
-        ),
-        ("POST", "/api/v4/webhooks") => {
-            if !account.admin {
-                return problem(403, "Forbidden", "Access denied", None);
-            }
-            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let destination = request["destination"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if !destination.starts_with("http") {
-                return problem(400, "Bad Request", "Request validation failed", None);
-            }
-            s.webhooks.push((domain.into(), request.clone()));
-            json_ok(
-                StatusCode::OK,
-                json!({"id": s.webhooks.len(), "destination": destination, "account_id": account.id,
-                       "disabled": false, "settings": request["settings"], "sort": 1}),
-            )
-        }
-        ("DELETE", "/api/v4/webhooks") => {
-            if !account.admin {
-                return problem(403, "Forbidden", "Access denied", None);
-            }
-            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let destination = request["destination"].as_str().unwrap_or_default();
-            let before = s.webhooks.len();
-            s.webhooks
-                .retain(|(d, hook)| !(d == domain && hook["destination"] == destination));
-            if s.webhooks.len() == before {
-                return problem(404, "Not Found", "Hook not found", None);
-            }
-            StatusCode::NO_CONTENT.into_response()
-        }
-        ("GET", "/api/v4/users") => {
-            if !account.admin {
-                return problem(403, "Forbidden", "Access denied", None);
-            }
-            let page: usize = query_param(query, "page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(1);
-            let limit: usize = query_param(query, "limit")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(50);
-            let users: Vec<Value> = account
-                .users
-                .iter()
-                .skip((page - 1) * limit)
-                .take(limit)
-                .map(|(id, name)| json!({"id": id, "name": name}))
-                .collect();
-            if users.is_empty() {
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_page": page, "_embedded": {"users": users}}),
-            )
-        }
-        ("GET", "/api/v4/leads/pipelines") => {
-            let pipelines: Vec<Value> = account
-                .pipelines
-                .iter()
-                .map(|(id, name, statuses)| {
-                    json!({"id": id, "name": name, "_embedded": {"statuses":
-                        statuses.iter().map(|(sid, sname)| json!({"id": sid, "name": sname, "pipeline_id": id})).collect::<Vec<_>>()
-                    }})
-                })
-                .collect();
-            json_ok(
-                StatusCode::OK,
-                json!({"_total_items": pipelines.len(), "_embedded": {"pipelines": pipelines}}),
-            )
-        }
-        ("GET", p) if p.ends_with("/custom_fields") => {
-            let entity = p
-                .trim_start_matches("/api/v4/")
-                .trim_end_matches("/custom_fields");
-            if !matches!(entity, "leads" | "contacts" | "companies") {
-                return html(404);
-            }
-            let page: usize = query_param(query, "page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(1);
-            let limit: usize = match query_param(query, "limit").map(|l| l.parse::<usize>()) {
-                None => 50,
-                Some(Ok(l @ 1..=250)) => l,
-                Some(_) => return problem(400, "Bad Request", "limit must be from 1 to 250", None),
-            };
-            let fields: Vec<Value> = account
-                .fields
-                .iter()
-                .filter(|(e, _)| e == entity)
-                .skip((page - 1) * limit)
-                .take(limit)
-                .map(|(_, f)| f.json(entity))
-                .collect();
-            if fields.is_empty() {
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_page": page, "_embedded": {"custom_fields": fields}}),
-            )
-        }
-        ("GET", "/api/v4/events") => {
-            let max_limit = if domain.ends_with(".amocrm.ru") {
-                100
-            } else {
-                250
-            };
-            let filter = match records::EventsFilter::parse(query.unwrap_or_default(), max_limit) {
-                Ok(filter) => filter,
-                Err(detail) => return problem(400, "Bad Request", &detail, None),
-            };
-            let events: Vec<Value> = s
-                .events
-                .iter()
-                .filter(|(d, e)| d == domain && filter.matches(e))
-                .enumerate()
-                .skip((filter.page - 1) * filter.limit)
-                .take(filter.limit)
-                .map(|(i, (_, e))| e.json(i, account.id))
-                .collect();
-            if events.is_empty() {
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_page": filter.page, "_embedded": {"events": events}}),
-            )
-        }
-        ("POST", p) if p.ends_with("/notes") && entity_of(p).is_some() => {
-            let entity_type = entity_of(p).unwrap_or_default().to_owned();
-            let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(body) else {
-                return problem(400, "Bad Request", "Request validation failed", None);
-            };
-            let refused: Vec<Value> = items
-                .iter()
-                .enumerate()
-                .filter(|(_, item)| {
-                    item["entity_id"].as_i64().is_none_or(|id| s.refused_entities.contains(&id))
-                        || item["params"]["text"].as_str().is_none_or(str::is_empty)
-                })
-                .map(|(i, item)| json!({
-                    "request_id": item["request_id"].as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()),
-                    "errors": [{"code": "NotFound", "path": "entity_id", "detail": "Entity not found"}]
-                }))
-                .collect();
-            if !refused.is_empty() {
-                let body = json!({"validation-errors": refused, "title": "Bad Request",
-                    "type": "https://httpstatus.es/400", "status": 400, "detail": "Request validation failed"});
-                return (
-                    StatusCode::BAD_REQUEST,
-                    [(header::CONTENT_TYPE, "application/problem+json")],
-                    body.to_string(),
-                )
-                    .into_response();
-            }
-            let mut created = Vec::new();
-            for item in items {
-                s.counter += 1;
-                let note = FakeNote {
-                    id: s.counter as i64,
-                    domain: domain.into(),
-                    entity_type: entity_type.clone(),
-                    entity_id: item["entity_id"].as_i64().unwrap_or_default(),
-                    text: item["params"]["text"].as_str().unwrap_or_default().into(),
-                    note_type: item["note_type"].as_str().unwrap_or("common").into(),
-                    request_id: item["request_id"].as_str().map(str::to_owned),
-                    at: Instant::now(),
-                    updated_at: unix_now(),
-                };
-                created.push(json!({"id": note.id, "entity_id": note.entity_id, "request_id": note.request_id,
-                    "_links": {"self": {"href": format!("/api/v4/{entity_type}/notes/{}", note.id)}}}));
-                s.notes.push(note);
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_links": {}, "_embedded": {"notes": created}}),
-            )
-        }
-        ("GET", p) if p.ends_with("/notes") && entity_of(p).is_some() => {
-            let entity_type = entity_of(p).unwrap_or_default();
-            let filter = match NotesFilter::parse(query.unwrap_or_default()) {
-                Ok(filter) => filter,
-                Err(detail) => return problem(400, "Bad Request", &detail, None),
-            };
-            let mut matching: Vec<&FakeNote> = s
-                .notes
-                .iter()
-                .filter(|n| n.domain == domain && n.entity_type == entity_type)
-                .filter(|n| filter.matches(n))
-                .collect();
-            matching.sort_by_key(|n| n.id);
-            let notes: Vec<Value> = matching
-                .into_iter()
-                .skip((filter.page - 1) * filter.limit)
-                .take(filter.limit)
-                .map(|n| {
-                    json!({"id": n.id, "entity_id": n.entity_id, "note_type": n.note_type,
-                    "updated_at": n.updated_at, "params": {"text": n.text}})
-                })
-                .collect();
-            if notes.is_empty() {
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_page": filter.page, "_embedded": {"notes": notes}}),
-            )
-        }
-        _ => html(404),
-    }
-}
-
-/// The query of `GET /api/v4/{entity}/notes`, checked like amoCRM documents
-/// it (developers.kommo.com "notes by entity type"; the official SDK's
-/// NotesFilter): `filter[entity_id][]` and `filter[note_type][]` are
-/// arrays, `filter[updated_at]` a timestamp or a `[from]`/`[to]` range,
-/// `limit` at most 250, `page` from 1. Anything else is refused, so a test
-/// fails when amohook sends a form amoCRM does not document.
-struct NotesFilter {
-    entity_ids: HashSet<i64>,
-    note_types: HashSet<String>,
-    updated_from: Option<i64>,
-    updated_to: Option<i64>,
-    limit: usize,
-    page: usize,
-}
-
-impl NotesFilter {
-    fn parse(query: &str) -> Result<NotesFilter, String> {
-        let mut filter = NotesFilter {
-            entity_ids: HashSet::new(),
-            note_types: HashSet::new(),
-            updated_from: None,
-            updated_to: None,
-            limit: 50,
-            page: 1,
-        };
-        use records::number;
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            match k.as_ref() {
-                "filter[entity_id][]" | "filter[entity_id]" => {
-                    filter.entity_ids.insert(number(&k, &v)?);
-                }
-                "filter[note_type][]" => {
-                    filter.note_types.insert(v.into_owned());
-                }
-                "filter[updated_at][from]" => filter.updated_from = Some(number(&k, &v)?),
-                "filter[updated_at][to]" => filter.updated_to = Some(number(&k, &v)?),
-                "filter[updated_at]" => {
-                    let at = number(&k, &v)?;
-                    filter.updated_from = Some(at);
-                    filter.updated_to = Some(at);
-                }
-                "limit" => match number(&k, &v)? {
-                    n @ 1..=250 => filter.limit = n as usize,
-                    _ => return Err("limit must be from 1 to 250".into()),
-                },
-                "page" => match number(&k, &v)? {
-                    n @ 1.. => filter.page = n as usize,
-                    _ => return Err("page must be 1 or more".into()),
-                },
-                other => return Err(format!("unknown parameter {other}")),
-            }
-        }
-        Ok(filter)
-    }
-
-    fn matches(&self, note: &FakeNote) -> bool {
-        (self.entity_ids.is_empty() || self.entity_ids.contains(&note.entity_id))
-            && (self.note_types.is_empty() || self.note_types.contains(&note.note_type))
-            && self.updated_from.is_none_or(|from| note.updated_at >= from)
-            && self.updated_to.is_none_or(|to| note.updated_at <= to)
-    }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn entity_of(path: &str) -> Option<&'static str> {
-    match path {
-        "/api/v4/leads/notes" => Some("leads"),
-        "/api/v4/contacts/notes" => Some("contacts"),
-        "/api/v4/companies/notes" => Some("companies"),
-        _ => None,
-    }
-}
-
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn token_endpoint(s: &mut Inner, domain: &str, headers: &HeaderMap, body: &Bytes) -> Response {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"));
-    let params: HashMap<String, String> = if json {
-        serde_json::from_slice::<HashMap<String, Value>>(body)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string()),
-                )
-            })
-            .collect()
-    } else {
-        url::form_urlencoded::parse(body).into_owned().collect()
-    };
-    let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
-    let kommo_host = [".kommo.com", ".amocrm.com"]
-        .iter()
-        .any(|parent| domain.ends_with(parent));
-    let (client_id, client_secret) = match (&s.kommo_client, kommo_host) {
-        (Some((id, secret)), true) => (id.as_str(), secret.as_str()),
-        _ => (s.client_id.as_str(), s.client_secret.as_str()),
-    };
-    if get("client_id") != client_id || get("client_secret") != client_secret {
-        return problem(
-            401,
-            "Некорректный клиент",
-            "Авторизация клиента не прошла",
-            None,
-        );
-    }
-    match get("grant_type") {
-        "authorization_code" => {
-            let code = get("code").to_owned();
-            match s.codes.get_mut(&code) {
-                Some((d, used, issued)) if d == domain => {
-                    if *used {
-                        return problem(
-                            400,
-                            "Некорректный запрос",
-                            "В запросе отсутствует ряд параметров или параметры невалидны",
-                            Some("Authorization code has been revoked"),
-                        );
-                    }
-                    if issued.elapsed() > Duration::from_secs(20 * 60) {
-                        return problem(
-                            400,
-                            "Некорректный запрос",
-                            "В запросе отсутствует ряд параметров или параметры невалидны",
-                            Some("Authorization code has expired"),
-                        );
-                    }
-                    *used = true;
-                    token_ok(s.issue_pair(domain))
-                }
-                _ => problem(
-                    400,
-                    "Некорректный запрос",
-                    "В запросе отсутствует ряд параметров или параметры невалидны",
-                    Some("Cannot decrypt the authorization code"),
-                ),
-            }
-        }
-        "refresh_token" => {
-            let token = get("refresh_token").to_owned();
-            match s.refresh.get_mut(&token) {
-                Some((d, used)) if d == domain => {
-                    if *used {
-                        s.refresh_reuses += 1;
-                        return problem(
-                            401,
-                            "Некорректный запрос",
-                            "В запросе отсутствует ряд параметров или параметры невалидны",
-                            Some("Token has been revoked"),
-                        );
-                    }
-                    *used = true;
-                    *s.refreshes.entry(domain.into()).or_default() += 1;
-                    token_ok(s.issue_pair(domain))
-                }
-                _ => problem(
-                    401,
-                    "Некорректный запрос",
-                    "В запросе отсутствует ряд параметров или параметры невалидны",
-                    Some("Token has been revoked"),
-                ),
-            }
-        }
-        _ => problem(
-            400,
-            "Некорректный запрос",
-            "В запросе отсутствует ряд параметров или параметры невалидны",
-            Some("Unsupported grant type"),
-        ),
-    }
-}
-
-/// `GET https://{api_domain}/oauth2/account/current/subdomain` with
-/// `X-Refresh-Token`: the account's current host (the official SDK's
-/// AccountDomainModel: id, subdomain, domain, top_level_domain).
-fn oauth_helpers(s: &Inner, method: &Method, path: &str, headers: &HeaderMap) -> Response {
-    if method != Method::GET || path != "/oauth2/account/current/subdomain" {
-        return html(404);
-    }
-    let token = headers
-        .get("x-refresh-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let Some((domain, _)) = s.refresh.get(token) else {
-        return problem(401, "Unauthorized", "Refresh token is invalid", None);
-    };
-    let Some(account) = s.accounts.get(domain) else {
-        return html(404);
-    };
-    let subdomain = domain.split('.').next().unwrap_or_default();
-    json_ok(
-        StatusCode::OK,
-        json!({"id": account.id, "subdomain": subdomain, "domain": domain,
-               "top_level_domain": domain.rsplit('.').next().unwrap_or_default()}),
-    )
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// A custom field definition: (id, name, type, [(choice id, text)]).
 #[derive(Debug, Clone)]
-pub struct FakeField {
+pub struct SimField {
     pub id: i64,
     pub name: String,
     pub kind: String,
@@ -17,9 +17,9 @@ pub struct FakeField {
     pub currency: Option<String>,
 }
 
-impl FakeField {
+impl SimField {
     pub fn new(id: i64, name: &str, kind: &str) -> Self {
-        FakeField {
+        SimField {
             id,
             name: name.into(),
             kind: kind.into(),
@@ -57,7 +57,7 @@ impl FakeField {
 
 /// An event in a card's history, as `GET /api/v4/events` lists it.
 #[derive(Debug, Clone)]
-pub struct FakeEvent {
+pub struct SimEvent {
     /// `lead`, `contact`, `company`.
     pub entity_type: String,
     pub entity_id: i64,
@@ -67,7 +67,7 @@ pub struct FakeEvent {
     pub value_after: Value,
 }
 
-impl FakeEvent {
+impl SimEvent {
     pub(crate) fn json(&self, id: usize, account_id: i64) -> Value {
         json!({
             "id": format!("01ev{id:022}"), "type": self.kind, "entity_id": self.entity_id,
@@ -152,7 +152,7 @@ impl EventsFilter {
         Ok(f)
     }
 
-    pub(crate) fn matches(&self, e: &FakeEvent) -> bool {
+    pub(crate) fn matches(&self, e: &SimEvent) -> bool {
         (self.entities.is_empty() || self.entities.contains(&e.entity_type))
             && (self.ids.is_empty() || self.ids.contains(&e.entity_id))
             && (self.types.is_empty() || self.types.contains(&e.kind))

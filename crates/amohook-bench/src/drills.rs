@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use amocrm_sim::FakeAmo;
+use amocrm_sim::Simulator;
 use serde_json::{json, Value};
 
 use crate::{free_port, hook_body, install, percentile, wait_ready, Server};
@@ -210,11 +210,11 @@ impl Load {
 
 /// Waits until every entity answered 200 has a note (or `timeout`), then
 /// counts the lost and the duplicated.
-async fn verdict(fake: &FakeAmo, ok: &[i64], timeout: Duration) -> (usize, usize, f64) {
+async fn verdict(sim: &Simulator, ok: &[i64], timeout: Duration) -> (usize, usize, f64) {
     let started = Instant::now();
     loop {
         let mut per_entity: HashMap<i64, usize> = HashMap::new();
-        for note in fake.notes() {
+        for note in sim.notes() {
             *per_entity.entry(note.entity_id).or_default() += 1;
         }
         let lost = ok.iter().filter(|e| !per_entity.contains_key(e)).count();
@@ -227,9 +227,9 @@ async fn verdict(fake: &FakeAmo, ok: &[i64], timeout: Duration) -> (usize, usize
 }
 
 /// When the last of the entities `ok` got its first note, if all have one.
-fn all_noted_at(fake: &FakeAmo, ok: &[i64]) -> Option<Instant> {
+fn all_noted_at(sim: &Simulator, ok: &[i64]) -> Option<Instant> {
     let mut first: HashMap<i64, Instant> = HashMap::new();
-    for note in fake.notes() {
+    for note in sim.notes() {
         let at = first.entry(note.entity_id).or_insert(note.at);
         *at = (*at).min(note.at);
     }
@@ -322,10 +322,10 @@ pub async fn run(
     db_url: &str,
     rps: usize,
     mut server: Server,
-    fake: &FakeAmo,
+    sim: &Simulator,
     http: &reqwest::Client,
 ) -> anyhow::Result<Value> {
-    let accounts = install(http, &server.base, fake, 10, 80_000_000).await?;
+    let accounts = install(http, &server.base, sim, 10, 80_000_000).await?;
     let targets: Vec<(i64, String)> = accounts
         .iter()
         .map(|(id, _, url)| (*id, url.clone()))
@@ -340,18 +340,18 @@ pub async fn run(
                 server.kill9();
                 eprintln!("kill -9 #{round}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                server = Server::spawn(amohook, db_url, fake, rps, port)?;
+                server = Server::spawn(amohook, db_url, sim, rps, port)?;
                 last_restart = Some(Instant::now());
                 wait_ready(http, &server.base).await?;
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
             let (ok, statuses, _) = load.finish().await;
-            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let (lost, duplicated, settled) = verdict(sim, &ok, SETTLE).await;
             // From the last restart to the arrival of the last note: the
             // killed process's claims must run out and the backlog be
             // delivered in that time.
             let all_noted = last_restart
-                .zip(all_noted_at(fake, &ok))
+                .zip(all_noted_at(sim, &ok))
                 .map(|(restart, noted)| noted.saturating_duration_since(restart).as_secs_f64());
             json!({ "drill": "kill", "kills": 3, "hooks_ok": ok.len(), "answers": statuses,
                     "lost": lost, "duplicated": duplicated, "settled_seconds": settled,
@@ -376,7 +376,7 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(8)).await;
             let after_restart = load.ok.lock().unwrap().len() - before;
             let (ok, statuses, _) = load.finish().await;
-            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let (lost, duplicated, settled) = verdict(sim, &ok, SETTLE).await;
             json!({ "drill": "postgres", "hooks_ok": ok.len(), "answers": statuses,
                     "hooks_ok_after_restart": after_restart, "lost": lost, "duplicated": duplicated,
                     "settled_seconds": settled,
@@ -384,22 +384,22 @@ pub async fn run(
         }
         Command::Outage { seconds } => {
             let load = Load::start(http, targets, 8, 1, Duration::from_millis(20), hook_body);
-            fake.set_outage(Some(503));
+            sim.set_outage(Some(503));
             tokio::time::sleep(Duration::from_secs(*seconds)).await;
             for _ in 0..3 {
-                fake.set_outage(Some(429));
+                sim.set_outage(Some(429));
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                fake.set_outage(None);
+                sim.set_outage(None);
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            fake.set_latency(Duration::from_secs(5));
+            sim.set_latency(Duration::from_secs(5));
             tokio::time::sleep(Duration::from_secs(15)).await;
-            fake.set_latency(Duration::from_millis(20));
+            sim.set_latency(Duration::from_millis(20));
             let (ok, statuses, latencies) = load.finish().await;
-            let (lost, duplicated, settled) = verdict(fake, &ok, Duration::from_secs(900)).await;
+            let (lost, duplicated, settled) = verdict(sim, &ok, Duration::from_secs(900)).await;
             let max_window = accounts
                 .iter()
-                .map(|(_, d, _)| fake.max_per_second(d))
+                .map(|(_, d, _)| sim.max_per_second(d))
                 .max()
                 .unwrap_or(0);
             let p99 = percentile(&latencies, 99.0);
@@ -411,10 +411,10 @@ pub async fn run(
         Command::TwoProcesses { token_ttl } => {
             // Tokens issued from now on live `token_ttl` seconds: reinstall
             // so every account holds one.
-            fake.set_access_ttl(Duration::from_secs(*token_ttl));
-            let accounts = install(http, &server.base, fake, 5, 90_000_000).await?;
+            sim.set_access_ttl(Duration::from_secs(*token_ttl));
+            let accounts = install(http, &server.base, sim, 5, 90_000_000).await?;
             let second_port = free_port()?;
-            let second = Server::spawn(amohook, db_url, fake, rps, second_port)?;
+            let second = Server::spawn(amohook, db_url, sim, rps, second_port)?;
             wait_ready(http, &second.base).await?;
             // Half the hooks go to each process.
             let mut targets = Vec::new();
@@ -422,14 +422,14 @@ pub async fn run(
                 targets.push((*id, url.clone()));
                 targets.push((*id, url.replace(&server.base, &second.base)));
             }
-            let refreshes_before = fake.total_refreshes();
+            let refreshes_before = sim.total_refreshes();
             let started = Instant::now();
             let load = Load::start(http, targets, 8, 1, Duration::from_millis(10), hook_body);
             tokio::time::sleep(Duration::from_secs(30)).await;
             let (ok, statuses, _) = load.finish().await;
-            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let (lost, duplicated, settled) = verdict(sim, &ok, SETTLE).await;
             let elapsed = started.elapsed().as_secs_f64();
-            let refreshes = fake.total_refreshes() - refreshes_before;
+            let refreshes = sim.total_refreshes() - refreshes_before;
             // At most one refresh per account per three quarters of a
             // lifetime, plus one at the start.
             let allowed = (accounts.len() as f64 * (elapsed / (*token_ttl as f64 * 0.75) + 1.0))
@@ -437,9 +437,9 @@ pub async fn run(
             drop(second);
             json!({ "drill": "two-processes", "token_ttl_seconds": token_ttl, "hooks_ok": ok.len(),
                     "answers": statuses, "refreshes": refreshes, "refreshes_allowed": allowed,
-                    "refresh_token_reuses": fake.refresh_reuses(), "lost": lost, "duplicated": duplicated,
+                    "refresh_token_reuses": sim.refresh_reuses(), "lost": lost, "duplicated": duplicated,
                     "settled_seconds": settled,
-                    "pass": lost == 0 && duplicated == 0 && fake.refresh_reuses() == 0 && refreshes <= allowed && refreshes > 0 })
+                    "pass": lost == 0 && duplicated == 0 && sim.refresh_reuses() == 0 && refreshes <= allowed && refreshes > 0 })
         }
         Command::Malformed => {
             let rss_before = server.rss_kib("VmRSS:");
@@ -476,7 +476,7 @@ pub async fn run(
                 *statuses.entry(status).or_default() += 1;
             }
             let (ok, load_statuses, _) = load.finish().await;
-            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let (lost, duplicated, settled) = verdict(sim, &ok, SETTLE).await;
             let rss_after = server.rss_kib("VmRSS:");
             let bad = statuses.keys().any(|s| !s.starts_with('4'));
             json!({ "drill": "malformed", "malformed_answers": statuses, "load_answers": load_statuses,
@@ -506,8 +506,8 @@ pub async fn run(
                 .map(|(_, n)| n)
                 .sum();
             let ok: Vec<i64> = plain_ok.iter().chain(&odd_ok).copied().collect();
-            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
-            let notes = fake.notes();
+            let (lost, duplicated, settled) = verdict(sim, &ok, SETTLE).await;
+            let notes = sim.notes();
             let with_nul = notes.iter().filter(|n| n.text.contains('\0')).count();
             // `a\0b #id` must read `ab #id` in its note.
             let texts: HashMap<i64, &str> = notes
@@ -535,7 +535,7 @@ pub async fn run(
         }
         Command::InstallFlood { seconds, senders } => {
             let rss_before = server.rss_kib("VmRSS:");
-            let tokens_before = token_requests(fake).len();
+            let tokens_before = token_requests(sim).len();
             let hooks = Load::start(
                 http,
                 vec![targets[0].clone()],
@@ -551,8 +551,8 @@ pub async fn run(
             // A real widget install in the middle of the flood.
             let real_id = 81_000_000;
             let real_domain = format!("acc{real_id}.amocrm.ru");
-            fake.add_account(&real_domain, amocrm_sim::FakeAccount::new(real_id));
-            let code = fake.issue_code(&real_domain);
+            sim.add_account(&real_domain, amocrm_sim::SimAccount::new(real_id));
+            let code = sim.issue_code(&real_domain);
             let asked = Instant::now();
             let real_answer = http
                 .get(format!("{}/oauth/callback", server.base))
@@ -581,7 +581,7 @@ pub async fn run(
             // record of the subscription.
             let mut connected_after = None;
             for _ in 0..600 {
-                connected_after = fake
+                connected_after = sim
                     .requests()
                     .iter()
                     .find(|r| r.domain == real_domain && r.path == "/api/v4/webhooks")
@@ -591,14 +591,14 @@ pub async fn run(
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let seen: Vec<_> = token_requests(fake).split_off(tokens_before);
+            let seen: Vec<_> = token_requests(sim).split_off(tokens_before);
             let max_window = max_in_a_second(&seen);
             let span = seen
                 .last()
                 .zip(seen.first())
                 .map(|(l, f)| l.at.duration_since(f.at).as_secs_f64())
                 .unwrap_or(0.0);
-            let (lost, duplicated, settled) = verdict(fake, &ok, SETTLE).await;
+            let (lost, duplicated, settled) = verdict(sim, &ok, SETTLE).await;
             let rss_after = server.rss_kib("VmRSS:");
             let hooks_not_200: usize = hook_statuses
                 .iter()
@@ -631,8 +631,8 @@ pub async fn run(
     Ok(report)
 }
 
-fn token_requests(fake: &FakeAmo) -> Vec<amocrm_sim::Seen> {
-    fake.requests()
+fn token_requests(sim: &Simulator) -> Vec<amocrm_sim::Seen> {
+    sim.requests()
         .into_iter()
         .filter(|r| r.path == "/oauth2/access_token")
         .collect()

@@ -1,5 +1,6 @@
-//! amohook-bench: measures a real `amohook serve` process against the fake
-//! amoCRM and a fresh PostgreSQL database, and prints a table and JSON.
+//! amohook-bench: measures a real `amohook serve` process against the
+//! amoCRM simulator and a fresh PostgreSQL database, and prints a table and
+//! JSON.
 //!
 //! It installs N accounts through the real install flow, then measures:
 //! ingest (hooks answered per second at a concurrency, latency), the same
@@ -19,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use amocrm_sim::{FakeAccount, FakeAmo};
+use amocrm_sim::{HookBody, SimAccount, SimCard, Simulator};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use serde_json::json;
@@ -32,7 +33,9 @@ const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 mod drills;
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark a real amohook process against a fake amoCRM, or run a fault drill")]
+#[command(
+    about = "Benchmark a real amohook process against the amoCRM simulator, or run a fault drill"
+)]
 struct Args {
     #[command(subcommand)]
     drill: Option<drills::Command>,
@@ -51,10 +54,10 @@ struct Args {
     /// Hooks sent one by one in the light-load end-to-end phase.
     #[arg(long, default_value_t = 50)]
     light: usize,
-    /// The fake amoCRM's answer latency.
+    /// The simulator's answer latency.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
-    /// amocrm.requests_per_second for amohook, and the fake's 429 limit.
+    /// amocrm.requests_per_second for amohook, and the simulator's 429 limit.
     #[arg(long, default_value_t = 7)]
     rps: usize,
     /// A PostgreSQL URL the bench may create databases with.
@@ -106,20 +109,10 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// A lead added, as amoCRM sends it (the simulator's builder).
 pub(crate) fn hook_body(account_id: i64, entity_id: i64) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("account[id]", account_id.to_string()),
-            ("leads[add][0][id]", entity_id.to_string()),
-            ("leads[add][0][name]", format!("Заказ #{entity_id}")),
-            ("leads[add][0][responsible_user_id]", "100".into()),
-            ("leads[add][0][status_id]", "1".into()),
-            ("leads[add][0][pipeline_id]", "10".into()),
-            ("leads[add][0][price]", "1000".into()),
-            ("leads[add][0][created_at]", "1712331728".into()),
-            ("leads[add][0][updated_at]", "1712331728".into()),
-        ])
-        .finish()
+    let lead = SimCard::lead(entity_id, &format!("Заказ #{entity_id}"));
+    HookBody::new(account_id).card("add", &lead, None).encode()
 }
 
 #[tokio::main]
@@ -140,12 +133,12 @@ async fn main() -> anyhow::Result<()> {
     let db_name = format!("amohook_bench_{}", std::process::id());
     let mut db_url = url::Url::parse(&args.admin_url)?;
     db_url.set_path(&db_name);
-    let fake = FakeAmo::start(CLIENT_ID, CLIENT_SECRET).await?;
-    fake.set_latency(Duration::from_millis(args.latency_ms));
-    fake.set_rate_limit(args.rps);
+    let sim = Simulator::start(CLIENT_ID, CLIENT_SECRET).await?;
+    sim.set_latency(Duration::from_millis(args.latency_ms));
+    sim.set_rate_limit(args.rps);
 
     let port = free_port()?;
-    let server = Server::spawn(&amohook, db_url.as_str(), &fake, args.rps, port)?;
+    let server = Server::spawn(&amohook, db_url.as_str(), &sim, args.rps, port)?;
     let http = client(args.concurrency);
     wait_ready(&http, &server.base).await?;
     eprintln!("amohook is up on {}", server.base);
@@ -158,13 +151,13 @@ async fn main() -> anyhow::Result<()> {
                 db_url.as_str(),
                 args.rps,
                 server,
-                &fake,
+                &sim,
                 &http,
             )
             .await
         }
         None => {
-            let report = run(&args, &server, &fake, &http, db_url.as_str()).await;
+            let report = run(&args, &server, &sim, &http, db_url.as_str()).await;
             drop(server);
             report
         }
@@ -200,11 +193,11 @@ pub(crate) fn client(concurrency: usize) -> reqwest::Client {
 }
 
 impl Server {
-    /// Starts `amohook serve` on `port` against `db_url` and the fake.
+    /// Starts `amohook serve` on `port` against `db_url` and the simulator.
     pub(crate) fn spawn(
         amohook: &std::path::Path,
         db_url: &str,
-        fake: &FakeAmo,
+        sim: &Simulator,
         rps: usize,
         port: u16,
     ) -> anyhow::Result<Server> {
@@ -217,7 +210,7 @@ impl Server {
             .env("AMOHOOK_HTTP__PUBLIC_URL", &base)
             .env("AMOHOOK_AMOCRM__CLIENT_ID", CLIENT_ID)
             .env("AMOHOOK_AMOCRM__CLIENT_SECRET", CLIENT_SECRET)
-            .env("AMOHOOK_AMOCRM__API_BASE_URL", fake.api_base_url())
+            .env("AMOHOOK_AMOCRM__API_BASE_URL", sim.api_base_url())
             .env("AMOHOOK_AMOCRM__REQUESTS_PER_SECOND", rps.to_string())
             .env("AMOHOOK_ADMIN__TOKEN", ADMIN_TOKEN)
             .env("AMOHOOK_SECURITY__ENCRYPTION_KEY", key)
@@ -263,7 +256,7 @@ async fn drop_database(admin_url: &str, name: &str) {
 pub(crate) async fn install(
     http: &reqwest::Client,
     base: &str,
-    fake: &FakeAmo,
+    sim: &Simulator,
     n: usize,
     first_id: i64,
 ) -> anyhow::Result<Vec<(i64, String, String)>> {
@@ -273,8 +266,8 @@ pub(crate) async fn install(
         for &i in chunk {
             let id = first_id + i as i64;
             let domain = format!("acc{id}.amocrm.ru");
-            fake.add_account(&domain, FakeAccount::new(id));
-            let code = fake.issue_code(&domain);
+            sim.add_account(&domain, SimAccount::new(id));
+            let code = sim.issue_code(&domain);
             let (http, base) = (http.clone(), base.to_owned());
             tasks.push(tokio::spawn(async move {
                 let r = http.get(format!("{base}/install")).send().await?;
@@ -303,7 +296,7 @@ pub(crate) async fn install(
             done.push(task.await??);
         }
     }
-    let hooks = fake.webhooks();
+    let hooks = sim.webhooks();
     done.into_iter()
         .map(|(id, domain)| {
             let url = hooks
@@ -407,17 +400,17 @@ async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyho
     Ok(rate)
 }
 
-/// Waits until the fake holds notes for every entity in `entities`; returns
+/// Waits until the simulator holds notes for every entity in `entities`; returns
 /// each one's arrival.
 pub(crate) async fn wait_notes(
-    fake: &FakeAmo,
+    sim: &Simulator,
     entities: &[i64],
     timeout: Duration,
 ) -> Vec<(i64, Instant)> {
     let wanted: std::collections::HashSet<i64> = entities.iter().copied().collect();
     let deadline = Instant::now() + timeout;
     loop {
-        let found: Vec<(i64, Instant)> = fake
+        let found: Vec<(i64, Instant)> = sim
             .notes()
             .into_iter()
             .filter(|n| wanted.contains(&n.entity_id))
@@ -447,12 +440,12 @@ fn e2e_ms(answered: &[(i64, Instant)], notes: &[(i64, Instant)]) -> Vec<f64> {
 async fn run(
     args: &Args,
     server: &Server,
-    fake: &FakeAmo,
+    sim: &Simulator,
     http: &reqwest::Client,
     db_url: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let t = Instant::now();
-    let accounts = install(http, &server.base, fake, args.accounts, 60_000_000).await?;
+    let accounts = install(http, &server.base, sim, args.accounts, 60_000_000).await?;
     let install_secs = t.elapsed().as_secs_f64();
     eprintln!(
         "installed {} accounts in {install_secs:.1} s",
@@ -473,7 +466,7 @@ async fn run(
     eprintln!("ingest: {ingest_rate:.0} hooks/s");
     let insert_rate = raw_insert_rate(db_url, args.concurrency, args.hooks).await?;
     eprintln!("raw insert: {insert_rate:.0} rows/s");
-    let notes = wait_notes(fake, &entities, Duration::from_secs(600)).await;
+    let notes = wait_notes(sim, &entities, Duration::from_secs(600)).await;
     let rss_after_ingest = server.rss_kib("VmRSS:");
 
     // Light load: one hook at a time to different accounts.
@@ -488,11 +481,11 @@ async fn run(
         light_entities.push(entity);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let light_notes = wait_notes(fake, &light_entities, Duration::from_secs(60)).await;
+    let light_notes = wait_notes(sim, &light_entities, Duration::from_secs(60)).await;
     let light = e2e_ms(&light_answered, &light_notes);
 
     // Saturation: one fresh account gets a burst.
-    let sat = install(http, &server.base, fake, 1, 70_000_000)
+    let sat = install(http, &server.base, sim, 1, 70_000_000)
         .await?
         .remove(0);
     let bodies: Vec<(String, String, i64)> = (0..args.saturate)
@@ -504,7 +497,7 @@ async fn run(
     let sat_entities: Vec<i64> = bodies.iter().map(|b| b.2).collect();
     let started = Instant::now();
     let (_, _, sat_errors, sat_answered) = send_all(http, args.concurrency, bodies).await;
-    let sat_notes = wait_notes(fake, &sat_entities, Duration::from_secs(600)).await;
+    let sat_notes = wait_notes(sim, &sat_entities, Duration::from_secs(600)).await;
     let last = sat_notes
         .iter()
         .map(|(_, at)| *at)
@@ -519,14 +512,14 @@ async fn run(
     let peak_rss = server.rss_kib("VmHWM:");
     let max_window = accounts
         .iter()
-        .map(|(_, d, _)| fake.max_per_second(d))
-        .chain([fake.max_per_second(&sat.1)])
+        .map(|(_, d, _)| sim.max_per_second(d))
+        .chain([sim.max_per_second(&sat.1)])
         .max()
         .unwrap_or(0);
     let all_429: usize = accounts
         .iter()
-        .map(|(_, d, _)| fake.count_status(d, 429))
-        .chain([fake.count_status(&sat.1, 429)])
+        .map(|(_, d, _)| sim.count_status(d, 429))
+        .chain([sim.count_status(&sat.1, 429)])
         .sum();
 
     Ok(json!({

@@ -48,8 +48,12 @@ pub(super) struct AccountPage {
     events: Vec<EventView>,
     csrf: String,
     done: Option<String>,
-    /// `{public_url}/install`, for an account that must install again.
+    /// `{public_url}/install` (for the account's platform), for an account
+    /// that must install again.
     install_url: String,
+    installs: Vec<super::status_page::InstallLink>,
+    /// `amohook sandbox` only: the simulated account's panel.
+    sandbox: Option<super::sandbox::Panel>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -114,7 +118,12 @@ pub(super) async fn account_page(
         events,
         csrf: csrf_token(&state, id),
         done: done.done.filter(|d| d.len() < 100),
-        install_url: format!("{}/install", state.settings.http.public_url),
+        install_url: reinstall_url(&state, &row.domain),
+        installs: super::status_page::install_links(&state, t),
+        sandbox: state
+            .sandbox
+            .as_deref()
+            .map(|sandbox| super::sandbox::Panel::new(sandbox, &row.domain, t)),
     };
     Ok(Page(StatusCode::OK, page).into_response())
 }
@@ -145,4 +154,16 @@ pub(super) async fn account_action_form(
         url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
     ))
     .into_response())
+}
+
+/// Where an account's administrator installs it again: the install page of
+/// its platform's integration.
+fn reinstall_url(state: &AppState, domain: &str) -> String {
+    let platform = crate::platform::Platform::of_host(domain);
+    let base = format!("{}/install", state.settings.http.public_url);
+    if state.api.integrations().kommo.is_some() {
+        format!("{base}?platform={}", platform.as_str())
+    } else {
+        base
+    }
 }

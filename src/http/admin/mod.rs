@@ -27,6 +27,7 @@ use crate::stats::ListQuery;
 mod account_page;
 mod api;
 mod metrics;
+pub mod sandbox;
 mod status_page;
 
 pub fn router() -> Router<AppState> {
@@ -115,12 +116,13 @@ fn csrf_token(state: &AppState, account_id: i64) -> String {
 }
 
 fn cross_site(headers: &HeaderMap) -> bool {
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    if !matches!(site, "same-origin" | "none") {
-        return true;
+    // A browser's own word first (scripts cannot set Sec-Fetch-Site). A
+    // same-origin form post carries `Origin: null` here, because the pages
+    // send `Referrer-Policy: no-referrer`, so Origin cannot decide it.
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin") => return false,
+        Some("none") | None => {}
+        Some(_) => return true,
     }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     match (
@@ -139,6 +141,8 @@ fn cross_site(headers: &HeaderMap) -> bool {
 #[derive(Debug, Deserialize, Default)]
 struct ListParams {
     status: Option<String>,
+    /// `amocrm` or `kommo`.
+    platform: Option<String>,
     sort: Option<String>,
     dir: Option<String>,
     page: Option<String>,
@@ -148,6 +152,7 @@ impl ListParams {
     fn query(&self) -> ListQuery {
         ListQuery::parse(
             self.status.as_deref(),
+            self.platform.as_deref(),
             self.sort.as_deref(),
             self.dir.as_deref(),
             self.page.as_deref(),

@@ -16,12 +16,14 @@ use crate::{
         pages::Page,
         AppState,
     },
-    stats::{self, AccountRow, StatusFilter, PAGE_SIZE, SORTS},
+    platform::Platform,
+    stats::{self, AccountRow, ListQuery, StatusFilter, PAGE_SIZE, SORTS},
 };
 
 pub(super) struct RowView {
     pub(super) account_id: i64,
     pub(super) domain: String,
+    pub(super) platform: &'static str,
     pub(super) name: String,
     pub(super) status: String,
     pub(super) status_word: &'static str,
@@ -53,6 +55,7 @@ impl RowView {
         RowView {
             account_id: r.account_id,
             domain: r.domain.clone(),
+            platform: Platform::of_host(&r.domain).title(),
             name: r.name.clone(),
             status: r.display_status.clone(),
             status_word: t.status_word(&r.display_status),
@@ -106,6 +109,8 @@ pub(super) struct StatusPage {
     rows: Vec<RowView>,
     sorts: Vec<SortLink>,
     filters: Vec<FilterLink>,
+    platform_filters: Vec<FilterLink>,
+    installs: Vec<InstallLink>,
     page: i64,
     pages: i64,
     previous: Option<String>,
@@ -115,23 +120,45 @@ pub(super) struct StatusPage {
     fault: Option<String>,
 }
 
-pub(super) fn list_href(
-    status: Option<StatusFilter>,
-    sort: &str,
-    descending: bool,
-    page: i64,
-) -> String {
+/// The link to the table as `q` shows it, changed by `change`.
+pub(super) fn list_href(q: &ListQuery, change: impl FnOnce(&mut ListQuery)) -> String {
+    let mut q = q.clone();
+    change(&mut q);
     let mut href = format!(
-        "/status?sort={sort}&dir={}",
-        if descending { "desc" } else { "asc" }
+        "/status?sort={}&dir={}",
+        q.sort,
+        if q.descending { "desc" } else { "asc" }
     );
-    if let Some(s) = status {
+    if let Some(s) = q.status {
         href.push_str(&format!("&status={}", s.as_str()));
     }
-    if page > 1 {
-        href.push_str(&format!("&page={page}"));
+    if let Some(p) = q.platform {
+        href.push_str(&format!("&platform={}", p.as_str()));
+    }
+    if q.page > 1 {
+        href.push_str(&format!("&page={}", q.page));
     }
     href
+}
+
+/// An install button of the page's header: one per platform the
+/// deployment installs on.
+pub(super) struct InstallLink {
+    pub(super) href: String,
+    pub(super) label: String,
+}
+
+pub(super) fn install_links(state: &AppState, t: &Texts) -> Vec<InstallLink> {
+    state
+        .api
+        .integrations()
+        .install_platforms()
+        .into_iter()
+        .map(|platform| InstallLink {
+            href: format!("/install?platform={}", platform.as_str()),
+            label: format!("{} {}", t.install_in, platform.title()),
+        })
+        .collect()
 }
 
 pub(super) async fn status_page(
@@ -159,30 +186,35 @@ pub(super) async fn status_page(
             .collect::<Vec<_>>()
             .join("; ")
     });
-    let labels = [
-        t.domain,
-        t.account_id,
-        t.status,
-        t.connected_since,
-        t.token_expires,
-        t.hooks_24h,
-        t.hooks_total,
-        t.delivered,
-        t.pending,
-        t.failed,
-        t.last_hook,
+    // The columns that matter first, so that the table fits a laptop's
+    // screen; an account's other figures are on its page (and every sort
+    // key stays in the API).
+    let columns = [
+        ("domain", t.domain),
+        ("status", t.status),
+        ("hooks_24h", t.hooks_24h),
+        ("delivered", t.delivered),
+        ("pending", t.pending),
+        ("failed", t.failed),
+        ("last_hook_at", t.last_hook),
     ];
-    let sorts = SORTS
+    debug_assert!(columns
         .iter()
-        .zip(labels)
-        .map(|((key, _), label)| {
-            let current = q.sort == *key;
+        .all(|(key, _)| SORTS.iter().any(|(k, _)| k == key)));
+    let sorts = columns
+        .into_iter()
+        .map(|(key, label)| {
+            let current = q.sort == key;
             // A click on the current column flips the order.
             let descending = current && !q.descending;
             SortLink {
                 key,
                 label,
-                href: list_href(q.status, key, descending, 1),
+                href: list_href(&q, |q| {
+                    q.sort = key;
+                    q.descending = descending;
+                    q.page = 1;
+                }),
                 arrow: match (current, q.descending) {
                     (true, false) => "▲",
                     (true, true) => "▼",
@@ -199,18 +231,45 @@ pub(super) async fn status_page(
     ];
     let mut filters = vec![FilterLink {
         label: t.all,
-        href: list_href(None, q.sort, q.descending, 1),
+        href: list_href(&q, |q| {
+            q.status = None;
+            q.page = 1;
+        }),
         current: q.status.is_none(),
         count: totals.accounts,
     }];
     for (filter, count) in StatusFilter::ALL.into_iter().zip(counts) {
         filters.push(FilterLink {
             label: t.status_word(filter.as_str()),
-            href: list_href(Some(filter), q.sort, q.descending, 1),
+            href: list_href(&q, |q| {
+                q.status = Some(filter);
+                q.page = 1;
+            }),
             current: q.status == Some(filter),
             count,
         });
     }
+    // The platform filter; the counts are of all statuses.
+    let platform_filters = [
+        (None, t.all_platforms, totals.accounts),
+        (
+            Some(Platform::Amocrm),
+            Platform::Amocrm.title(),
+            totals.accounts - totals.kommo,
+        ),
+        (Some(Platform::Kommo), Platform::Kommo.title(), totals.kommo),
+    ]
+    .into_iter()
+    .map(|(platform, label, count)| FilterLink {
+        label,
+        href: list_href(&q, |q| {
+            q.platform = platform;
+            q.page = 1;
+        }),
+        current: q.platform == platform,
+        count,
+    })
+    .collect();
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let page = StatusPage {
         t,
@@ -220,8 +279,10 @@ pub(super) async fn status_page(
         filters,
         page: q.page,
         pages,
-        previous: (q.page > 1).then(|| list_href(q.status, q.sort, q.descending, q.page - 1)),
-        next: (q.page < pages).then(|| list_href(q.status, q.sort, q.descending, q.page + 1)),
+        previous: (q.page > 1).then(|| list_href(&q, |q| q.page -= 1)),
+        next: (q.page < pages).then(|| list_href(&q, |q| q.page += 1)),
+        platform_filters,
+        installs: install_links(&state, t),
         hook_pattern: format!("{}/hooks/{{hook_key}}", state.settings.http.public_url),
         fault,
     };

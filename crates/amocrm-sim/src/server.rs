@@ -1,0 +1,190 @@
+//! The simulator's front door: every request to an account passes here,
+//! where amoCRM's rate limit, held answers, single faults and latency are
+//! applied before the API ([`crate::api`]) or the token endpoint answers.
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{header, HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+use serde_json::{json, Value};
+
+use crate::{api::route, Fault, Seen, Shared};
+
+pub(crate) fn problem(status: u16, title: &str, detail: &str, hint: Option<&str>) -> Response {
+    let mut body = json!({
+        "title": title,
+        "type": "https://developers.amocrm.ru/v3/errors/OAuthProblemJson",
+        "status": status,
+        "detail": detail,
+    });
+    if let Some(hint) = hint {
+        body["hint"] = hint.into();
+    }
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub(crate) fn html(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/html")],
+        format!(
+            "<html><head><title>{code}</title></head><body><center><h1>{code}</h1></center><hr><center>nginx</center></body></html>"
+        ),
+    )
+        .into_response()
+}
+
+pub(crate) fn json_ok(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/hal+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub(crate) fn token_ok(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn fault_response(fault: &Fault) -> Option<Response> {
+    match fault {
+        Fault::Status(429) => {
+            Some((StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response())
+        }
+        Fault::Status(s @ 400..=499) if *s != 403 => {
+            Some(problem(*s, "Bad Request", "Request failed", None))
+        }
+        Fault::Status(s) => Some(html(*s)),
+        Fault::Problem { status, hint } => Some(problem(
+            *status,
+            "Некорректный запрос",
+            "В запросе отсутствует ряд параметров или параметры невалидны",
+            Some(hint),
+        )),
+        Fault::Delay(_) | Fault::AfterWork(_) | Fault::WorkThenDelay(_) => None,
+    }
+}
+
+/// Answers one request to an account (`/{domain}/...`).
+pub(crate) async fn handle(
+    State(shared): State<Shared>,
+    Path((domain, _rest)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri
+        .path()
+        .strip_prefix(&format!("/{domain}"))
+        .unwrap_or("")
+        .to_owned();
+    let arrived = Instant::now();
+    let (fault, latency, limited) = {
+        let mut s = shared.lock().expect("simulator state");
+        // amoCRM's limit: requests to one account within the last second.
+        let limited = s.rate_limit.is_some_and(|limit| {
+            let recent = s
+                .seen
+                .iter()
+                .filter(|r| {
+                    r.domain == domain && arrived.duration_since(r.at) < Duration::from_secs(1)
+                })
+                .count();
+            recent >= limit
+        });
+        let held = s
+            .holds
+            .get(&domain)
+            .filter(|(_, until)| *until > arrived)
+            .map(|(status, _)| Fault::Status(*status));
+        let fault = match s.outage {
+            Some(status) => Some(Fault::Status(status)),
+            None => held.or_else(|| s.take_fault(&domain, &path)),
+        };
+        (fault, s.latency, limited)
+    };
+    // The request counts from its arrival, whatever happens next.
+    let index = {
+        let mut s = shared.lock().expect("simulator state");
+        s.seen.push(Seen {
+            at: arrived,
+            domain: domain.clone(),
+            method: method.clone(),
+            path: path.clone(),
+            query: url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&"),
+            status: 0,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        s.seen.len() - 1
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(Fault::Delay(d)) = &fault {
+        tokio::time::sleep(*d).await;
+    }
+    let answer = |shared: &Shared| {
+        route(
+            shared,
+            &domain,
+            &method,
+            &path,
+            uri.query(),
+            &headers,
+            &body,
+        )
+    };
+    let response = if limited {
+        (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response()
+    } else {
+        match &fault {
+            Some(Fault::AfterWork(status)) => {
+                let _ = answer(&shared);
+                html(*status)
+            }
+            Some(Fault::WorkThenDelay(wait)) => {
+                let response = answer(&shared);
+                shared.lock().expect("simulator state").seen[index].status =
+                    response.status().as_u16();
+                tokio::time::sleep(*wait).await;
+                response
+            }
+            Some(other) => fault_response(other).unwrap_or_else(|| answer(&shared)),
+            None => answer(&shared),
+        }
+    };
+    shared.lock().expect("simulator state").seen[index].status = response.status().as_u16();
+    response
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
