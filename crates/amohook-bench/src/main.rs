@@ -367,26 +367,78 @@ pub(crate) async fn send_all(
     (secs, latencies, errors, answered)
 }
 
-async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyhow::Result<f64> {
-    let pool = PgPool::connect(db_url).await?;
+/// The row the raw INSERT baselines write: a stored event of the ingest
+/// phase's hooks, its snapshot as amohook stores it.
+fn event_snapshot() -> anyhow::Result<String> {
+    let hook = amohook::amocrm::hooks::parse(hook_body(1, 1_000_000).as_bytes())
+        .map_err(|e| anyhow::anyhow!("the bench's own hook does not parse: {e}"))?;
+    let event = hook
+        .events
+        .first()
+        .context("the bench's hook holds a card")?;
+    Ok(serde_json::to_string(&event.snapshot)?)
+}
+
+/// A table shaped like `hook_events` (its columns, checks, unique key and
+/// indexes; not its foreign key), for the baselines to insert into.
+async fn create_raw_table(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("drop table if exists bench_raw")
+        .execute(pool)
+        .await?;
     sqlx::query(
-        "create table if not exists bench_raw (id bigserial primary key, account_id bigint,
-             payload jsonb, received_at timestamptz default now())",
+        "create table bench_raw (like hook_events including defaults including constraints including indexes)",
     )
-    .execute(&pool)
+    .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Single-row INSERTs of stored-event rows from `concurrency` connections
+/// (one each: the pool holds exactly that many, checked), `rows` in all.
+async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyhow::Result<f64> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(concurrency as u32)
+        .min_connections(concurrency as u32)
+        .connect(db_url)
+        .await?;
+    // The baseline runs at the stated concurrency, not at a default pool
+    // size: a smaller pool would make a weaker baseline.
+    for _ in 0..50 {
+        if pool.size() as usize >= concurrency {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if pool.size() as usize != concurrency {
+        bail!(
+            "the raw INSERT pool holds {} connections, not {concurrency}",
+            pool.size()
+        );
+    }
+    create_raw_table(&pool).await?;
+    let snapshot = Arc::new(event_snapshot()?);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (pool, next) = (pool.clone(), next.clone());
+        let (pool, next, snapshot) = (pool.clone(), next.clone(), snapshot.clone());
         tasks.push(tokio::spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < rows {
-                sqlx::query("insert into bench_raw (account_id, payload) values ($1, $2)")
-                    .bind(1_i64)
-                    .bind(json!({"name": "Заказ", "price": "1000", "status_id": 1}))
-                    .execute(&pool)
-                    .await?;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= rows {
+                    break;
+                }
+                sqlx::query(
+                    "insert into bench_raw (account_id, entity_type, entity_id, action, changed_at,
+                                            snapshot, snapshot_digest)
+                     values ($1, 'lead', $2, 'add', 1712331728, $3::jsonb, $4)",
+                )
+                .bind(60_000_000_i64 + (n % 100) as i64)
+                .bind(1_000_000_i64 + n as i64)
+                .bind(snapshot.as_str())
+                .bind(n as i64)
+                .execute(&pool)
+                .await?;
             }
             Ok::<_, sqlx::Error>(())
         }));
@@ -395,9 +447,54 @@ async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyho
         task.await??;
     }
     let rate = rows as f64 / started.elapsed().as_secs_f64();
-    sqlx::query("drop table bench_raw").execute(&pool).await?;
     pool.close().await;
     Ok(rate)
+}
+
+/// PostgreSQL's own `pgbench` doing the same single-row INSERT from
+/// `concurrency` clients for `seconds`, when it is installed: the standard
+/// tool's figure beside the bench's own. None when there is no pgbench.
+fn pgbench_rate(db_url: &str, concurrency: usize, seconds: u64) -> anyhow::Result<Option<f64>> {
+    if Command::new("pgbench").arg("--version").output().is_err() {
+        eprintln!("pgbench is not installed: its baseline is left out");
+        return Ok(None);
+    }
+    let snapshot = event_snapshot()?.replace('\'', "''");
+    let script = std::env::temp_dir().join(format!("amohook-bench-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "\\set id random(1, 1000000000000)\n\
+             insert into bench_raw (account_id, entity_type, entity_id, action, changed_at, \
+             snapshot, snapshot_digest) values (60000000 + :id % 100, 'lead', :id, 'add', \
+             1712331728, '{snapshot}'::jsonb, :id) on conflict do nothing;\n"
+        ),
+    )?;
+    let output = Command::new("pgbench")
+        .args(["-n", "-c", &concurrency.to_string(), "-j", "2", "-T"])
+        .arg(seconds.max(5).to_string())
+        .arg("-f")
+        .arg(&script)
+        .arg(db_url)
+        .output()
+        .context("running pgbench")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // "tps = 5123.45 (without initial connection time)"
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse::<f64>().ok())
+        .context("pgbench printed no tps")?;
+    Ok(Some(tps))
 }
 
 /// Waits until the simulator holds notes for every entity in `entities`; returns
@@ -464,10 +561,24 @@ async fn run(
     let (secs, lat, errors, _) = send_all(http, args.concurrency, bodies).await;
     let ingest_rate = args.hooks as f64 / secs;
     eprintln!("ingest: {ingest_rate:.0} hooks/s");
-    let insert_rate = raw_insert_rate(db_url, args.concurrency, args.hooks).await?;
-    eprintln!("raw insert: {insert_rate:.0} rows/s");
     let notes = wait_notes(sim, &entities, Duration::from_secs(600)).await;
     let rss_after_ingest = server.rss_kib("VmRSS:");
+    // The baselines, on the same machine and database, once amohook has
+    // delivered the ingest's notes and is idle: nothing of amohook's slows
+    // them down.
+    let insert_rate = raw_insert_rate(db_url, args.concurrency, args.hooks).await?;
+    eprintln!("raw insert: {insert_rate:.0} rows/s");
+    let pgbench = pgbench_rate(db_url, args.concurrency, secs.ceil() as u64)?;
+    if let Some(tps) = pgbench {
+        eprintln!("pgbench insert: {tps:.0} rows/s");
+    }
+    {
+        let pool = PgPool::connect(db_url).await?;
+        sqlx::query("drop table if exists bench_raw")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+    }
 
     // Light load: one hook at a time to different accounts.
     let mut light_answered = Vec::new();
@@ -530,7 +641,10 @@ async fn run(
         "ingest": { "hooks_per_second": ingest_rate, "p50_ms": percentile(&lat, 50.0),
                     "p99_ms": percentile(&lat, 99.0), "max_ms": lat.last().copied().unwrap_or(0.0),
                     "errors": errors, "notes_delivered": notes.len() },
-        "raw_insert": { "rows_per_second": insert_rate, "ingest_ratio": ingest_rate / insert_rate },
+        "raw_insert": { "rows_per_second": insert_rate, "connections": args.concurrency,
+                        "ingest_ratio": ingest_rate / insert_rate },
+        "pgbench_insert": { "rows_per_second": pgbench, "clients": args.concurrency,
+                            "ingest_ratio": pgbench.map(|tps| ingest_rate / tps) },
         "delivery": { "saturated_notes_per_second": sat_rate, "ceiling": ceiling,
                       "of_ceiling": sat_rate / ceiling, "notes": sat_notes.len(), "errors": sat_errors,
                       "max_requests_in_any_second": max_window, "responses_429": all_429 },
@@ -555,6 +669,14 @@ fn print_report(r: &serde_json::Value) {
         ("ingest errors", &r["ingest"]["errors"]),
         ("raw INSERT rows/s", &r["raw_insert"]["rows_per_second"]),
         ("ingest / raw INSERT", &r["raw_insert"]["ingest_ratio"]),
+        (
+            "pgbench INSERT rows/s",
+            &r["pgbench_insert"]["rows_per_second"],
+        ),
+        (
+            "ingest / pgbench INSERT",
+            &r["pgbench_insert"]["ingest_ratio"],
+        ),
         (
             "saturated notes/s",
             &r["delivery"]["saturated_notes_per_second"],
