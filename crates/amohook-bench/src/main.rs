@@ -88,6 +88,34 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The CPU time the server process has used so far (user, system), in
+    /// seconds, from /proc.
+    pub(crate) fn cpu_seconds(&self) -> (f64, f64) {
+        let ticks_per_second = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(100.0);
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                // Fields after the command name (which may hold spaces).
+                let rest = s.rsplit_once(')')?.1;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                // utime and stime are fields 14 and 15 of the whole line.
+                let user = fields.get(11)?.parse::<f64>().ok()?;
+                let system = fields.get(12)?.parse::<f64>().ok()?;
+                Some((user / ticks_per_second, system / ticks_per_second))
+            })
+            .unwrap_or((0.0, 0.0))
+    }
+
     pub(crate) fn rss_kib(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
@@ -558,8 +586,14 @@ async fn run(
         })
         .collect();
     let entities: Vec<i64> = bodies.iter().map(|b| b.2).collect();
+    let cpu_before = server.cpu_seconds();
     let (secs, lat, errors, _) = send_all(http, args.concurrency, bodies).await;
+    let cpu_after = server.cpu_seconds();
     let ingest_rate = args.hooks as f64 / secs;
+    // amohook's own CPU per hook while it took the ingest (its delivery
+    // worker runs meanwhile too, and is counted).
+    let cpu_user_us = (cpu_after.0 - cpu_before.0) * 1e6 / args.hooks as f64;
+    let cpu_system_us = (cpu_after.1 - cpu_before.1) * 1e6 / args.hooks as f64;
     eprintln!("ingest: {ingest_rate:.0} hooks/s");
     let notes = wait_notes(sim, &entities, Duration::from_secs(600)).await;
     let rss_after_ingest = server.rss_kib("VmRSS:");
@@ -640,7 +674,10 @@ async fn run(
         "install": { "accounts": accounts.len() + 1, "seconds": install_secs },
         "ingest": { "hooks_per_second": ingest_rate, "p50_ms": percentile(&lat, 50.0),
                     "p99_ms": percentile(&lat, 99.0), "max_ms": lat.last().copied().unwrap_or(0.0),
-                    "errors": errors, "notes_delivered": notes.len() },
+                    "errors": errors, "notes_delivered": notes.len(),
+                    "amohook_cpu_us_per_hook": cpu_user_us + cpu_system_us,
+                    "amohook_cpu_user_us_per_hook": cpu_user_us,
+                    "amohook_cpu_system_us_per_hook": cpu_system_us },
         "raw_insert": { "rows_per_second": insert_rate, "connections": args.concurrency,
                         "ingest_ratio": ingest_rate / insert_rate },
         "pgbench_insert": { "rows_per_second": pgbench, "clients": args.concurrency,
@@ -667,6 +704,10 @@ fn print_report(r: &serde_json::Value) {
         ("ingest p99 ms", &r["ingest"]["p99_ms"]),
         ("ingest max ms", &r["ingest"]["max_ms"]),
         ("ingest errors", &r["ingest"]["errors"]),
+        (
+            "amohook CPU per hook, µs",
+            &r["ingest"]["amohook_cpu_us_per_hook"],
+        ),
         ("raw INSERT rows/s", &r["raw_insert"]["rows_per_second"]),
         ("ingest / raw INSERT", &r["raw_insert"]["ingest_ratio"]),
         (
