@@ -28,7 +28,9 @@ pub fn connection_error(e: sqlx::Error) -> anyhow::Error {
         other => other.to_string().contains("password authentication failed"),
     };
     if refused {
-        anyhow::Error::new(e).context(PASSWORD_HINT)
+        // The message alone: sqlx's database error is also its own source,
+        // and the whole chain would print the same words twice.
+        anyhow::anyhow!("{e}").context(PASSWORD_HINT)
     } else {
         e.into()
     }

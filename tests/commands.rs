@@ -248,6 +248,11 @@ async fn a_refused_password_stops_the_quick_start_with_the_readmes_fix() {
         assert!(readme.contains(fix), "the README gives `{fix}`");
     }
     assert!(stderr.contains("28P01") || stderr.contains("password authentication failed"));
+    assert_eq!(
+        stderr.matches("password authentication failed").count(),
+        1,
+        "said once: {stderr}"
+    );
 }
 
 #[tokio::test]
