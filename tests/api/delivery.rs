@@ -460,9 +460,9 @@ async fn a_worker_killed_mid_batch_is_finished_by_another_process_without_duplic
     // Process A: its own pool and worker. amoCRM takes the first batch, and
     // A is killed before the answer arrives.
     let pool_a = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-    let api = app.state.api.clone();
+    let api = (*app.state.api).clone();
     let tokens =
-        amohook::tokens::TokenStore::new(pool_a.clone(), app.state.cipher.clone(), api.clone());
+        amohook::tokens::TokenStore::new(pool_a.clone(), (*app.state.cipher).clone(), api.clone());
     let a = Worker::new(pool_a, api, tokens, chrono_tz::Europe::Moscow);
     app.fake.fail_next(
         DOMAIN,

@@ -229,7 +229,7 @@ async fn missing_unknown_used_and_expired_states_are_refused() {
     let foreign = amohook::install::Installer::new(
         app.pool.clone(),
         amohook::crypto::Cipher::new(&[9; 32]),
-        app.state.api.clone(),
+        (*app.state.api).clone(),
         PUBLIC_URL.into(),
         app.state.settings.install.clone(),
     )

@@ -66,13 +66,13 @@ async fn two_processes_needing_an_expiring_token_at_once_refresh_it_exactly_once
     let other_pool = PgPool::connect(&app.db.url).await.unwrap();
     let other = TokenStore::new(
         other_pool,
-        app.state.cipher.clone(),
+        (*app.state.cipher).clone(),
         AmoApi::new(&app.state.settings).unwrap(),
     );
     let mut calls = Vec::new();
     for i in 0..16 {
         let store = if i % 2 == 0 {
-            app.state.tokens.clone()
+            (*app.state.tokens).clone()
         } else {
             other.clone()
         };
@@ -97,7 +97,7 @@ async fn a_401_leads_to_one_refresh_and_one_retry() {
     let app = installed().await;
     // amoCRM considers the token dead although it is not due by our clock.
     app.fake.expire_access_tokens(DOMAIN);
-    let api = app.state.api.clone();
+    let api = (*app.state.api).clone();
     let info = app
         .state
         .tokens
@@ -125,7 +125,7 @@ async fn a_401_after_a_refresh_is_not_retried_forever() {
     let app = installed().await;
     app.fake
         .fail_next(DOMAIN, "/api/v4/account", Fault::Status(401), 5);
-    let api = app.state.api.clone();
+    let api = (*app.state.api).clone();
     let result = app
         .state
         .tokens
@@ -238,7 +238,7 @@ async fn a_refused_client_secret_pauses_refreshes_for_all_and_blames_no_account(
     settings.amocrm.client_secret = secrecy::SecretString::from("wrong".to_owned());
     let store = TokenStore::new(
         app.pool.clone(),
-        app.state.cipher.clone(),
+        (*app.state.cipher).clone(),
         AmoApi::new(&settings).unwrap(),
     );
     let first = store.access_token(ID).await;
