@@ -153,9 +153,7 @@ impl Cipher {
 
     /// HMAC-SHA256 of `data` under a key derived from the current key.
     pub fn sign(&self, data: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.signing).expect("32 bytes");
-        mac.update(data);
-        mac.finalize().into_bytes().into()
+        self.mac_of(data).finalize().into_bytes().into()
     }
 
     /// Whether `tag` (the leading bytes of a signature, at least 16) signs
@@ -164,9 +162,14 @@ impl Cipher {
         if tag.len() < 16 {
             return false;
         }
+        self.mac_of(data).verify_truncated_left(tag).is_ok()
+    }
+
+    /// HMAC-SHA256 under the signing key, fed with `data`.
+    fn mac_of(&self, data: &[u8]) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.signing).expect("32 bytes");
         mac.update(data);
-        mac.verify_truncated_left(tag).is_ok()
+        mac
     }
 }
 

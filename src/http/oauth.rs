@@ -65,14 +65,14 @@ async fn start_install(
         })?,
     };
     let integrations = state.api.integrations();
-    if platform == Platform::Kommo && integrations.kommo.is_none() {
-        // One integration: it installs on the platform it is registered in.
-        if !integrations.install_platforms().contains(&Platform::Kommo) {
-            return Err(PageError(
-                AppError::not_found("This service has no Kommo integration.")
-                    .titled("This install link is not valid"),
-            ));
-        }
+    // amoCRM's page is the default and always answers; Kommo's only when an
+    // integration installs there (its own, or the single one registered in
+    // Kommo).
+    if platform == Platform::Kommo && !integrations.install_platforms().contains(&platform) {
+        return Err(PageError(
+            AppError::not_found("This service has no Kommo integration.")
+                .titled("This install link is not valid"),
+        ));
     }
     let oauth_state = state.installer.new_state();
     let url = state
