@@ -17,12 +17,7 @@ async fn admin_app() -> TestApp {
 
 impl TestApp {
     async fn admin_get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
+        self.get_with_token(path, TOKEN).await
     }
 
     async fn admin_json(&self, path: &str) -> Value {

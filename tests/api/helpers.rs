@@ -144,6 +144,25 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// GET with `Authorization: Bearer {token}` (the admin pages and API).
+    pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Every request amoCRM's token endpoint has seen, in order.
+    pub fn token_requests(&self) -> Vec<amocrm_sim::Seen> {
+        self.fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/oauth2/access_token")
+            .collect()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
     }

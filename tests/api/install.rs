@@ -260,7 +260,7 @@ async fn missing_unknown_used_and_expired_states_are_refused() {
         .callback(&[("code", &code2), ("referer", DOMAIN), ("state", &state)])
         .await;
     assert_eq!(reused.status(), 400);
-    assert_eq!(token_requests(&app), 1);
+    assert_eq!(app.token_requests().len(), 1);
 }
 
 #[tokio::test]
@@ -395,7 +395,7 @@ async fn a_widget_install_that_fails_for_now_is_retried_until_it_connects() {
 
     // The app's own background loop retries installs too (every 5 s), so
     // what is checked is the outcome, not which of the two did the work.
-    let exchanges = || token_requests(&app);
+    let exchanges = || app.token_requests().len();
     // Not before its time...
     assert_eq!(app.state.installer.retry_pending().await.unwrap(), 0);
     assert_eq!(exchanges(), 1);
@@ -459,7 +459,7 @@ async fn a_slow_widget_install_is_answered_in_time_and_finishes_in_the_backgroun
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status.as_deref(), Some("active"));
-    assert_eq!(token_requests(&app), 1, "the code was spent once");
+    assert_eq!(app.token_requests().len(), 1, "the code was spent once");
 }
 
 #[tokio::test]
@@ -486,7 +486,7 @@ async fn a_widget_code_amocrm_rejects_is_not_retried() {
         .await
         .unwrap();
     assert_eq!(app.state.installer.retry_pending().await.unwrap(), 0);
-    assert_eq!(token_requests(&app), 1);
+    assert_eq!(app.token_requests().len(), 1);
 }
 
 #[tokio::test]
@@ -586,7 +586,7 @@ async fn a_widget_install_keeps_its_tokens_when_the_next_call_fails() {
         app.account_status(31_000_050).await.as_deref(),
         Some("active")
     );
-    assert_eq!(token_requests(&app), 1, "the code was spent once");
+    assert_eq!(app.token_requests().len(), 1, "the code was spent once");
     let (state, tokens): (String, Option<Vec<u8>>) =
         sqlx::query_as("select state, tokens from pending_installs")
             .fetch_one(&app.pool)
@@ -600,13 +600,4 @@ async fn a_widget_install_keeps_its_tokens_when_the_next_call_fails() {
     assert_eq!(app.post_hook(&key, hook).await.status(), 200);
     app.state.worker.drain().await.unwrap();
     assert_eq!(app.fake.notes().len(), 1);
-}
-
-/// Requests amoCRM's token endpoint has seen.
-fn token_requests(app: &TestApp) -> usize {
-    app.fake
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/oauth2/access_token")
-        .count()
 }

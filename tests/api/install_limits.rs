@@ -25,14 +25,6 @@ async fn send(app: &TestApp, params: Vec<(String, String)>) -> reqwest::Response
     app.callback(&pairs).await
 }
 
-fn token_requests(app: &TestApp) -> Vec<amocrm_sim::Seen> {
-    app.fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/oauth2/access_token")
-        .collect()
-}
-
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
 }
@@ -67,7 +59,7 @@ async fn forged_widget_installs_reach_amocrm_no_faster_than_the_configured_rate(
     assert!(took < Duration::from_secs(3), "answered in {took:?}");
     // Let the background retrier work through the rest for a while.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let seen = token_requests(&app);
+    let seen = app.token_requests();
     assert!(
         seen.len() >= 6,
         "the queue drains: {} exchanges",
@@ -124,7 +116,7 @@ async fn a_code_seen_twice_is_exchanged_once() {
     );
     let statuses = [first.status().as_u16(), second.status().as_u16()];
     assert!(statuses.contains(&200), "{statuses:?}");
-    assert_eq!(token_requests(&app).len(), 1);
+    assert_eq!(app.token_requests().len(), 1);
     assert_eq!(
         app.account_status(39_000_001).await.as_deref(),
         Some("active")
@@ -132,14 +124,14 @@ async fn a_code_seen_twice_is_exchanged_once() {
     // A replay later: not sent to amoCRM either.
     let replay = send(&app, widget(&code, DOMAIN)).await;
     assert_eq!(replay.status(), 202);
-    assert_eq!(token_requests(&app).len(), 1);
+    assert_eq!(app.token_requests().len(), 1);
     // A refused code replayed: not sent again, and said so.
     let forged = send(&app, widget("forged-once", DOMAIN)).await;
     assert_eq!(forged.status(), 502);
     let again = send(&app, widget("forged-once", DOMAIN)).await;
     assert_eq!(again.status(), 400);
     assert!(again.text().await.unwrap().contains("already used"));
-    assert_eq!(token_requests(&app).len(), 2);
+    assert_eq!(app.token_requests().len(), 2);
 }
 
 #[tokio::test]
@@ -155,7 +147,7 @@ async fn a_host_past_its_limit_is_refused_without_storing_anything() {
     let third = send(&app, widget("f-2", "flooded.amocrm.ru")).await;
     assert_eq!(third.status(), 429);
     assert_eq!(third.headers()["retry-after"], "60");
-    assert_eq!(token_requests(&app).len(), 2);
+    assert_eq!(app.token_requests().len(), 2);
     assert_eq!(
         count(&app, "select count(*) from pending_installs").await,
         2
@@ -229,7 +221,7 @@ async fn a_real_widget_install_goes_ahead_of_a_flood() {
     app.fake.set_outage(None);
     // Everything becomes due at once. The first exchange is the real
     // install's: its host left one code, the flooding hosts four each.
-    let before = token_requests(&app).len();
+    let before = app.token_requests().len();
     sqlx::query("update pending_installs set next_attempt_at = now()")
         .execute(&app.pool)
         .await
@@ -239,7 +231,7 @@ async fn a_real_widget_install_goes_ahead_of_a_flood() {
         assert!(Instant::now() < deadline, "the real install connected");
         app.state.installer.retry_pending().await.unwrap();
     }
-    let after: Vec<_> = token_requests(&app).split_off(before);
+    let after: Vec<_> = app.token_requests().split_off(before);
     assert_eq!(after[0].domain, DOMAIN, "the real install went first");
 }
 
@@ -262,7 +254,7 @@ async fn a_browser_install_with_no_turn_gets_503_and_sends_nothing() {
     assert_eq!(answer.status(), 503);
     assert!(answer.headers().contains_key("retry-after"));
     assert!(started.elapsed() < Duration::from_secs(11));
-    assert!(token_requests(&app).is_empty());
+    assert!(app.token_requests().is_empty());
     assert_eq!(app.account_status(39_000_004).await, None);
 }
 

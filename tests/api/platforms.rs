@@ -61,10 +61,9 @@ fn grant_page(response: &reqwest::Response) -> (String, String) {
 
 /// Token requests the fake saw for `domain`, with the client id they sent.
 fn token_clients(app: &TestApp, domain: &str) -> Vec<String> {
-    app.fake
-        .requests()
+    app.token_requests()
         .iter()
-        .filter(|r| r.domain == domain && r.path == "/oauth2/access_token")
+        .filter(|r| r.domain == domain)
         .map(|r| {
             url::form_urlencoded::parse(r.body.as_bytes())
                 .find(|(k, _)| k == "client_id")
@@ -266,8 +265,8 @@ async fn the_status_page_shows_and_filters_platforms_and_installs_on_each() {
     app.connected(RU, RU_ID).await;
     app.connected(KOMMO, KOMMO_ACCOUNT).await;
     let get = |path: &'static str| {
-        let request = app.http.get(app.url(path)).bearer_auth(TOKEN);
-        async move { request.send().await.unwrap().text().await.unwrap() }
+        let app = &app;
+        async move { app.get_with_token(path, TOKEN).await.text().await.unwrap() }
     };
     let page = get("/status").await;
     assert!(page.contains("href=\"/install?platform=amocrm\""), "{page}");
@@ -286,12 +285,8 @@ async fn the_status_page_shows_and_filters_platforms_and_installs_on_each() {
     assert!(amocrm_only.contains(RU) && !amocrm_only.contains(KOMMO));
     // The filter keeps the status filter, and the API has it too.
     let api: serde_json::Value = app
-        .http
-        .get(app.url("/api/accounts?platform=kommo&status=active"))
-        .bearer_auth(TOKEN)
-        .send()
+        .get_with_token("/api/accounts?platform=kommo&status=active", TOKEN)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

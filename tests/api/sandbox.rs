@@ -161,12 +161,8 @@ async fn serve_has_none_of_the_sandbox_pages() {
     .await;
     app.connected("alpha.amocrm.ru", 41_500_001).await;
     let page = app
-        .http
-        .get(app.url("/status/accounts/41500001"))
-        .bearer_auth(TOKEN)
-        .send()
+        .get_with_token("/status/accounts/41500001", TOKEN)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

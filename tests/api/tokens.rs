@@ -248,13 +248,7 @@ async fn a_refused_client_secret_pauses_refreshes_for_all_and_blames_no_account(
     );
     // The second account is not even tried: every refresh would fail the
     // same way. Neither account is blamed.
-    let token_requests = || {
-        app.fake
-            .requests()
-            .iter()
-            .filter(|r| r.path == "/oauth2/access_token")
-            .count()
-    };
+    let token_requests = || app.token_requests().len();
     let before = token_requests();
     assert!(matches!(
         store.access_token(ID + 1).await,
@@ -265,12 +259,8 @@ async fn a_refused_client_secret_pauses_refreshes_for_all_and_blames_no_account(
     assert_eq!(app.account_status(ID + 1).await.as_deref(), Some("active"));
     // One clear error on the status page.
     let page = app
-        .http
-        .get(app.url("/status"))
-        .bearer_auth("admin-token-for-tests")
-        .send()
+        .get_with_token("/status", "admin-token-for-tests")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
