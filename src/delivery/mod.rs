@@ -167,9 +167,13 @@ impl Worker {
         }
     }
 
-    /// Wakes the idle delivery loops (a hook was stored).
+    /// Wakes one delivery loop (a hook was stored): one announcement needs
+    /// one claim, and waking every idle loop made each of them run the
+    /// claim query for nothing. When every loop is busy the wake-up waits
+    /// for the first one to finish, so a hook stored meanwhile is not left
+    /// to the next poll.
     pub fn wake(&self) {
-        self.wake.notify_waiters();
+        self.wake.notify_one();
     }
 
     /// Keeps this process's claims alive while it runs. When the process
