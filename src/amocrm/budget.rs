@@ -18,9 +18,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-/// A window a little longer than a second: requests leave a few
-/// milliseconds after their slot is taken and may arrive closer together.
-const WINDOW: Duration = Duration::from_millis(1050);
+/// A window a little longer than a second: a request leaves after its slot
+/// is taken (the slot's commit, the HTTP send) and the network may bring
+/// two requests closer together than they left. 25 ms of margin: the
+/// benchmark's tightest span of `requests_per_second + 1` consecutive
+/// requests, as the simulator saw them, stays within a few milliseconds of
+/// the window, and the margin caps a saturated account at 1/1.025 = 97.6% of
+/// the limit (50 ms capped it at 95.2%).
+const WINDOW: Duration = Duration::from_millis(1025);
 
 /// The longest a call waits for a slot before it gives up (and is retried
 /// later like any passing failure): no wait for a budget is unbounded.
