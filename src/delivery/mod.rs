@@ -14,7 +14,10 @@
 //!   account lease cannot have an event sent twice at once.
 //! - Leases and locks are short ([`CLAIM_TTL`]) and kept alive by the
 //!   process's heartbeat: a process that dies leaves nothing locked for
-//!   longer than that.
+//!   longer than that. The heartbeat renews only the locks of events a
+//!   round is working on (`InHand`): a round that fails half-way gives its
+//!   events back, and if even that fails their locks run out, instead of
+//!   being renewed for as long as the process lives.
 //! - A note's text is rendered once, in the same transaction that moves the
 //!   card's last seen state forward; retries send exactly that text.
 //! - Before a request that may already have reached amoCRM is repeated (a
@@ -35,7 +38,11 @@ mod render;
 mod retry;
 mod round;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -106,6 +113,23 @@ pub struct Worker {
     owner: String,
     fallback_tz: Tz,
     wake: Notify,
+    /// The events this process's rounds are working on.
+    in_hand: Mutex<HashSet<i64>>,
+}
+
+/// A round's claimed events, in hand until dropped.
+struct InHand<'a> {
+    worker: &'a Worker,
+    ids: Vec<i64>,
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        let mut in_hand = self.worker.in_hand.lock().expect("not poisoned");
+        for id in &self.ids {
+            in_hand.remove(id);
+        }
+    }
 }
 
 impl Worker {
@@ -117,6 +141,7 @@ impl Worker {
             owner: crate::crypto::random_token(12),
             fallback_tz,
             wake: Notify::new(),
+            in_hand: Mutex::new(HashSet::new()),
         }
     }
 
@@ -165,6 +190,16 @@ impl Worker {
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
+    }
+
+    /// Marks a round's events as in hand until the guard is dropped.
+    fn hold(&self, events: &[Claimed]) -> InHand<'_> {
+        let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+        self.in_hand
+            .lock()
+            .expect("not poisoned")
+            .extend(ids.iter().copied());
+        InHand { worker: self, ids }
     }
 
     /// Wakes one delivery loop (a hook was stored): one announcement needs
@@ -241,8 +276,19 @@ impl Worker {
             if events.is_empty() {
                 return Ok(());
             }
-            if let Next::Later = self.round(account, events).await? {
-                return Ok(());
+            let hand = self.hold(&events);
+            match self.round(account, events).await {
+                Ok(Next::Continue) => {}
+                Ok(Next::Later) => return Ok(()),
+                Err(e) => {
+                    // What the round did not finish is due again at once
+                    // (a note that may have been sent keeps its mark, and
+                    // is looked up first).
+                    if let Err(requeue) = self.requeue(&hand.ids).await {
+                        tracing::warn!(error = %requeue, "events of a failed round not given back; their locks run out");
+                    }
+                    return Err(e);
+                }
             }
         }
         Ok(())

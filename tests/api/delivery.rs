@@ -730,3 +730,110 @@ async fn the_main_pool_plans_statements_for_the_data_they_meet() {
         }
     }
 }
+
+/// Makes PostgreSQL fail every update of `entity_id`'s events that matches
+/// `when` (a condition on `old` and `new`): a database failure in the middle
+/// of a round, as a deadlock makes one.
+async fn fail_updates_of(app: &TestApp, entity_id: i64, when: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "create function fail_round() returns trigger language plpgsql as $$
+         begin
+             if old.entity_id = {entity_id} and {when} then
+                 raise exception 'the database failed this statement';
+             end if;
+             return new;
+         end $$"
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "create trigger fail_round before update on hook_events
+         for each row execute function fail_round()",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+async fn stop_failing(app: &TestApp) {
+    sqlx::query("drop trigger fail_round on hook_events")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+/// A round that fails half-way (here: rendering its notes) gives its events
+/// back at once, instead of leaving them claimed while the process renews
+/// their locks forever (the benchmark's hang: a deadlock failed a round,
+/// and its events never got their notes).
+#[tokio::test]
+async fn a_round_that_fails_gives_its_events_back() {
+    let app = TestApp::spawn().await;
+    let key = app.connected(DOMAIN, ID).await;
+    fail_updates_of(&app, 601, "new.note_text is distinct from old.note_text").await;
+    let body = lead_hook(ID, "add", 601, "Сделка 601", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+
+    // Claimed (it has an owner), failed, and given back: due again.
+    let mut given_back = false;
+    for _ in 0..100 {
+        let (state, owner): (String, Option<String>) =
+            sqlx::query_as("select state, locked_by from hook_events where entity_id = 601")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        if state == "pending" && owner.is_some() {
+            given_back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(given_back, "the failed round's event is pending again");
+    assert!(app.fake.notes().is_empty());
+
+    stop_failing(&app).await;
+    let notes = app.wait_for_notes(DOMAIN, 1).await;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].entity_id, 601);
+}
+
+/// When even giving the events back fails, their locks run out (no process
+/// renews the lock of an event no round is working on), and the events are
+/// delivered once the database works again.
+#[tokio::test]
+async fn events_a_failed_round_could_not_give_back_are_delivered_after_their_lock() {
+    let app = TestApp::spawn().await;
+    let key = app.connected(DOMAIN, ID).await;
+    // Every update of the event once claimed fails: rendering, giving it
+    // back, and renewing its lock.
+    fail_updates_of(&app, 602, "old.state = 'sending'").await;
+    let body = lead_hook(ID, "add", 602, "Сделка 602", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+    let mut claimed = false;
+    for _ in 0..100 {
+        let state: String =
+            sqlx::query_scalar("select state from hook_events where entity_id = 602")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        if state == "sending" {
+            claimed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(claimed);
+    // The round fails at once; stop failing after it did.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_failing(&app).await;
+
+    // The lock (15 s) runs out and the event is claimed again.
+    let notes = app.wait_for_notes(DOMAIN, 1).await;
+    assert_eq!(notes[0].entity_id, 602);
+    let state: String = sqlx::query_scalar("select state from hook_events where entity_id = 602")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "delivered");
+}
