@@ -43,7 +43,7 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     accounts: usize,
     /// Hooks to send in the ingest phase.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 20000)]
     hooks: usize,
     /// Concurrent senders in the ingest and INSERT phases.
     #[arg(long, default_value_t = 32)]
