@@ -756,6 +756,28 @@ async fn fail_updates_of(app: &TestApp, entity_id: i64, when: &str) {
     .unwrap();
 }
 
+/// Polls the state and owner of `entity_id`'s event until `seen` holds
+/// them (10 s at most); whether it did.
+async fn event_reaches(
+    app: &TestApp,
+    entity_id: i64,
+    seen: impl Fn(&str, Option<&str>) -> bool,
+) -> bool {
+    for _ in 0..100 {
+        let (state, owner): (String, Option<String>) =
+            sqlx::query_as("select state, locked_by from hook_events where entity_id = $1")
+                .bind(entity_id)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        if seen(&state, owner.as_deref()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 async fn stop_failing(app: &TestApp) {
     sqlx::query("drop trigger fail_round on hook_events")
         .execute(&app.pool)
@@ -776,19 +798,10 @@ async fn a_round_that_fails_gives_its_events_back() {
     assert_eq!(app.post_hook(&key, body).await.status(), 200);
 
     // Claimed (it has an owner), failed, and given back: due again.
-    let mut given_back = false;
-    for _ in 0..100 {
-        let (state, owner): (String, Option<String>) =
-            sqlx::query_as("select state, locked_by from hook_events where entity_id = 601")
-                .fetch_one(&app.pool)
-                .await
-                .unwrap();
-        if state == "pending" && owner.is_some() {
-            given_back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let given_back = event_reaches(&app, 601, |state, owner| {
+        state == "pending" && owner.is_some()
+    })
+    .await;
     assert!(given_back, "the failed round's event is pending again");
     assert!(app.fake.notes().is_empty());
 
@@ -810,20 +823,7 @@ async fn events_a_failed_round_could_not_give_back_are_delivered_after_their_loc
     fail_updates_of(&app, 602, "old.state = 'sending'").await;
     let body = lead_hook(ID, "add", 602, "Сделка 602", 1_712_331_728, &[]);
     assert_eq!(app.post_hook(&key, body).await.status(), 200);
-    let mut claimed = false;
-    for _ in 0..100 {
-        let state: String =
-            sqlx::query_scalar("select state from hook_events where entity_id = 602")
-                .fetch_one(&app.pool)
-                .await
-                .unwrap();
-        if state == "sending" {
-            claimed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(claimed);
+    assert!(event_reaches(&app, 602, |state, _| state == "sending").await);
     // The round fails at once; stop failing after it did.
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_failing(&app).await;
