@@ -66,6 +66,20 @@ pub use webhook::HookBody;
 /// The host of amoCRM's OAuth helpers, as the simulator's access tokens name it.
 pub const API_DOMAIN: &str = "api-b.amocrm.ru";
 
+/// The most of `sorted` (arrival times, oldest first) that fall within any
+/// one second.
+pub fn most_in_one_second(sorted: &[Instant]) -> usize {
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[end].duration_since(sorted[start]) >= Duration::from_secs(1) {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
+
 /// One request as the simulator saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -441,15 +455,7 @@ impl Simulator {
                 .collect()
         });
         times.sort();
-        let mut best = 0;
-        let mut start = 0;
-        for end in 0..times.len() {
-            while times[end].duration_since(times[start]) >= Duration::from_secs(1) {
-                start += 1;
-            }
-            best = best.max(end - start + 1);
-        }
-        best
+        most_in_one_second(&times)
     }
 
     /// Answers with status `status` seen for `domain`.

@@ -636,13 +636,7 @@ impl Traffic {
         let mut tightest_span_ms: Option<f64> = None;
         for times in by_domain.values_mut() {
             times.sort();
-            let mut start = 0;
-            for end in 0..times.len() {
-                while times[end].duration_since(times[start]) >= Duration::from_secs(1) {
-                    start += 1;
-                }
-                max_in_any_second = max_in_any_second.max(end - start + 1);
-            }
+            max_in_any_second = max_in_any_second.max(amocrm_sim::most_in_one_second(times));
             for pair in times.windows(rps + 1) {
                 let span = pair[rps].duration_since(pair[0]).as_secs_f64() * 1000.0;
                 tightest_span_ms = Some(tightest_span_ms.map_or(span, |t| t.min(span)));
