@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::{
     accounts::{self, token_context, AccountStatus},
-    amocrm::{AmoApi, AmoError},
+    amocrm::{budget::Slot, AmoApi, AmoError},
     backoff::Backoff,
     crypto::Cipher,
 };
@@ -179,7 +179,8 @@ impl TokenStore {
         domain: &str,
         reason: &RefreshReason,
     ) -> Result<SecretString, TokenError> {
-        self.api
+        let slot = self
+            .api
             .take_slot(domain)
             .await
             .map_err(TokenError::Transient)?;
@@ -207,7 +208,11 @@ impl TokenStore {
             )));
         }
         let refresh_token = self.open(account_id, "refresh_token", &row.refresh_token)?;
-        let result = match self.api.refresh_token(&row.domain, &refresh_token).await {
+        let result = match self
+            .api
+            .refresh_token(&row.domain, &refresh_token, slot)
+            .await
+        {
             // A renamed account's old host refuses: follow the account to
             // its new host and refresh there, once (amocrm::rename).
             Err(e) if e.may_be_renamed() && !e.blames_the_client() => {
@@ -230,7 +235,11 @@ impl TokenStore {
                         accounts::move_host(&mut tx, account_id, &host).await?;
                         tracing::warn!(from = %row.domain, to = %host, "the account renamed its subdomain; following it");
                         metrics::counter!("amohook_account_renames_total").increment(1);
-                        self.api.refresh_token(&host, &refresh_token).await
+                        // The new host has no budget row yet: the account
+                        // moves to it in this transaction.
+                        self.api
+                            .refresh_token(&host, &refresh_token, Slot::unbudgeted())
+                            .await
                     }
                     None => Err(e),
                 }

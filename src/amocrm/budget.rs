@@ -18,15 +18,19 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-/// A window a little longer than a second: a request leaves after its slot
-/// is taken (the slot's commit, the HTTP send) and the network may bring
-/// two requests closer together than they left. 50 ms of margin caps a
-/// saturated account at 1/1.05 = 95.2% of the limit. 25 ms was tried
-/// (97.6%): with both cores saturated the simulator saw 8 requests to one
-/// account within a second once with 10,000 accounts, and once in the test
-/// suite under CI (one 429 each), because the slot is timed at its check,
-/// before its own commit (README, Benchmark).
-const WINDOW: Duration = Duration::from_millis(1050);
+/// A window a little longer than a second: the network may bring two
+/// requests closer together than they left, and a call leaves up to
+/// [`LATE_AT_MOST`] after its slot's time without the slot being moved.
+/// 25 ms of margin caps a saturated account at 1/1.025 = 97.6% of the
+/// limit. Before slots were moved to when their call left (see
+/// [`Slot::leaving`]), the margin had to cover the slot's own commit and
+/// the time to the send as well: with both cores saturated a 25 ms margin
+/// let 8 requests reach one account within a second (README, Benchmark).
+const WINDOW: Duration = Duration::from_millis(1025);
+
+/// A call that leaves later than this after its slot was checked moves its
+/// slot to when it left.
+const LATE_AT_MOST: Duration = Duration::from_millis(5);
 
 /// The longest a call waits for a slot before it gives up (and is retried
 /// later like any passing failure): no wait for a budget is unbounded.
@@ -70,17 +74,21 @@ impl Budget {
 
     /// Waits until a call to `domain` fits the budget, and takes the slot;
     /// gives up after [`WAIT_AT_MOST`].
-    pub async fn acquire(&self, domain: &str) -> Result<(), BudgetError> {
+    pub async fn acquire(&self, domain: &str) -> Result<Slot, BudgetError> {
         self.acquire_within(domain, WAIT_AT_MOST).await
     }
 
     /// Waits at most `within` for a slot.
-    pub async fn acquire_within(&self, domain: &str, within: Duration) -> Result<(), BudgetError> {
+    pub async fn acquire_within(
+        &self,
+        domain: &str,
+        within: Duration,
+    ) -> Result<Slot, BudgetError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             match self.try_acquire(domain).await? {
-                None => return Ok(()),
-                Some(wait) => {
+                Check::Taken(slot) => return Ok(slot),
+                Check::Wait(wait) => {
                     if tokio::time::Instant::now() + wait > deadline {
                         return Err(BudgetError::Timeout(within));
                     }
@@ -108,8 +116,11 @@ impl Budget {
     }
 
     /// Takes a slot now, or says how long to wait for one.
-    pub async fn try_acquire(&self, domain: &str) -> sqlx::Result<Option<Duration>> {
+    pub async fn try_acquire(&self, domain: &str) -> sqlx::Result<Check> {
         let mut tx = self.pool.begin().await?;
+        // Before the database reads its clock: the time from here to the
+        // send bounds how late the call leaves.
+        let checked = std::time::Instant::now();
         let row = sqlx::query!(
             r#"select recent, clock_timestamp() as "now!" from api_budget where domain = $1 for update"#,
             domain
@@ -136,7 +147,7 @@ impl Budget {
                 .fetch_one(&self.pool)
                 .await?;
                 if !exists {
-                    return Ok(None);
+                    return Ok(Check::Taken(Slot { taken: None }));
                 }
             }
             return Box::pin(self.try_acquire(domain)).await;
@@ -152,7 +163,7 @@ impl Budget {
         if recent.len() >= self.per_second {
             let oldest = recent[recent.len() - self.per_second];
             let wait = (oldest + window - now).to_std().unwrap_or_default();
-            return Ok(Some(wait.max(Duration::from_millis(5))));
+            return Ok(Check::Wait(wait.max(Duration::from_millis(5))));
         }
         recent.push(now);
         sqlx::query!(
@@ -163,6 +174,85 @@ impl Budget {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(None)
+        Ok(Check::Taken(Slot {
+            taken: Some(Taken {
+                budget: self.clone(),
+                domain: domain.to_owned(),
+                at: now,
+                checked,
+            }),
+        }))
+    }
+
+    /// Moves one of `domain`'s slots from `from` to `to`.
+    async fn move_slot(
+        &self,
+        domain: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query!(
+            "update api_budget set recent = array_replace(recent, $2, $3) where domain = $1",
+            domain,
+            from,
+            to,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The outcome of one look at a budget.
+#[derive(Debug)]
+pub enum Check {
+    Taken(Slot),
+    /// No slot is free for this long.
+    Wait(Duration),
+}
+
+/// A slot taken for one call. The budget counts the call at the moment the
+/// database checked it; the call leaves after the slot's commit and the
+/// request's making, which under load can take longer than the window's
+/// margin. [`Slot::leaving`], run as the call leaves, moves a late slot to
+/// when the call left, so that the calls after it keep their distance from
+/// it and not from an earlier time.
+#[derive(Debug)]
+#[must_use = "a slot is spent by `leaving` as its call leaves"]
+pub struct Slot {
+    /// None when the host has no budget (not an account's).
+    taken: Option<Taken>,
+}
+
+#[derive(Debug)]
+struct Taken {
+    budget: Budget,
+    domain: String,
+    /// The database's time of the check, as counted.
+    at: DateTime<Utc>,
+    /// This process's time just before the check: `at` is later.
+    checked: std::time::Instant,
+}
+
+impl Slot {
+    /// A slot of no budget (an API without one).
+    pub fn unbudgeted() -> Self {
+        Slot { taken: None }
+    }
+
+    /// To run as the call leaves (joined with the send): when it leaves
+    /// more than [`LATE_AT_MOST`] after the check, moves the slot to no
+    /// earlier than now. A failure to move it is logged, not the call's.
+    pub async fn leaving(self) {
+        let Some(taken) = self.taken else { return };
+        let late = taken.checked.elapsed();
+        if late <= LATE_AT_MOST {
+            return;
+        }
+        metrics::counter!("amohook_budget_slots_moved_total").increment(1);
+        let to = taken.at + chrono::Duration::from_std(late.min(WAIT_AT_MOST)).expect("small");
+        if let Err(e) = taken.budget.move_slot(&taken.domain, taken.at, to).await {
+            tracing::warn!(error = %e, "a late call's budget slot could not be moved");
+        }
     }
 }

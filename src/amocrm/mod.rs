@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{config::Settings, platform::Integrations};
-use budget::Budget;
+use budget::{Budget, Slot};
 pub use oauth::TokenSet;
 pub use problem::Problem;
 
@@ -230,11 +230,12 @@ impl AmoApi {
         self
     }
 
-    /// Waits for the account host's budget, when there is one.
-    pub(crate) async fn take_slot(&self, domain: &str) -> Result<(), AmoError> {
+    /// Waits for the account host's budget, when there is one. The call
+    /// spends the slot with [`Slot::leaving`] as it leaves.
+    pub(crate) async fn take_slot(&self, domain: &str) -> Result<Slot, AmoError> {
         match &self.budget {
             Some(budget) => budget.acquire(domain).await.map_err(AmoError::Budget),
-            None => Ok(()),
+            None => Ok(Slot::unbudgeted()),
         }
     }
 
@@ -332,7 +333,7 @@ impl AmoApi {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<T, AmoError> {
-        self.take_slot(domain).await?;
+        let slot = self.take_slot(domain).await?;
         let url = format!("{}{}", self.base_url(domain), path_and_query);
         let mut request = self
             .http
@@ -344,7 +345,7 @@ impl AmoApi {
         }
         let endpoint = endpoint_name(path_and_query);
         let started = std::time::Instant::now();
-        let result = Self::send(request).await;
+        let (result, ()) = tokio::join!(Self::send(request), slot.leaving());
         record_request(
             endpoint,
             crate::platform::Platform::of_host(domain),

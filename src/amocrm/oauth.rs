@@ -24,7 +24,7 @@ use oauth2::{
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{AmoApi, AmoError};
+use super::{budget::Slot, AmoApi, AmoError};
 use crate::platform::{Integration, Platform};
 
 /// A fresh pair from the token endpoint.
@@ -52,14 +52,17 @@ struct OauthHttp<'a> {
     api: &'a AmoApi,
     /// The account host called, for metrics.
     platform: Platform,
+    /// The budget slot, spent as the request leaves.
+    slot: Mutex<Option<Slot>>,
     seen: Mutex<Option<Seen>>,
 }
 
 impl<'a> OauthHttp<'a> {
-    fn new(api: &'a AmoApi, domain: &str) -> Self {
+    fn new(api: &'a AmoApi, domain: &str, slot: Slot) -> Self {
         OauthHttp {
             api,
             platform: Platform::of_host(domain),
+            slot: Mutex::new(Some(slot)),
             seen: Mutex::new(None),
         }
     }
@@ -71,7 +74,11 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OauthHttp<'_> {
         Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(self.api.send_oauth(request, self.platform, &self.seen))
+        let slot = self.slot.lock().expect("not poisoned").take();
+        Box::pin(
+            self.api
+                .send_oauth(request, self.platform, slot, &self.seen),
+        )
     }
 }
 
@@ -99,8 +106,8 @@ impl AmoApi {
     /// Exchanges an authorization code at the account's token endpoint.
     pub async fn exchange_code(&self, domain: &str, code: &str) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
-        self.take_slot(domain).await?;
-        let http = OauthHttp::new(self, domain);
+        let slot = self.take_slot(domain).await?;
+        let http = OauthHttp::new(self, domain, slot);
         let result = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .request_async(&http)
@@ -111,15 +118,16 @@ impl AmoApi {
     /// Trades a refresh token for a new pair. amoCRM revokes the old refresh
     /// token on success: callers must store the new one before anything else
     /// can use the old one (see `tokens.rs`). The caller takes the budget
-    /// slot first ([`AmoApi::take_slot`]), before it locks the token row, so
-    /// that no row lock is held while waiting for the budget.
+    /// `slot` first ([`AmoApi::take_slot`]), before it locks the token row,
+    /// so that no row lock is held while waiting for the budget.
     pub async fn refresh_token(
         &self,
         domain: &str,
         refresh_token: &SecretString,
+        slot: Slot,
     ) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
-        let http = OauthHttp::new(self, domain);
+        let http = OauthHttp::new(self, domain, slot);
         let refresh = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let redirect_uri = self.integrations.for_host(domain).redirect_uri.as_str();
         let result = client
@@ -164,11 +172,17 @@ impl AmoApi {
         &self,
         request: oauth2::HttpRequest,
         platform: Platform,
+        slot: Option<Slot>,
         seen: &Mutex<Option<Seen>>,
     ) -> Result<oauth2::HttpResponse, HttpError> {
         let request = reqwest::Request::try_from(request)?;
         let started = std::time::Instant::now();
-        let response = self.http.execute(request).await;
+        let leaving = async {
+            if let Some(slot) = slot {
+                slot.leaving().await;
+            }
+        };
+        let (response, ()) = tokio::join!(self.http.execute(request), leaving);
         super::record_request(
             "token",
             platform,

@@ -262,7 +262,7 @@ async fn a_browser_install_with_no_turn_gets_503_and_sends_nothing() {
 async fn a_budget_wait_ends_at_its_deadline() {
     let app = TestApp::spawn_without_worker().await;
     let budget = amohook::amocrm::budget::Budget::global(app.pool.clone(), 1);
-    budget
+    let _first = budget
         .acquire_within("*test*", Duration::from_secs(1))
         .await
         .unwrap();
@@ -278,7 +278,7 @@ async fn a_budget_wait_ends_at_its_deadline() {
     // An account budget makes no row for a host that is no account's.
     let accounts = amohook::amocrm::budget::Budget::new(app.pool.clone(), 1);
     for _ in 0..3 {
-        accounts.acquire("nobody.amocrm.ru").await.unwrap();
+        let _unbudgeted = accounts.acquire("nobody.amocrm.ru").await.unwrap();
     }
     assert_eq!(
         count(
