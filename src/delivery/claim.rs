@@ -181,8 +181,10 @@ impl Worker {
 
 /// The most accounts with pending or claimed events the claim looks up to
 /// choose among them (an index probe each); past it many accounts are
-/// waiting, and the walk in service order finds a due one early.
-const SMALL_BACKLOG: i64 = 1_000;
+/// waiting, and the walk in service order finds a due one early. 1,000
+/// cost every claim during a backlog over 10,000 accounts 1,000 probes
+/// before the walk (ingest 665 against 880 hooks/s in one run).
+const SMALL_BACKLOG: i64 = 64;
 
 pub(super) fn claim_ttl() -> chrono::Duration {
     chrono::Duration::from_std(CLAIM_TTL).expect("small")
