@@ -147,7 +147,7 @@ impl Budget {
                 .fetch_one(&self.pool)
                 .await?;
                 if !exists {
-                    return Ok(Check::Taken(Slot { taken: None }));
+                    return Ok(Check::Taken(Slot::unbudgeted()));
                 }
             }
             return Box::pin(self.try_acquire(domain)).await;

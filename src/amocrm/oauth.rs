@@ -53,7 +53,7 @@ struct OauthHttp<'a> {
     /// The account host called, for metrics.
     platform: Platform,
     /// The budget slot, spent as the request leaves.
-    slot: Mutex<Option<Slot>>,
+    slot: Mutex<Slot>,
     seen: Mutex<Option<Seen>>,
 }
 
@@ -62,7 +62,7 @@ impl<'a> OauthHttp<'a> {
         OauthHttp {
             api,
             platform: Platform::of_host(domain),
-            slot: Mutex::new(Some(slot)),
+            slot: Mutex::new(slot),
             seen: Mutex::new(None),
         }
     }
@@ -74,7 +74,10 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OauthHttp<'_> {
         Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        let slot = self.slot.lock().expect("not poisoned").take();
+        let slot = std::mem::replace(
+            &mut *self.slot.lock().expect("not poisoned"),
+            Slot::unbudgeted(),
+        );
         Box::pin(
             self.api
                 .send_oauth(request, self.platform, slot, &self.seen),
@@ -172,17 +175,12 @@ impl AmoApi {
         &self,
         request: oauth2::HttpRequest,
         platform: Platform,
-        slot: Option<Slot>,
+        slot: Slot,
         seen: &Mutex<Option<Seen>>,
     ) -> Result<oauth2::HttpResponse, HttpError> {
         let request = reqwest::Request::try_from(request)?;
         let started = std::time::Instant::now();
-        let leaving = async {
-            if let Some(slot) = slot {
-                slot.leaving().await;
-            }
-        };
-        let (response, ()) = tokio::join!(self.http.execute(request), leaving);
+        let (response, ()) = tokio::join!(self.http.execute(request), slot.leaving());
         super::record_request(
             "token",
             platform,

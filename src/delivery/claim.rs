@@ -60,7 +60,7 @@ impl Worker {
     /// backlog is being worked off) the walk looked at every account
     /// first: 21 ms a claim with 10,000 accounts, on every turn and every
     /// idle loop's poll. So the claim first lists the accounts with pending
-    /// or claimed events (at most [`SMALL_BACKLOG`]); when that is all of
+    /// or claimed events (at most [`FEW_WAITING_ACCOUNTS`]); when that is all of
     /// them, it chooses among those only, and walks accounts only when many
     /// are waiting.
     pub(super) async fn claim_account(&self) -> sqlx::Result<Option<AccountRef>> {
@@ -80,14 +80,14 @@ impl Worker {
                select account_id as "account_id!" from waiting
                where account_id is not null
                limit $1"#,
-            SMALL_BACKLOG,
+            FEW_WAITING_ACCOUNTS,
         )
         .fetch_all(&self.pool)
         .await?;
         if waiting.is_empty() {
             return Ok(None);
         }
-        let among = (waiting.len() < SMALL_BACKLOG as usize).then_some(waiting);
+        let among = (waiting.len() < FEW_WAITING_ACCOUNTS as usize).then_some(waiting);
         // The main pool plans each run for its parameters (`db.rs`): with
         // `among` set, the plan starts from those accounts' keys.
         sqlx::query_as!(
@@ -184,7 +184,7 @@ impl Worker {
 /// waiting, and the walk in service order finds a due one early. 1,000
 /// cost every claim during a backlog over 10,000 accounts 1,000 probes
 /// before the walk (ingest 665 against 880 hooks/s in one run).
-const SMALL_BACKLOG: i64 = 64;
+const FEW_WAITING_ACCOUNTS: i64 = 64;
 
 pub(super) fn claim_ttl() -> chrono::Duration {
     chrono::Duration::from_std(CLAIM_TTL).expect("small")
