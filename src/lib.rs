@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod db;
 pub mod delivery;
 pub mod fault;
+pub mod hooks_in_flight;
 pub mod http;
 pub mod inbox;
 pub mod install;

@@ -18,6 +18,7 @@ use crate::{
     crypto::{self, Cipher},
     db,
     delivery::Worker,
+    hooks_in_flight::HooksInFlight,
     http::{self, AppState, Intake},
     install::Installer,
     stats::Receipts,
@@ -66,18 +67,23 @@ impl Application {
             settings.http.public_url.clone(),
             settings.install.clone(),
         );
-        let worker = Arc::new(Worker::new(
-            pool.clone(),
-            api.clone(),
-            tokens.clone(),
-            settings.notes.timezone,
-        ));
+        let in_flight = Arc::new(HooksInFlight::default());
+        let worker = Arc::new(
+            Worker::new(
+                pool.clone(),
+                api.clone(),
+                tokens.clone(),
+                settings.notes.timezone,
+            )
+            .yielding_to(in_flight.clone()),
+        );
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
         let state = AppState {
             intake: Intake {
                 receipts: Arc::new(Receipts::default()),
+                in_flight,
                 accounts: Arc::default(),
                 inbox: crate::inbox::Inbox::start(pools.intake.clone()),
                 pool: pools.intake,

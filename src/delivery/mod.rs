@@ -54,6 +54,7 @@ use crate::{
     accounts::AccountStatus,
     amocrm::hooks::{Action, EntityKind, Snapshot},
     amocrm::AmoApi,
+    hooks_in_flight::HooksInFlight,
     tokens::TokenStore,
 };
 
@@ -115,6 +116,9 @@ pub struct Worker {
     wake: Notify,
     /// The events this process's rounds are working on.
     in_hand: Mutex<HashSet<i64>>,
+    /// This process's hooks in flight: while there are many, three quarters
+    /// of the delivery loops wait (see `hooks_in_flight.rs`).
+    hooks: Arc<HooksInFlight>,
 }
 
 /// A round's claimed events, in hand until dropped.
@@ -142,7 +146,16 @@ impl Worker {
             fallback_tz,
             wake: Notify::new(),
             in_hand: Mutex::new(HashSet::new()),
+            hooks: Arc::default(),
         }
+    }
+
+    /// Makes three quarters of the delivery loops wait while `hooks` says
+    /// intake is busy. Without it (a worker on its own, in tests and tools)
+    /// no loop waits.
+    pub fn yielding_to(mut self, hooks: Arc<HooksInFlight>) -> Self {
+        self.hooks = hooks;
+        self
     }
 
     /// Runs `concurrency` delivery loops until `shutdown`, then gives up
@@ -153,12 +166,15 @@ impl Worker {
         }
         let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
         let mut loops = Vec::new();
-        for _ in 0..concurrency {
+        for index in 0..concurrency {
             let worker = self.clone();
             let stop = shutdown.clone();
-            loops.push(tokio::spawn(
-                async move { worker.delivery_loop(stop).await },
-            ));
+            // A quarter of the loops (at least one) never step back for
+            // intake: notes keep flowing.
+            let yields = index >= (concurrency / 4).max(1);
+            loops.push(tokio::spawn(async move {
+                worker.delivery_loop(yields, stop).await
+            }));
         }
         for handle in loops {
             let _ = handle.await;
@@ -175,8 +191,15 @@ impl Worker {
         }
     }
 
-    async fn delivery_loop(&self, shutdown: CancellationToken) {
+    async fn delivery_loop(&self, yields: bool, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
+            if yields && self.hooks.busy() {
+                metrics::counter!("amohook_delivery_yields_total").increment(1);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.hooks.calm() => {}
+                }
+            }
             // A stop signal lets the current account's round finish: its
             // events are claimed and would otherwise wait for their lock.
             match self.work_once().await {

@@ -48,6 +48,7 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let started = std::time::Instant::now();
+    let _in_flight = intake.in_flight.enter();
     let (response, result) =
         match tokio::time::timeout(STORE_WITHIN, answer_hook(&intake, &hook_key, &body)).await {
             Ok(done) => done,

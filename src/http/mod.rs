@@ -63,6 +63,8 @@ pub struct Intake {
     pub inbox: crate::inbox::Inbox,
     /// Hook counts per account, written once a second.
     pub receipts: Arc<Receipts>,
+    /// Hooks being received now; delivery steps back while there are many.
+    pub in_flight: Arc<crate::hooks_in_flight::HooksInFlight>,
 }
 
 /// Bodies larger than this are refused with 413 on every route.

@@ -951,3 +951,153 @@ async fn a_claim_among_idle_accounts_reads_only_the_due_ones() {
         "{most} scans of the due-events index for one account's turn"
     );
 }
+
+/// While many hooks are in flight, a quarter of the delivery loops go on and
+/// the rest wait: intake's answers come first on a shared machine. Once the
+/// hooks calm down, every loop delivers again.
+#[tokio::test]
+async fn delivery_steps_back_while_many_hooks_are_in_flight() {
+    use amohook::hooks_in_flight::CALM_AFTER;
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    use std::time::Instant;
+
+    const BUSY_ID: i64 = 36_100_000;
+    // The default configuration: 8 delivery loops, of which 2 never wait.
+    let app = TestApp::spawn().await;
+    let quiet: Vec<(String, i64)> = (1..=8)
+        .map(|n| (format!("quiet{n}.amocrm.ru"), 36_000_000 + n))
+        .collect();
+    let mut keys = Vec::new();
+    for (domain, id) in &quiet {
+        keys.push(app.connected(domain, *id).await);
+    }
+    // The busy account's hooks take a while to store (50 ms a row) and 12
+    // senders keep sending them: intake stays busy. Its own events wait
+    // (paused), so that the loops work for the quiet accounts only.
+    let busy_key = app.connected("busy.amocrm.ru", BUSY_ID).await;
+    sqlx::query("update accounts set manual_pause = true where account_id = $1")
+        .bind(BUSY_ID)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "create function slow_busy_hooks() returns trigger language plpgsql as $$
+         begin
+             if new.account_id = 36100000 then perform pg_sleep(0.05); end if;
+             return new;
+         end $$",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "create trigger slow_busy_hooks before insert on hook_events
+         for each row execute function slow_busy_hooks()",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for sender in 0..12i64 {
+        let (http, url, stop) = (
+            app.http.clone(),
+            app.url(&format!("/hooks/{busy_key}")),
+            stop.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = lead_hook(BUSY_ID, "add", sender * 100_000 + n, "Busy", 1, &[]);
+                let _ = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await;
+            }
+        }));
+    }
+    let in_flight = app.state.intake.in_flight.clone();
+    for _ in 0..100 {
+        if in_flight.busy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(in_flight.busy(), "12 slow senders make intake busy");
+
+    // Every request to amoCRM takes 300 ms: a loop has one under way at a
+    // time, so note requests that arrive close together come from as many
+    // loops.
+    app.fake.set_latency(Duration::from_millis(300));
+    let note_posts = || -> Vec<Instant> {
+        let mut at: Vec<_> = app
+            .fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/v4/leads/notes")
+            .filter(|r| quiet.iter().any(|(d, _)| *d == r.domain))
+            .map(|r| r.at)
+            .collect();
+        at.sort();
+        at
+    };
+    // The most note requests that arrived within 200 ms of one another.
+    let most_at_once = |at: &[Instant]| {
+        (0..at.len())
+            .map(|i| {
+                at[i..]
+                    .iter()
+                    .take_while(|t| t.duration_since(at[i]) < Duration::from_millis(200))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    // One hook for each quiet account, sent together: they are stored in
+    // one commit, whose announcements wake every idle loop at once.
+    let sends = quiet.iter().zip(&keys).map(|((_, id), key)| {
+        app.post_hook(key, lead_hook(*id, "add", 700, "Lead", 1_712_331_728, &[]))
+    });
+    for answer in futures_util::future::join_all(sends).await {
+        assert_eq!(answer.status(), 200);
+    }
+    for (domain, _) in &quiet {
+        app.wait_for_notes(domain, 1).await;
+    }
+    assert!(in_flight.busy(), "intake was busy throughout");
+    let busy_posts = note_posts();
+    assert_eq!(busy_posts.len(), 8, "one note request per quiet account");
+    assert!(
+        most_at_once(&busy_posts) <= 2,
+        "while intake is busy, two loops deliver: {} note requests at once",
+        most_at_once(&busy_posts)
+    );
+
+    // Intake calms down: every loop delivers again.
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    tokio::time::sleep(CALM_AFTER * 2).await;
+    assert!(!in_flight.busy(), "calm once the senders stopped");
+    // Sent one after another: eight at once would make intake busy again.
+    for ((_, id), key) in quiet.iter().zip(&keys) {
+        let body = lead_hook(*id, "add", 701, "Lead", 1_712_331_728, &[]);
+        assert_eq!(app.post_hook(key, body).await.status(), 200);
+    }
+    for (domain, _) in &quiet {
+        app.wait_for_notes(domain, 2).await;
+    }
+    let calm_posts = note_posts().split_off(8);
+    assert!(
+        most_at_once(&calm_posts) > 2,
+        "once intake is calm, more than two loops deliver: {}",
+        most_at_once(&calm_posts)
+    );
+}

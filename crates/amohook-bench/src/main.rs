@@ -611,6 +611,36 @@ fn delivered_rate(sim: &Simulator, domain: &str, rps: usize) -> f64 {
     }
 }
 
+/// The notes amoCRM took between two instants, and in how many requests:
+/// how much delivery ran beside the ingest, and in what batches.
+struct NotesSent {
+    notes: usize,
+    requests: usize,
+}
+
+impl NotesSent {
+    fn between(sim: &Simulator, from: Instant, to: Instant) -> NotesSent {
+        let mut sent = NotesSent {
+            notes: 0,
+            requests: 0,
+        };
+        for r in sim.requests() {
+            if r.method == reqwest::Method::POST
+                && r.path.ends_with("/notes")
+                && r.status == 200
+                && r.at >= from
+                && r.at <= to
+            {
+                sent.requests += 1;
+                sent.notes += serde_json::from_str::<Vec<serde_json::Value>>(&r.body)
+                    .map(|v| v.len())
+                    .unwrap_or(0);
+            }
+        }
+        sent
+    }
+}
+
 /// What the simulator saw of the request budget, over every account.
 struct Traffic {
     /// The most requests to one account within any one second.
@@ -690,8 +720,10 @@ async fn run(
         .collect();
     let entities: Vec<i64> = bodies.iter().map(|b| b.2).collect();
     let cpu_before = server.cpu_seconds();
+    let ingest_started = Instant::now();
     let (secs, lat, errors, _) = send_all(http, args.concurrency, bodies).await;
     let cpu_after = server.cpu_seconds();
+    let during = NotesSent::between(sim, ingest_started, Instant::now());
     let ingest_rate = args.hooks as f64 / secs;
     // amohook's own CPU per hook while it took the ingest (its delivery
     // worker runs meanwhile too, and is counted).
@@ -782,7 +814,8 @@ async fn run(
                     "all_delivered_after_seconds": ingest_delivered_secs,
                     "amohook_cpu_us_per_hook": cpu_user_us + cpu_system_us,
                     "amohook_cpu_user_us_per_hook": cpu_user_us,
-                    "amohook_cpu_system_us_per_hook": cpu_system_us },
+                    "amohook_cpu_system_us_per_hook": cpu_system_us,
+                    "notes_sent_during": during.notes, "note_requests_during": during.requests },
         "raw_insert": { "rows_per_second": insert_rate, "connections": args.concurrency,
                         "ingest_ratio": ingest_rate / insert_rate },
         "pgbench_insert": { "rows_per_second": pgbench, "clients": args.concurrency,
@@ -815,6 +848,14 @@ fn print_report(r: &serde_json::Value) {
         (
             "ingest notes done, s",
             &r["ingest"]["all_delivered_after_seconds"],
+        ),
+        (
+            "notes sent during ingest",
+            &r["ingest"]["notes_sent_during"],
+        ),
+        (
+            "note requests during ingest",
+            &r["ingest"]["note_requests_during"],
         ),
         (
             "amohook CPU per hook, µs",
