@@ -273,7 +273,12 @@ impl Server {
             .env("AMOHOOK_AMOCRM__REQUESTS_PER_SECOND", rps.to_string())
             .env("AMOHOOK_ADMIN__TOKEN", ADMIN_TOKEN)
             .env("AMOHOOK_SECURITY__ENCRYPTION_KEY", key)
-            .env("RUST_LOG", "warn")
+            // No line per request unless asked for: `RUST_LOG=info` runs the
+            // server with its default line per request (on this stderr).
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -641,6 +646,36 @@ impl NotesSent {
     }
 }
 
+/// The server's own counts of what it did under load, from its /metrics:
+/// budget slots moved by calls that left late, and waits of the delivery
+/// loops for a busy intake. Missing counters (never incremented) are 0.
+async fn server_counters(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    const COUNTERS: [&str; 2] = [
+        "amohook_budget_slots_moved_total",
+        "amohook_delivery_yields_total",
+    ];
+    let text = match http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    COUNTERS
+        .iter()
+        .map(|name| (name.to_string(), json!(value(name))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// What the simulator saw of the request budget, over every account.
 struct Traffic {
     /// The most requests to one account within any one second.
@@ -801,6 +836,7 @@ async fn run(
 
     let peak_rss = server.rss_kib("VmHWM:");
     let traffic = Traffic::of(sim, args.rps);
+    let counters = server_counters(http, &server.base).await;
 
     Ok(json!({
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
@@ -829,6 +865,7 @@ async fn run(
                            "saturated_p50": percentile(&saturated, 50.0), "saturated_p99": percentile(&saturated, 99.0) },
         "memory_kib": { "peak_rss": peak_rss, "rss_after_install": rss_after_install,
                         "rss_after_ingest": rss_after_ingest },
+        "server_counters": counters,
     }))
 }
 
@@ -883,6 +920,14 @@ fn print_report(r: &serde_json::Value) {
         ),
         ("tightest rps+1 span ms", &r["delivery"]["tightest_span_ms"]),
         ("429 answers", &r["delivery"]["responses_429"]),
+        (
+            "budget slots moved",
+            &r["server_counters"]["amohook_budget_slots_moved_total"],
+        ),
+        (
+            "delivery waits for intake",
+            &r["server_counters"]["amohook_delivery_yields_total"],
+        ),
         ("e2e light p50 ms", &r["end_to_end_ms"]["light_p50"]),
         ("e2e light p99 ms", &r["end_to_end_ms"]["light_p99"]),
         ("e2e saturated p50 ms", &r["end_to_end_ms"]["saturated_p50"]),
