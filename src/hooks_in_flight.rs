@@ -9,9 +9,10 @@
 //! turns beside the ingest took about half of the CPU, and intake answered
 //! 2,100–2,500 hooks a second instead of 4,500 with delivery off.
 //!
-//! So intake counts as busy while [`BUSY`] or more hooks are in flight, and
-//! for [`CALM_AFTER`] after a hook arrived to that many (the count swings
-//! from one moment to the next); meanwhile three quarters of the
+//! So intake counts as busy while [`BUSY`] or more hooks are in flight (a
+//! hook counts once its key named an account: made-up keys do not), and
+//! for [`CALM_AFTER`] after a hook arrived to or left that many (the count
+//! swings from one moment to the next); meanwhile three quarters of the
 //! delivery loops wait before taking their next account (see
 //! `delivery::Worker::run`). The quarter left keeps notes flowing, in larger
 //! batches since events pile up meanwhile, and the rest join in once intake
@@ -30,8 +31,8 @@ use std::{
 
 /// Hooks in flight from which intake counts as busy.
 pub const BUSY: usize = 8;
-/// Intake counts as busy until this long after a hook last arrived to
-/// [`BUSY`] in flight: the count swings from one moment to the next, and a
+/// Intake counts as busy until this long after a hook last arrived to or
+/// left [`BUSY`] in flight: the count swings from one moment to the next, and a
 /// delivery loop that looked at it between two answers would not wait.
 pub const CALM_AFTER: Duration = Duration::from_millis(200);
 
@@ -40,8 +41,8 @@ pub const CALM_AFTER: Duration = Duration::from_millis(200);
 pub struct HooksInFlight {
     count: AtomicUsize,
     started: Instant,
-    /// When a hook last arrived to a busy intake: milliseconds since
-    /// `started`, plus one (0: never).
+    /// When a hook last arrived to or left a busy intake: milliseconds
+    /// since `started`, plus one (0: never).
     last_busy_ms: AtomicU64,
 }
 
@@ -61,7 +62,13 @@ pub struct InFlight(Arc<HooksInFlight>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        // Leaving a busy intake counts as busy too: when a commit answers
+        // many hooks at once the count drops to nothing for the moment
+        // their senders take to send the next ones, and that moment is
+        // when the commit's announcements wake the delivery loops.
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) >= BUSY {
+            self.0.mark_busy();
+        }
     }
 }
 
@@ -69,18 +76,22 @@ impl HooksInFlight {
     /// Counts a hook until the returned guard is dropped.
     pub fn enter(self: &Arc<Self>) -> InFlight {
         if self.count.fetch_add(1, Ordering::AcqRel) + 1 >= BUSY {
-            self.last_busy_ms
-                .store(self.millis() + 1, Ordering::Release);
+            self.mark_busy();
         }
         InFlight(self.clone())
+    }
+
+    fn mark_busy(&self) {
+        self.last_busy_ms
+            .store(self.millis() + 1, Ordering::Release);
     }
 
     fn millis(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
-    /// Whether [`BUSY`] hooks are in flight, or were when a hook arrived
-    /// within the last [`CALM_AFTER`].
+    /// Whether [`BUSY`] hooks are in flight, or were when a hook arrived or
+    /// left within the last [`CALM_AFTER`].
     pub fn busy(&self) -> bool {
         if self.count.load(Ordering::Acquire) >= BUSY {
             return true;
@@ -117,10 +128,10 @@ mod tests {
         // Busy for as long as they stay in flight, however long.
         tokio::time::sleep(CALM_AFTER + CALM_AFTER / 2).await;
         assert!(hooks.busy(), "busy while BUSY hooks are in flight");
-        // Every hook leaves: busy stays for CALM_AFTER, then ends.
-        held.push(hooks.enter());
+        // Every hook leaves at once (a commit answers them), long after the
+        // last one arrived: busy stays for CALM_AFTER, then ends.
         held.clear();
-        assert!(hooks.busy(), "busy right after the last busy arrival");
+        assert!(hooks.busy(), "busy right after a busy intake emptied");
         let waited = Instant::now();
         tokio::time::timeout(CALM_AFTER * 3, hooks.calm())
             .await

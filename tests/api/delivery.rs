@@ -974,7 +974,7 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     for (domain, id) in &quiet {
         keys.push(app.connected(domain, *id).await);
     }
-    // The busy account's hooks take a while to store (50 ms a row) and 12
+    // The busy account's hooks take a while to store (20 ms a row) and 12
     // senders keep sending them: intake stays busy. Its own events wait
     // (paused), so that the loops work for the quiet accounts only.
     let busy_key = app.connected("busy.amocrm.ru", BUSY_ID).await;
@@ -986,7 +986,7 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     sqlx::query(
         "create function slow_busy_hooks() returns trigger language plpgsql as $$
          begin
-             if new.account_id = 36100000 then perform pg_sleep(0.05); end if;
+             if new.account_id = 36100000 then perform pg_sleep(0.02); end if;
              return new;
          end $$",
     )

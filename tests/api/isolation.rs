@@ -513,3 +513,67 @@ async fn a_field_of_an_unknown_shape_loses_the_field_not_the_hook() {
     assert_eq!(response.status(), 200);
     assert_eq!(event_states(&app, CLEAN.1).await, ["pending"]);
 }
+
+/// Delivery steps back while intake is busy (`hooks_in_flight.rs`); only
+/// hooks of a known account count, so that whoever knows no hook key cannot
+/// slow every account's notes by sending to made-up keys.
+#[tokio::test]
+async fn requests_to_made_up_hook_keys_never_make_intake_busy() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    // Its account is now in the hook-key cache.
+    let first = app.post_hook(&key, lead_hook(CLEAN.1, "add", 1, "x", 1, &[]));
+    assert_eq!(first.await.status(), 200);
+    let in_flight = app.state.intake.in_flight.clone();
+
+    // Everything that reads `accounts` waits: key lookups, and the storing
+    // of events (their account's row is checked).
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("lock table accounts in access exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let send = |path: String, body: String| {
+        let (http, url) = (app.http.clone(), app.url(&path));
+        tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    let made_up: Vec<_> = (0..12)
+        .map(|i| {
+            send(
+                format!("/hooks/made-up-key-{i}"),
+                lead_hook(CLEAN.1, "add", 100 + i, "x", 1, &[]),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!in_flight.busy(), "made-up keys do not make intake busy");
+    // The control: as many hooks of the known account, held the same way,
+    // do.
+    let known: Vec<_> = (0..12)
+        .map(|i| {
+            send(
+                format!("/hooks/{key}"),
+                lead_hook(CLEAN.1, "add", 200 + i, "x", 1, &[]),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        in_flight.busy(),
+        "hooks of a known account make intake busy"
+    );
+    lock.rollback().await.unwrap();
+    for answer in made_up {
+        assert_eq!(answer.await.unwrap().unwrap(), 404);
+    }
+    for answer in known {
+        assert_eq!(answer.await.unwrap().unwrap(), 200);
+    }
+}
