@@ -1048,17 +1048,7 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
         at
     };
     // The most note requests that arrived within 200 ms of one another.
-    let most_at_once = |at: &[Instant]| {
-        (0..at.len())
-            .map(|i| {
-                at[i..]
-                    .iter()
-                    .take_while(|t| t.duration_since(at[i]) < Duration::from_millis(200))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
-    };
+    let most_at_once = |at: &[Instant]| amocrm_sim::most_within(at, Duration::from_millis(200));
     // One hook for each quiet account, sent together: they are stored in
     // one commit, whose announcements wake every idle loop at once.
     let sends = quiet.iter().zip(&keys).map(|((_, id), key)| {

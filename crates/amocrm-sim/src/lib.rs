@@ -69,10 +69,16 @@ pub const API_DOMAIN: &str = "api-b.amocrm.ru";
 /// The most of `sorted` (arrival times, oldest first) that fall within any
 /// one second.
 pub fn most_in_one_second(sorted: &[Instant]) -> usize {
+    most_within(sorted, Duration::from_secs(1))
+}
+
+/// The most of `sorted` (arrival times, oldest first) that fall within any
+/// `window`.
+pub fn most_within(sorted: &[Instant], window: Duration) -> usize {
     let mut best = 0;
     let mut start = 0;
     for end in 0..sorted.len() {
-        while sorted[end].duration_since(sorted[start]) >= Duration::from_secs(1) {
+        while sorted[end].duration_since(sorted[start]) >= window {
             start += 1;
         }
         best = best.max(end - start + 1);

@@ -591,17 +591,10 @@ pub(crate) async fn wait_notes(
 /// sliding window allows at the start of a backlog is not counted as speed,
 /// and a short run is not flattered by it.
 fn delivered_rate(sim: &Simulator, domain: &str, rps: usize) -> f64 {
-    let mut sends: Vec<(Instant, usize)> = sim
-        .requests()
+    let mut sends: Vec<(Instant, usize)> = note_sends(sim)
         .into_iter()
-        .filter(|r| r.domain == domain && r.path.ends_with("/notes") && r.status == 200)
-        .filter(|r| r.method == reqwest::Method::POST)
-        .map(|r| {
-            let notes = serde_json::from_str::<Vec<serde_json::Value>>(&r.body)
-                .map(|v| v.len())
-                .unwrap_or(0);
-            (r.at, notes)
-        })
+        .filter(|s| s.domain == domain)
+        .map(|s| (s.at, s.notes))
         .collect();
     sends.sort_by_key(|(at, _)| *at);
     let (mut notes, mut seconds) = (0usize, 0f64);
@@ -616,6 +609,28 @@ fn delivered_rate(sim: &Simulator, domain: &str, rps: usize) -> f64 {
     }
 }
 
+/// A note request amoCRM took (POST .../notes answered 200).
+struct NoteSend {
+    domain: String,
+    at: Instant,
+    notes: usize,
+}
+
+fn note_sends(sim: &Simulator) -> Vec<NoteSend> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method == reqwest::Method::POST && r.path.ends_with("/notes"))
+        .filter(|r| r.status == 200)
+        .map(|r| NoteSend {
+            notes: serde_json::from_str::<Vec<serde_json::Value>>(&r.body)
+                .map(|v| v.len())
+                .unwrap_or(0),
+            domain: r.domain,
+            at: r.at,
+        })
+        .collect()
+}
+
 /// The notes amoCRM took between two instants, and in how many requests:
 /// how much delivery ran beside the ingest, and in what batches.
 struct NotesSent {
@@ -625,24 +640,14 @@ struct NotesSent {
 
 impl NotesSent {
     fn between(sim: &Simulator, from: Instant, to: Instant) -> NotesSent {
-        let mut sent = NotesSent {
-            notes: 0,
-            requests: 0,
-        };
-        for r in sim.requests() {
-            if r.method == reqwest::Method::POST
-                && r.path.ends_with("/notes")
-                && r.status == 200
-                && r.at >= from
-                && r.at <= to
-            {
-                sent.requests += 1;
-                sent.notes += serde_json::from_str::<Vec<serde_json::Value>>(&r.body)
-                    .map(|v| v.len())
-                    .unwrap_or(0);
-            }
+        let sends: Vec<NoteSend> = note_sends(sim)
+            .into_iter()
+            .filter(|s| s.at >= from && s.at <= to)
+            .collect();
+        NotesSent {
+            notes: sends.iter().map(|s| s.notes).sum(),
+            requests: sends.len(),
         }
-        sent
     }
 }
 
