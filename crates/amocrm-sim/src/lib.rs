@@ -216,6 +216,13 @@ pub(crate) struct Inner {
     /// (domain, event): what `GET /api/v4/events` lists.
     events: Vec<(String, SimEvent)>,
     latency: Duration,
+    /// domain -> how long its answers take instead of `latency` (`None`:
+    /// they never come; the client gives up).
+    slow: HashMap<String, Option<Duration>>,
+    /// Requests being answered now, and the most at once since the last
+    /// [`Simulator::take_most_in_flight`].
+    in_flight: usize,
+    most_in_flight: usize,
     /// domain -> (status, until): every request to the account answers
     /// this status until then.
     holds: HashMap<String, (u16, Instant)>,
@@ -443,6 +450,29 @@ impl Simulator {
     /// Every answer waits this long first.
     pub fn set_latency(&self, latency: Duration) {
         self.with(|s| s.latency = latency);
+    }
+
+    /// The account's amoCRM answers in `latency` instead of the global
+    /// latency: a slow server.
+    pub fn set_domain_latency(&self, domain: &str, latency: Duration) {
+        self.with(|s| s.slow.insert(domain.into(), Some(latency)));
+    }
+
+    /// The account's amoCRM never answers: each request is read, counted
+    /// and left hanging until the client gives up.
+    pub fn hang(&self, domain: &str) {
+        self.with(|s| s.slow.insert(domain.into(), None));
+    }
+
+    /// Requests being answered (or left hanging) right now.
+    pub fn in_flight(&self) -> usize {
+        self.with(|s| s.in_flight)
+    }
+
+    /// The most requests in flight at once since the last call, which
+    /// starts counting again from those in flight now.
+    pub fn take_most_in_flight(&self) -> usize {
+        self.with(|s| std::mem::replace(&mut s.most_in_flight, s.in_flight))
     }
 
     /// Notes for this card id are refused with a 400 validation error that

@@ -125,7 +125,11 @@ pub(crate) async fn handle(
             Some(status) => Some(Fault::Status(status)),
             None => held.or_else(|| s.take_fault(&domain, &path)),
         };
-        (fault, s.latency, limited)
+        let latency = match s.slow.get(&domain) {
+            Some(slow) => *slow,
+            None => Some(s.latency),
+        };
+        (fault, latency, limited)
     };
     // The request counts from its arrival, whatever happens next.
     let index = {
@@ -144,8 +148,13 @@ pub(crate) async fn handle(
         });
         s.seen.len() - 1
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    // Counted until answered, or until the client gives up and the
+    // handler is dropped.
+    let _in_flight = InFlight::enter(&shared);
+    match latency {
+        Some(latency) if latency.is_zero() => {}
+        Some(latency) => tokio::time::sleep(latency).await,
+        None => std::future::pending::<()>().await,
     }
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
@@ -194,4 +203,25 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// One request in flight, counted in the simulator's state until dropped.
+struct InFlight(Shared);
+
+impl InFlight {
+    fn enter(shared: &Shared) -> InFlight {
+        let mut s = shared.lock().expect("simulator state");
+        s.in_flight += 1;
+        s.most_in_flight = s.most_in_flight.max(s.in_flight);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Not while unwinding from a panic that poisoned the lock.
+        if let Ok(mut s) = self.0.lock() {
+            s.in_flight -= 1;
+        }
+    }
 }
