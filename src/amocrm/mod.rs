@@ -29,8 +29,26 @@ use budget::{Budget, Slot};
 pub use oauth::TokenSet;
 pub use problem::Problem;
 
-/// How long one call to amoCRM may take before it counts as failed.
+/// How long one call to amoCRM may take, from the first byte sent to the
+/// last byte of the answer, before it counts as failed. amoCRM's API
+/// normally answers well under a second; a batch of 50 notes on a busy
+/// server can take a few. 15 s leaves those room (a request cut short that
+/// had reached amoCRM costs a lookup before it is sent again) while a slow
+/// or hung account holds its turn no longer than that per call: its turn
+/// is a task of its own (`delivery::Worker::run`), so other accounts do
+/// not wait on it, and a call that times out pauses the account for its
+/// events' back-off (`delivery::retry`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a new connection to an account host may take (TCP and TLS
+/// handshake). A host that does not accept within 3 s is down or
+/// unreachable for now; the call fails fast and is retried later.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Kept-alive connections to a host are closed after this long unused, so
+/// that a process serving thousands of account hosts does not keep a
+/// socket open to each of them.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The web-hook events subscribed for every account.
 pub const WEBHOOK_EVENTS: &[&str] = &[
@@ -208,7 +226,11 @@ impl AmoApi {
             // would carry the client secret to another host.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            // A connection whose peer vanished (no FIN, no RST) is found
+            // dead by TCP instead of hanging until the request's deadline.
+            .tcp_keepalive(Duration::from_secs(30))
             .user_agent(concat!("amohook/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(AmoApi {

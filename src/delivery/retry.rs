@@ -1,6 +1,8 @@
 //! What a failed call means for the events and the account: wait, back
 //! off, pause, fail; and the figures kept for the status page.
 
+use std::time::Duration;
+
 use super::{AccountRef, Next, Worker, BLOCK_PAUSE, RETRY_FOR};
 use crate::{
     amocrm::AmoError,
@@ -75,7 +77,24 @@ impl Worker {
                 // Timeouts, dropped connections and 5xx may have reached
                 // amoCRM: `maybe_sent` stays as the send left it, so the
                 // next try looks first.
-                self.back_off(ids, &text).await?;
+                let wait = self.back_off(ids, &text).await?;
+                if matches!(error, CallError::Amo(AmoError::Transport(_))) {
+                    // No answer in time (or no connection): the account's
+                    // amoCRM is slow or unreachable. The whole account
+                    // rests as long as these events do, so that its next
+                    // hooks do not start turns that would wait the same
+                    // deadline; the first delivered note ends the pause.
+                    sqlx::query!(
+                        "update accounts set paused_until = now() + make_interval(secs => $2),
+                             pause_reason = $3
+                         where account_id = $1",
+                        account.account_id,
+                        wait.as_secs_f64(),
+                        &text,
+                    )
+                    .execute(&self.pool)
+                    .await?;
+                }
                 self.record(account.account_id, 0, Some(&text)).await?;
                 tracing::warn!(error = %text, "delivery failed; backing off");
             }
@@ -84,8 +103,9 @@ impl Worker {
     }
 
     /// [`Backoff::DELIVERY`] from each event's stored attempt count; after
-    /// [`RETRY_FOR`] of failures the event is failed.
-    pub(super) async fn back_off(&self, ids: &[i64], error: &str) -> sqlx::Result<()> {
+    /// [`RETRY_FOR`] of failures the event is failed. Returns the shortest
+    /// of the waits.
+    pub(super) async fn back_off(&self, ids: &[i64], error: &str) -> sqlx::Result<Duration> {
         let attempts = sqlx::query!(
             "select event_id, attempts from hook_events where event_id = any($1)",
             ids,
@@ -99,6 +119,7 @@ impl Worker {
                 (row.event_id, wait.as_secs_f64())
             })
             .unzip();
+        let shortest = waits.iter().copied().fold(f64::INFINITY, f64::min);
         sqlx::query!(
             "update hook_events e set
                  state = case when first_failure_at < now() - $4::interval then 'failed' else 'pending' end,
@@ -116,7 +137,11 @@ impl Worker {
         )
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(if shortest.is_finite() {
+            Duration::from_secs_f64(shortest)
+        } else {
+            Duration::ZERO
+        })
     }
 
     /// Adds to the account's figures for the status page.
@@ -178,11 +203,12 @@ impl Worker {
 }
 
 /// A failure that stops every call to the account for now: the rate limit,
-/// a block, or no usable token.
+/// a block, no usable token, or no answer in time (the next call would
+/// wait the same deadline).
 pub(super) fn stops_the_account(error: &CallError) -> bool {
     matches!(
         error,
-        CallError::Amo(AmoError::RateLimited | AmoError::Blocked)
+        CallError::Amo(AmoError::RateLimited | AmoError::Blocked | AmoError::Transport(_))
             | CallError::Token(
                 TokenError::NotActive(_)
                     | TokenError::Revoked(_)
