@@ -9,12 +9,13 @@
 //! make exactly one refresh: the second waits on the lock, re-reads, and
 //! finds a fresh token.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use backon::Retryable as _;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument as _;
 
@@ -103,7 +104,16 @@ pub struct TokenStore {
     api: AmoApi,
     /// Refreshes in flight, each in its own task (see [`TokenStore::refresh`]).
     refreshes: TaskTracker,
+    /// A refresh holds a connection of the main pool across its call to
+    /// amoCRM (the row lock that makes it single): at most
+    /// [`REFRESHES_AT_ONCE`] do at a time, so that hundreds of delivery
+    /// turns whose tokens ran out together cannot take every connection
+    /// while they wait on amoCRM.
+    refreshing: Arc<Semaphore>,
 }
+
+/// Token refreshes one process runs at the same time.
+const REFRESHES_AT_ONCE: usize = 8;
 
 impl TokenStore {
     pub fn new(pool: PgPool, cipher: Cipher, api: AmoApi) -> Self {
@@ -112,6 +122,7 @@ impl TokenStore {
             cipher,
             api,
             refreshes: TaskTracker::new(),
+            refreshing: Arc::new(Semaphore::new(REFRESHES_AT_ONCE)),
         }
     }
 
@@ -179,6 +190,11 @@ impl TokenStore {
         domain: &str,
         reason: &RefreshReason,
     ) -> Result<SecretString, TokenError> {
+        let _turn = self
+            .refreshing
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let slot = self
             .api
             .take_slot(domain)

@@ -178,8 +178,11 @@ fn due(fetched_at: Option<DateTime<Utc>>, missing: bool, now: DateTime<Utc>) -> 
 }
 
 /// Fetches what `needs` names and the cache does not know (or all of it,
-/// when old), and stores it. A failure leaves the cache as it was and is
-/// returned at once; the delivery round then names ids and shows values as
+/// when old), and stores it. The parts due are asked of amoCRM at the same
+/// time (each call takes its slot of the account's budget, so a first note
+/// waits for one round trip, not one per part). A failure leaves its part
+/// of the cache as it was; the first failure is returned once every part
+/// has answered, and the delivery round then names ids and shows values as
 /// they came (see `delivery::round`), unless the account cannot be called
 /// at all.
 pub async fn refresh_for(
@@ -199,74 +202,137 @@ pub async fn refresh_for(
             missing_user && !dir.users_forbidden,
             now,
         );
-    if users_due {
-        match fetch::users(api, tokens, account_id, domain).await {
-            Ok(users) => {
-                dir.users = users;
-                dir.users_forbidden = false;
-            }
-            Err(CallError::Amo(AmoError::Refused { status: 403, .. })) => {
-                dir.users_forbidden = true;
-            }
-            Err(e) => return Err(e),
-        }
-        dir.users_fetched_at = Some(now);
-        sqlx::query!(
-            "insert into account_directory (account_id, users, users_fetched_at, users_forbidden)
-             values ($1, $2, $3, $4)
-             on conflict (account_id) do update set users = excluded.users,
-                 users_fetched_at = excluded.users_fetched_at, users_forbidden = excluded.users_forbidden",
-            account_id,
-            // `as _`: jsonb from `Json`; the macro's type check names only
-            // `JsonValue`.
-            sqlx::types::Json(&dir.users) as _,
-            now,
-            dir.users_forbidden,
-        )
-        .execute(pool)
-        .await?;
-    }
-
     let missing_status = needs.statuses.iter().any(|(p, s)| match (p, s) {
         (Some(p), None) => dir.pipeline(*p).is_none(),
         (p, Some(s)) => dir.status(*p, *s).is_none(),
         (None, None) => false,
     });
-    if !needs.statuses.is_empty() && due(dir.pipelines_fetched_at, missing_status, now) {
-        dir.pipelines = fetch::pipelines(api, tokens, account_id, domain).await?;
-        dir.pipelines_fetched_at = Some(now);
-        sqlx::query!(
-            "insert into account_directory (account_id, pipelines, pipelines_fetched_at)
-             values ($1, $2, $3)
-             on conflict (account_id) do update set pipelines = excluded.pipelines,
-                 pipelines_fetched_at = excluded.pipelines_fetched_at",
-            account_id,
-            sqlx::types::Json(&dir.pipelines) as _,
-            now,
-        )
-        .execute(pool)
-        .await?;
-    }
-
+    let pipelines_due =
+        !needs.statuses.is_empty() && due(dir.pipelines_fetched_at, missing_status, now);
     // Field definitions, each entity's only when its fields are shown.
-    for kind in [EntityKind::Lead, EntityKind::Contact, EntityKind::Company] {
-        let wanted: Vec<i64> = needs
-            .fields
-            .iter()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, id)| *id)
-            .collect();
-        if wanted.is_empty() {
-            continue;
+    let fields_due: Vec<EntityKind> = [EntityKind::Lead, EntityKind::Contact, EntityKind::Company]
+        .into_iter()
+        .filter(|kind| {
+            let wanted: Vec<i64> = needs
+                .fields
+                .iter()
+                .filter(|(k, _)| k == kind)
+                .map(|(_, id)| *id)
+                .collect();
+            if wanted.is_empty() {
+                return false;
+            }
+            let known = dir.fields.get(kind.plural());
+            let missing = wanted
+                .iter()
+                .any(|id| known.is_none_or(|k| !k.defs.contains_key(id)));
+            due(known.map(|k| k.fetched_at), missing, now)
+        })
+        .collect();
+    // The account's currency and date format (also written at install).
+    let settings_due = needs.settings && due(dir.settings_fetched_at, false, now);
+
+    let (users, pipelines, fields, info) = tokio::join!(
+        async {
+            if users_due {
+                Some(fetch::users(api, tokens, account_id, domain).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if pipelines_due {
+                Some(fetch::pipelines(api, tokens, account_id, domain).await)
+            } else {
+                None
+            }
+        },
+        futures_util::future::join_all(fields_due.iter().map(|kind| async move {
+            (
+                *kind,
+                fetch::fields(api, tokens, account_id, domain, *kind).await,
+            )
+        })),
+        async {
+            if settings_due {
+                Some(
+                    tokens
+                        .call(account_id, |token| async move {
+                            api.account(domain, &token).await
+                        })
+                        .await,
+                )
+            } else {
+                None
+            }
+        },
+    );
+
+    let mut failed: Option<CallError> = None;
+    let mut keep = |e: CallError| {
+        failed.get_or_insert(e);
+    };
+    if let Some(users) = users {
+        let answered = match users {
+            Ok(users) => {
+                dir.users = users;
+                dir.users_forbidden = false;
+                true
+            }
+            Err(CallError::Amo(AmoError::Refused { status: 403, .. })) => {
+                dir.users_forbidden = true;
+                true
+            }
+            Err(e) => {
+                keep(e);
+                false
+            }
+        };
+        if answered {
+            dir.users_fetched_at = Some(now);
+            sqlx::query!(
+                "insert into account_directory (account_id, users, users_fetched_at, users_forbidden)
+                 values ($1, $2, $3, $4)
+                 on conflict (account_id) do update set users = excluded.users,
+                     users_fetched_at = excluded.users_fetched_at, users_forbidden = excluded.users_forbidden",
+                account_id,
+                // `as _`: jsonb from `Json`; the macro's type check names only
+                // `JsonValue`.
+                sqlx::types::Json(&dir.users) as _,
+                now,
+                dir.users_forbidden,
+            )
+            .execute(pool)
+            .await?;
         }
-        let known = dir.fields.get(kind.plural());
-        let missing = wanted
-            .iter()
-            .any(|id| known.is_none_or(|k| !k.defs.contains_key(id)));
-        if !due(known.map(|k| k.fetched_at), missing, now) {
-            continue;
+    }
+    match pipelines {
+        Some(Ok(pipelines)) => {
+            dir.pipelines = pipelines;
+            dir.pipelines_fetched_at = Some(now);
+            sqlx::query!(
+                "insert into account_directory (account_id, pipelines, pipelines_fetched_at)
+                 values ($1, $2, $3)
+                 on conflict (account_id) do update set pipelines = excluded.pipelines,
+                     pipelines_fetched_at = excluded.pipelines_fetched_at",
+                account_id,
+                sqlx::types::Json(&dir.pipelines) as _,
+                now,
+            )
+            .execute(pool)
+            .await?;
         }
-        let defs = fetch::fields(api, tokens, account_id, domain, kind).await?;
+        Some(Err(e)) => keep(e),
+        None => {}
+    }
+    for (kind, defs) in fields {
+        let defs = match defs {
+            Ok(defs) => defs,
+            Err(e) => {
+                keep(e);
+                continue;
+            }
+        };
         let fetched = KindFields {
             fetched_at: now,
             defs,
@@ -284,19 +350,16 @@ pub async fn refresh_for(
         .await?;
         dir.fields.insert(kind.plural().to_owned(), fetched);
     }
-
-    // The account's currency and date format (also written at install).
-    if needs.settings && due(dir.settings_fetched_at, false, now) {
-        let info = tokens
-            .call(account_id, |token| async move {
-                api.account(domain, &token).await
-            })
-            .await?;
-        dir.settings = Settings::of(&info);
-        dir.settings_fetched_at = Some(now);
-        store_settings(pool, account_id, &dir.settings).await?;
+    match info {
+        Some(Ok(info)) => {
+            dir.settings = Settings::of(&info);
+            dir.settings_fetched_at = Some(now);
+            store_settings(pool, account_id, &dir.settings).await?;
+        }
+        Some(Err(e)) => keep(e),
+        None => {}
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Records the account's settings as `GET /api/v4/account` gave them.
