@@ -26,17 +26,20 @@ impl Worker {
             self.requeue(&ids).await?;
             return Ok(Next::Later);
         }
-        sqlx::query!(
-            "update hook_events set maybe_sent = true, sent_at = coalesce(sent_at, now()),
-                 locked_until = now() + $2, locked_by = $3
-             where event_id = any($1)",
-            &ids,
-            // `as _`: an interval (see `renew_claims`).
-            claim_ttl() as _,
-            &self.owner,
-        )
-        .execute(&self.pool)
-        .await?;
+        // Notes rendered in this round carry their mark already (`render`).
+        if !chunk.iter().all(|e| e.marked) {
+            sqlx::query!(
+                "update hook_events set maybe_sent = true, sent_at = coalesce(sent_at, now()),
+                     locked_until = now() + $2, locked_by = $3
+                 where event_id = any($1)",
+                &ids,
+                // `as _`: an interval (see `renew_claims`).
+                claim_ttl() as _,
+                &self.owner,
+            )
+            .execute(&self.pool)
+            .await?;
+        }
         let notes: Vec<NewNote> = chunk
             .iter()
             .map(|e| NewNote {
@@ -63,13 +66,15 @@ impl Worker {
                     .map(|id| (*id, by_request.get(&id.to_string()).copied()))
                     .collect();
                 self.mark_delivered(account.account_id, &done).await?;
-                sqlx::query!(
-                    "update accounts set paused_until = null, pause_reason = null
-                     where account_id = $1 and paused_until is not null",
-                    account.account_id,
-                )
-                .execute(&self.pool)
-                .await?;
+                if account.paused {
+                    sqlx::query!(
+                        "update accounts set paused_until = null, pause_reason = null
+                         where account_id = $1 and paused_until is not null",
+                        account.account_id,
+                    )
+                    .execute(&self.pool)
+                    .await?;
+                }
                 tracing::debug!(notes = ids.len(), kind = kind.as_str(), "notes delivered");
                 Ok(Next::Continue)
             }

@@ -235,6 +235,7 @@ impl Worker {
                     note_ids.push(event.event_id);
                     note_texts.push(text.clone());
                     event.note_text = Some(text);
+                    event.marked = true;
                 }
                 Err(reason) => {
                     skipped_ids.push(event.event_id);
@@ -254,41 +255,51 @@ impl Worker {
                 c_snaps.push(Json(snap.clone()));
             }
         }
+        // Each note's text and its `maybe_sent` mark (it is sent next) in
+        // one write: the send that follows does not write the row again
+        // before its request (see `notes_api::send`).
         let mut tx = self.pool.begin().await?;
-        sqlx::query!(
-            "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot)
-             select $1, * from unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[])
-             on conflict (account_id, entity_type, entity_id) do update
-             set changed_at = excluded.changed_at, snapshot = excluded.snapshot
-             where entity_states.changed_at <= excluded.changed_at",
-            account.account_id,
-            // `as _`: text[] from `&str`s and jsonb[] from `Json`s (see above).
-            &c_types as _,
-            &c_ids,
-            &c_ats,
-            &c_snaps as _,
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            "update hook_events e set note_text = n.text
-             from unnest($1::bigint[], $2::text[]) as n(event_id, text)
-             where e.event_id = n.event_id",
-            &note_ids,
-            &note_texts,
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            "update hook_events e set state = 'skipped', last_error = n.reason, finished_at = now(),
-                 locked_until = null
-             from unnest($1::bigint[], $2::text[]) as n(event_id, reason)
-             where e.event_id = n.event_id",
-            &skipped_ids,
-            &skipped_reasons as _,
-        )
-        .execute(&mut *tx)
-        .await?;
+        if !c_ids.is_empty() {
+            sqlx::query!(
+                "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot)
+                 select $1, * from unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[])
+                 on conflict (account_id, entity_type, entity_id) do update
+                 set changed_at = excluded.changed_at, snapshot = excluded.snapshot
+                 where entity_states.changed_at <= excluded.changed_at",
+                account.account_id,
+                // `as _`: text[] from `&str`s and jsonb[] from `Json`s (see above).
+                &c_types as _,
+                &c_ids,
+                &c_ats,
+                &c_snaps as _,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !note_ids.is_empty() {
+            sqlx::query!(
+                "update hook_events e set note_text = n.text, maybe_sent = true,
+                     sent_at = coalesce(e.sent_at, now())
+                 from unnest($1::bigint[], $2::text[]) as n(event_id, text)
+                 where e.event_id = n.event_id",
+                &note_ids,
+                &note_texts,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !skipped_ids.is_empty() {
+            sqlx::query!(
+                "update hook_events e set state = 'skipped', last_error = n.reason, finished_at = now(),
+                     locked_until = null
+                 from unnest($1::bigint[], $2::text[]) as n(event_id, reason)
+                 where e.event_id = n.event_id",
+                &skipped_ids,
+                &skipped_reasons as _,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
