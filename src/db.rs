@@ -57,10 +57,6 @@ pub async fn create_if_missing(settings: &DatabaseSettings) -> anyhow::Result<()
 /// from being stored.
 pub const INTAKE_CONNECTIONS: u32 = 4;
 
-/// Connections of the main pool beyond one per delivery loop: the listener,
-/// the background loop, budget checks, installs and pages.
-const SHARED_CONNECTIONS: u32 = 10;
-
 /// The two pools of a process.
 #[derive(Clone, Debug)]
 pub struct Pools {
@@ -70,8 +66,14 @@ pub struct Pools {
     pub intake: PgPool,
 }
 
-/// Opens both pools; the main one is sized for `delivery_loops`.
-pub async fn connect(settings: &DatabaseSettings, delivery_loops: usize) -> anyhow::Result<Pools> {
+/// Opens both pools; the main one holds up to `database.max_connections`.
+///
+/// The main pool is not sized by the delivery turns: a turn holds a
+/// connection only for the moment of each statement (none while it waits on
+/// amoCRM; token refreshes, which do, are bounded in `tokens.rs`), so a
+/// few dozen connections serve hundreds of turns, and PostgreSQL's own
+/// connection limit is shared by every process.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pools> {
     let options = PgConnectOptions::from_str(settings.url.expose_secret())?;
     // The main pool's statements are planned for the data they meet, every
     // time (`plan_cache_mode`). By default PostgreSQL switches a prepared
@@ -87,11 +89,7 @@ pub async fn connect(settings: &DatabaseSettings, delivery_loops: usize) -> anyh
         .clone()
         .options([("plan_cache_mode", "force_custom_plan")]);
     let main = PgPoolOptions::new()
-        .max_connections(
-            u32::try_from(delivery_loops)
-                .unwrap_or(u32::MAX)
-                .saturating_add(SHARED_CONNECTIONS),
-        )
+        .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(main_options)
         .await

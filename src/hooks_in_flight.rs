@@ -12,14 +12,15 @@
 //! So intake counts as busy while [`BUSY`] or more hooks are in flight (a
 //! hook counts once its key named an account: made-up keys do not), and
 //! for [`CALM_AFTER`] after a hook arrived to or left that many (the count
-//! swings from one moment to the next); meanwhile three quarters of the
-//! delivery loops wait before taking their next account (see
-//! `delivery::Worker::run`). The quarter left keeps notes flowing, in larger
-//! batches since events pile up meanwhile, and the rest join in once intake
-//! is calm. Light load never gets there: hooks in flight are the hook rate
-//! times the answer time (100 hooks a second answered in 10 ms is one in
-//! flight). The count is per process: a process that only delivers
-//! (`worker.concurrency` > 0 beside intake-only processes) never waits.
+//! swings from one moment to the next); meanwhile delivery starts new
+//! account turns only up to a quarter of `worker.concurrency` (see
+//! `delivery::Worker::run`). Turns already running finish, the quarter
+//! keeps notes flowing, in larger batches since events pile up meanwhile,
+//! and the rest join in once intake is calm. Light load never gets there:
+//! hooks in flight are the hook rate times the answer time (100 hooks a
+//! second answered in 10 ms is one in flight). The count is per process: a
+//! process that only delivers (`worker.concurrency` > 0 beside
+//! intake-only processes) never waits.
 
 use std::{
     sync::{
@@ -33,7 +34,7 @@ use std::{
 pub const BUSY: usize = 8;
 /// Intake counts as busy until this long after a hook last arrived to or
 /// left [`BUSY`] in flight: the count swings from one moment to the next, and a
-/// delivery loop that looked at it between two answers would not wait.
+/// dispatcher that looked at it between two answers would not wait.
 pub const CALM_AFTER: Duration = Duration::from_millis(200);
 
 /// The count of hooks in flight in this process. Cheap to share.
@@ -65,7 +66,7 @@ impl Drop for InFlight {
         // Leaving a busy intake counts as busy too: when a commit answers
         // many hooks at once the count drops to nothing for the moment
         // their senders take to send the next ones, and that moment is
-        // when the commit's announcements wake the delivery loops.
+        // when the commit's announcements wake the delivery dispatcher.
         if self.0.count.fetch_sub(1, Ordering::AcqRel) >= BUSY {
             self.0.mark_busy();
         }

@@ -1,6 +1,6 @@
 //! One LISTEN connection per process, for the two things PostgreSQL
-//! announces: a stored hook (wakes the delivery loops at once instead of at
-//! their next poll) and a changed account (the hook-key cache forgets it).
+//! announces: a stored hook (wakes the delivery dispatcher at once instead of at
+//! its next poll) and a changed account (the hook-key cache forgets it).
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ pub const EVENTS: &str = "amohook_events";
 pub const ACCOUNTS: &str = "amohook_accounts";
 
 /// Listens until `shutdown`, reconnecting after a lost connection. While
-/// not connected the cache is bypassed and the delivery loops poll.
+/// not connected the cache is bypassed and delivery polls.
 pub async fn run(
     pool: PgPool,
     cache: Arc<KeyCache>,

@@ -90,14 +90,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db::create_if_missing(&database)
                 .await
                 .context("cannot reach PostgreSQL (database.url)")?;
-            let pools = db::connect(&database, 0).await?;
+            let pools = db::connect(&database).await?;
             db::migrate(&pools.main).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Reencrypt => {
             let settings = Settings::from_raw(raw)?;
-            let pools = db::connect(&settings.database, 0)
+            let pools = db::connect(&settings.database)
                 .await
                 .context("cannot connect to PostgreSQL (database.url)")?;
             db::migrate(&pools.main).await?;

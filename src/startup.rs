@@ -45,7 +45,7 @@ impl Application {
         db::create_if_missing(&settings.database)
             .await
             .context("cannot reach PostgreSQL to create the database (database.url)")?;
-        let pools = db::connect(&settings.database, settings.worker.concurrency)
+        let pools = db::connect(&settings.database)
             .await
             .context("cannot connect to PostgreSQL (database.url)")?;
         let pool = pools.main.clone();

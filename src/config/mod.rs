@@ -90,14 +90,23 @@ pub struct NotesSettings {
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Accounts one process works on at the same time; 0: this process
-    /// only receives hooks, others deliver.
+    /// Account turns one process runs at the same time (each mostly
+    /// waiting on amoCRM); 0: this process only receives hooks, others
+    /// deliver.
     pub concurrency: usize,
 }
+
+/// The most account turns a process may run at once (`worker.concurrency`):
+/// each is a task of a few kilobytes, and its calls share the main pool's
+/// connections.
+pub const MAX_TURNS: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     pub url: SecretString,
+    /// Connections of the main pool (delivery, tokens, installs, pages);
+    /// intake has [`crate::db::INTAKE_CONNECTIONS`] of its own beside them.
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -286,8 +295,19 @@ impl DatabaseSettings {
                 "must start with postgres:// or postgresql://",
             ));
         }
+        let max_connections = required("database.max_connections", raw.max_connections.as_deref())?
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (4..=1000).contains(n))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "database.max_connections",
+                    "must be a whole number from 4 to 1000",
+                )
+            })?;
         Ok(DatabaseSettings {
             url: SecretString::from(url.to_owned()),
+            max_connections,
         })
     }
 }
@@ -451,9 +471,12 @@ impl Settings {
         let concurrency = required("worker.concurrency", raw.worker.concurrency.as_deref())?
             .parse::<usize>()
             .ok()
-            .filter(|n| *n <= 256)
+            .filter(|n| *n <= MAX_TURNS)
             .ok_or_else(|| {
-                ConfigError::invalid("worker.concurrency", "must be a whole number from 0 to 256")
+                ConfigError::invalid(
+                    "worker.concurrency",
+                    format!("must be a whole number from 0 to {MAX_TURNS}"),
+                )
             })?;
 
         let retention_days = required("retention.days", raw.retention.days.as_deref())?

@@ -65,6 +65,7 @@ pub struct RawWorker {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawDatabase {
     pub url: Option<String>,
+    pub max_connections: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

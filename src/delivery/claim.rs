@@ -52,7 +52,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Leases the due account served longest ago.
+    /// Leases up to `n` due accounts, those served longest ago first.
     ///
     /// Finding it by walking accounts in service order (the
     /// `accounts_last_served` index) stops at the first due account: quick
@@ -63,7 +63,7 @@ impl Worker {
     /// or claimed events (at most [`FEW_WAITING_ACCOUNTS`]); when that is all of
     /// them, it chooses among those only, and walks accounts only when many
     /// are waiting.
-    pub(super) async fn claim_account(&self) -> sqlx::Result<Option<AccountRef>> {
+    pub(super) async fn claim_accounts(&self, n: usize) -> sqlx::Result<Vec<AccountRef>> {
         // The accounts with pending or claimed events, one index probe
         // each (a skip scan of `hook_events_due`), however many events
         // each has; the recursion stops at the limit.
@@ -85,7 +85,7 @@ impl Worker {
         .fetch_all(&self.pool)
         .await?;
         if waiting.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let among = (waiting.len() < FEW_WAITING_ACCOUNTS as usize).then_some(waiting);
         // The main pool plans each run for its parameters (`db.rs`): with
@@ -105,17 +105,19 @@ impl Worker {
                          and ((e.state = 'pending' and e.next_attempt_at <= now())
                               or (e.state = 'sending' and e.locked_until < now())))
                  order by a.last_served_at nulls first
-                 limit 1
+                 limit $4
                  for update skip locked)
              update accounts a
              set lease_owner = $1, lease_until = now() + $2, last_served_at = now()
              from candidate where a.account_id = candidate.account_id
-             returning a.account_id, a.domain, a.status as "status: AccountStatus", a.timezone"#,
+             returning a.account_id, a.domain, a.status as "status: AccountStatus", a.timezone,
+                       a.paused_until is not null as "paused!""#,
             &self.owner,
             claim_ttl() as _,
             among.as_deref(),
+            i64::try_from(n).unwrap_or(i64::MAX),
         )
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
     }
 
@@ -150,7 +152,7 @@ impl Worker {
              returning e.event_id, e.entity_type as "entity_type: EntityKind", e.entity_id,
                        e.action as "action: Action", e.changed_at,
                        e.snapshot as "snapshot: Json<Snapshot>", e.note_text, e.maybe_sent,
-                       e.sent_at"#,
+                       e.sent_at, false as "marked!""#,
             account_id,
             ROUND,
             claim_ttl() as _,

@@ -29,7 +29,11 @@
 //! - A failed directory call (users, pipelines) costs only names: the notes
 //!   show ids instead.
 //! - Calls wait for the shared per-account budget (see `budget.rs`).
-//! - NOTIFY on every stored hook wakes idle workers (see `listen.rs`); a
+//! - Account turns run as tasks, up to `worker.concurrency` at once, started
+//!   by one dispatcher that claims due accounts in batches (see
+//!   [`Worker::run`]): a slow or hung amoCRM holds only its own account's
+//!   turn.
+//! - NOTIFY on every stored hook wakes the dispatcher (see `listen.rs`); a
 //!   one-second poll picks up retries whose time has come.
 
 mod claim;
@@ -40,14 +44,16 @@ mod round;
 
 use std::{
     collections::HashSet,
+    panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use futures_util::FutureExt as _;
 use sqlx::{types::Json, PgPool};
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -74,7 +80,7 @@ const ROUNDS_PER_TURN: usize = 10;
 const RETRY_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 /// An account amoCRM blocks (HTML 403) rests this long.
 const BLOCK_PAUSE: Duration = Duration::from_secs(10 * 60);
-/// Idle workers look for due retries this often.
+/// An idle dispatcher looks for due retries this often.
 const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
@@ -83,6 +89,9 @@ struct AccountRef {
     domain: String,
     status: AccountStatus,
     timezone: Option<String>,
+    /// A pause had been set (and has run out): the first delivered note
+    /// clears it.
+    paused: bool,
 }
 
 #[derive(Debug)]
@@ -96,6 +105,11 @@ struct Claimed {
     note_text: Option<String>,
     maybe_sent: bool,
     sent_at: Option<DateTime<Utc>>,
+    /// Its `maybe_sent` mark was stored with its note text, in this round:
+    /// the send need not store it again. (In memory `maybe_sent` stays as
+    /// claimed: a note rendered just now was never sent, so it is not
+    /// looked up.)
+    marked: bool,
 }
 
 /// What a round leaves for the account's turn.
@@ -116,8 +130,8 @@ pub struct Worker {
     wake: Notify,
     /// The events this process's rounds are working on.
     in_hand: Mutex<HashSet<i64>>,
-    /// This process's hooks in flight: while there are many, three quarters
-    /// of the delivery loops wait (see `hooks_in_flight.rs`).
+    /// This process's hooks in flight: while there are many, fewer turns
+    /// start (see `hooks_in_flight.rs`).
     hooks: Arc<HooksInFlight>,
 }
 
@@ -150,34 +164,78 @@ impl Worker {
         }
     }
 
-    /// Makes three quarters of the delivery loops wait while `hooks` says
+    /// Starts new turns only up to a quarter of the limit while `hooks` says
     /// intake is busy. Without it (a worker on its own, in tests and tools)
-    /// no loop waits.
+    /// delivery never steps back.
     pub fn yielding_to(mut self, hooks: Arc<HooksInFlight>) -> Self {
         self.hooks = hooks;
         self
     }
 
-    /// Runs `concurrency` delivery loops until `shutdown`, then gives up
-    /// this process's leases so another process can go on at once.
-    pub async fn run(self: Arc<Self>, concurrency: usize, shutdown: CancellationToken) {
-        if concurrency == 0 {
+    /// Delivers until `shutdown`, with at most `turns` account turns in
+    /// flight, then gives up this process's leases so another process can
+    /// go on at once.
+    ///
+    /// One dispatcher claims due accounts in batches, as many as there are
+    /// free turns, and runs each account's turn as a task of its own: a
+    /// turn mostly waits on amoCRM, so waiting costs a task, not one of a
+    /// few loops, and an account whose amoCRM is slow or hung holds only
+    /// its own turn (its calls end at the client's deadlines, see
+    /// `amocrm::AmoApi`). A turn that ends wakes the dispatcher: hooks of
+    /// an account stored while its turn was ending are claimed then,
+    /// not at the next poll.
+    ///
+    /// While intake is busy (see `hooks_in_flight.rs`) new turns start only
+    /// up to a quarter of `turns`: turns already running go on, and notes
+    /// keep flowing in larger batches.
+    pub async fn run(self: Arc<Self>, turns: usize, shutdown: CancellationToken) {
+        if turns == 0 {
             return;
         }
         let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
-        let mut loops = Vec::new();
-        for index in 0..concurrency {
-            let worker = self.clone();
-            let stop = shutdown.clone();
-            // A quarter of the loops (at least one) never step back for
-            // intake: notes keep flowing.
-            let yields = index >= (concurrency / 4).max(1);
-            loops.push(tokio::spawn(async move {
-                worker.delivery_loop(yields, stop).await
-            }));
+        let mut running: JoinSet<()> = JoinSet::new();
+        let few = (turns / 4).max(1);
+        while !shutdown.is_cancelled() {
+            while let Some(ended) = running.try_join_next() {
+                turn_ended(ended);
+            }
+            let busy = self.hooks.busy();
+            if busy {
+                metrics::counter!("amohook_delivery_yields_total").increment(1);
+            }
+            let limit = if busy { few } else { turns };
+            let free = limit.saturating_sub(running.len());
+            let mut claimed = 0;
+            if free > 0 {
+                match self.claim_accounts(free).await {
+                    Ok(accounts) => {
+                        claimed = accounts.len();
+                        for account in accounts {
+                            let worker = self.clone();
+                            let stop = shutdown.clone();
+                            running.spawn(async move { worker.turn(account, &stop).await });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming accounts failed"),
+                }
+            }
+            metrics::gauge!("amohook_delivery_turns").set(running.len() as f64);
+            if claimed == free && free > 0 {
+                // Every free turn found an account: more may be due.
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                Some(ended) = running.join_next() => turn_ended(ended),
+                _ = self.hooks.calm(), if busy => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
-        for handle in loops {
-            let _ = handle.await;
+        // A stop lets each turn finish its round (see `serve_account`):
+        // its events are claimed and would otherwise wait for their lock.
+        while let Some(ended) = running.join_next().await {
+            turn_ended(ended);
         }
         heartbeat.abort();
         if let Err(e) = sqlx::query!(
@@ -191,27 +249,10 @@ impl Worker {
         }
     }
 
-    async fn delivery_loop(&self, yields: bool, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            if yields && self.hooks.busy() {
-                metrics::counter!("amohook_delivery_yields_total").increment(1);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = self.hooks.calm() => {}
-                }
-            }
-            // A stop signal lets the current account's round finish: its
-            // events are claimed and would otherwise wait for their lock.
-            match self.work_once().await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "delivery round failed"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-            }
+    /// One account's turn: its rounds, then its lease given back.
+    async fn turn(&self, account: AccountRef, stop: &CancellationToken) {
+        if let Err(e) = self.work_on(account, stop).await {
+            tracing::warn!(error = %e, "delivery round failed");
         }
     }
 
@@ -225,11 +266,9 @@ impl Worker {
         InHand { worker: self, ids }
     }
 
-    /// Wakes one delivery loop (a hook was stored): one announcement needs
-    /// one claim, and waking every idle loop made each of them run the
-    /// claim query for nothing. When every loop is busy the wake-up waits
-    /// for the first one to finish, so a hook stored meanwhile is not left
-    /// to the next poll.
+    /// Wakes the dispatcher (a hook was stored). Announcements that come
+    /// while it is claiming are kept as one, so a burst of hooks costs one
+    /// more claim, not one each.
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -254,11 +293,27 @@ impl Worker {
     /// Claims one account with due events and works on it. False when no
     /// account had anything due.
     pub async fn work_once(&self) -> anyhow::Result<bool> {
-        let Some(account) = self.claim_account().await? else {
+        let Some(account) = self.claim_accounts(1).await?.pop() else {
             return Ok(false);
         };
+        self.work_on(account, &CancellationToken::new()).await?;
+        Ok(true)
+    }
+
+    /// Serves a leased account, then gives its lease back (also when the
+    /// turn failed).
+    async fn work_on(&self, account: AccountRef, stop: &CancellationToken) -> anyhow::Result<()> {
         let span = tracing::info_span!("deliver", account.id = account.account_id);
-        let result = tracing::Instrument::instrument(self.serve_account(&account), span).await;
+        // A panic (a bug) ends this turn only, and the lease is given back
+        // all the same. Unwind safety: nothing shared is left half-changed
+        // in memory; the events in hand leave `in_hand` as they unwind.
+        let result = AssertUnwindSafe(tracing::Instrument::instrument(
+            self.serve_account(&account, stop),
+            span,
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the delivery turn panicked")));
         sqlx::query!(
             "update accounts set lease_owner = null, lease_until = null
              where account_id = $1 and lease_owner = $2",
@@ -267,7 +322,7 @@ impl Worker {
         )
         .execute(&self.pool)
         .await?;
-        result.map(|_| true)
+        result
     }
 
     /// Works until nothing is due for any account. For tests and tools.
@@ -276,7 +331,11 @@ impl Worker {
         Ok(())
     }
 
-    async fn serve_account(&self, account: &AccountRef) -> anyhow::Result<()> {
+    async fn serve_account(
+        &self,
+        account: &AccountRef,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
         if account.status == AccountStatus::Disconnected {
             let dropped = sqlx::query!(
                 "update hook_events set state = 'dropped', last_error = 'account disconnected',
@@ -290,8 +349,9 @@ impl Worker {
             tracing::info!(dropped, "events of a disconnected account dropped");
             return Ok(());
         }
-        for _ in 0..ROUNDS_PER_TURN {
-            if !self.renew(account.account_id).await? {
+        for round in 0..ROUNDS_PER_TURN {
+            // The claim has just set the lease; later rounds renew it.
+            if round > 0 && !self.renew(account.account_id).await? {
                 tracing::warn!("account lease lost; leaving the account to its new owner");
                 return Ok(());
             }
@@ -299,10 +359,14 @@ impl Worker {
             if events.is_empty() {
                 return Ok(());
             }
+            // A short round took every due event: the turn ends after it
+            // instead of asking again for nothing. Hooks stored meanwhile
+            // are claimed when the turn ends (see `run`).
+            let last = (events.len() as i64) < ROUND;
             let hand = self.hold(&events);
             match self.round(account, events).await {
-                Ok(Next::Continue) => {}
-                Ok(Next::Later) => return Ok(()),
+                Ok(Next::Continue) if !last && !stop.is_cancelled() => {}
+                Ok(_) => return Ok(()),
                 Err(e) => {
                     // What the round did not finish is due again at once
                     // (a note that may have been sent keeps its mark, and
@@ -315,5 +379,15 @@ impl Worker {
             }
         }
         Ok(())
+    }
+}
+
+/// Logs a turn that did not end by itself (a panic past `work_on`'s own
+/// catch: its account's lease runs out within [`CLAIM_TTL`]).
+fn turn_ended(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        if e.is_panic() {
+            tracing::error!("a delivery turn panicked; its account's lease runs out");
+        }
     }
 }

@@ -748,7 +748,7 @@ async fn a_user_added_later_is_named_once_the_cache_learns_of_them() {
 async fn the_main_pool_plans_statements_for_the_data_they_meet() {
     let app = TestApp::spawn().await;
     let settings = crate::helpers::settings_from(crate::helpers::base_env(&app.db.url, &app.fake));
-    let pools = amohook::db::connect(&settings.database, 1).await.unwrap();
+    let pools = amohook::db::connect(&settings.database).await.unwrap();
     for (pool, generic_expected) in [(&pools.main, false), (&pools.intake, true)] {
         let mut conn = pool.acquire().await.unwrap();
         // PostgreSQL tries a generic plan after the fifth run.
@@ -920,7 +920,7 @@ async fn a_claim_among_idle_accounts_reads_only_the_due_ones() {
     // A worker on connections of its own: closing them makes PostgreSQL
     // count their index scans.
     let settings = crate::helpers::settings_from(crate::helpers::base_env(&app.db.url, &app.fake));
-    let pools = amohook::db::connect(&settings.database, 1).await.unwrap();
+    let pools = amohook::db::connect(&settings.database).await.unwrap();
     let scans = || async {
         sqlx::query_scalar::<_, i64>(
             "select idx_scan from pg_stat_user_indexes where indexrelname = 'hook_events_due'",
@@ -952,9 +952,9 @@ async fn a_claim_among_idle_accounts_reads_only_the_due_ones() {
     );
 }
 
-/// While many hooks are in flight, a quarter of the delivery loops go on and
-/// the rest wait: intake's answers come first on a shared machine. Once the
-/// hooks calm down, every loop delivers again.
+/// While many hooks are in flight, new delivery turns start only up to a
+/// quarter of the limit: intake's answers come first on a shared machine.
+/// Once the hooks calm down, turns start up to the full limit again.
 #[tokio::test]
 async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     use amohook::hooks_in_flight::CALM_AFTER;
@@ -965,8 +965,11 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     use std::time::Instant;
 
     const BUSY_ID: i64 = 36_100_000;
-    // The default configuration: 8 delivery loops, of which 2 never wait.
-    let app = TestApp::spawn().await;
+    // 8 turns at most, so 2 while intake is busy.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "8".into());
+    })
+    .await;
     let quiet: Vec<(String, i64)> = (1..=8)
         .map(|n| (format!("quiet{n}.amocrm.ru"), 36_000_000 + n))
         .collect();
@@ -976,7 +979,7 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     }
     // The busy account's hooks take a while to store (20 ms a row) and 12
     // senders keep sending them: intake stays busy. Its own events wait
-    // (paused), so that the loops work for the quiet accounts only.
+    // (paused), so that the turns are the quiet accounts' only.
     let busy_key = app.connected("busy.amocrm.ru", BUSY_ID).await;
     sqlx::query("update accounts set manual_pause = true where account_id = $1")
         .bind(BUSY_ID)
@@ -1031,9 +1034,9 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     }
     assert!(in_flight.busy(), "12 slow senders make intake busy");
 
-    // Every request to amoCRM takes 300 ms: a loop has one under way at a
+    // Every request to amoCRM takes 300 ms: a turn has one under way at a
     // time, so note requests that arrive close together come from as many
-    // loops.
+    // turns.
     app.fake.set_latency(Duration::from_millis(300));
     let note_posts = || -> Vec<Instant> {
         let mut at: Vec<_> = app
@@ -1050,7 +1053,7 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     // The most note requests that arrived within 200 ms of one another.
     let most_at_once = |at: &[Instant]| amocrm_sim::most_within(at, Duration::from_millis(200));
     // One hook for each quiet account, sent together: they are stored in
-    // one commit, whose announcements wake every idle loop at once.
+    // one commit, whose announcements wake the dispatcher at once.
     let sends = quiet.iter().zip(&keys).map(|((_, id), key)| {
         app.post_hook(key, lead_hook(*id, "add", 700, "Lead", 1_712_331_728, &[]))
     });
@@ -1065,11 +1068,11 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     assert_eq!(busy_posts.len(), 8, "one note request per quiet account");
     assert!(
         most_at_once(&busy_posts) <= 2,
-        "while intake is busy, two loops deliver: {} note requests at once",
+        "while intake is busy, two turns deliver: {} note requests at once",
         most_at_once(&busy_posts)
     );
 
-    // Intake calms down: every loop delivers again.
+    // Intake calms down: turns start up to the full limit again.
     stop.store(true, Ordering::Relaxed);
     for sender in senders {
         sender.await.unwrap();
@@ -1087,7 +1090,7 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
     let calm_posts = note_posts().split_off(8);
     assert!(
         most_at_once(&calm_posts) > 2,
-        "once intake is calm, more than two loops deliver: {}",
+        "once intake is calm, more than two turns deliver: {}",
         most_at_once(&calm_posts)
     );
 }

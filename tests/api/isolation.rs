@@ -186,9 +186,9 @@ fn a_poison_hook_never_fails_the_hooks_beside_it_in_a_batch() {
 async fn hook_intake_has_connections_nothing_else_can_take() {
     let app = TestApp::spawn_without_worker().await;
     let key = app.connected(CLEAN.0, CLEAN.1).await;
-    // The main pool is sized from worker.concurrency (0 here) ...
+    // The main pool ...
     let main = &app.state.pool;
-    assert_eq!(main.options().get_max_connections(), 10);
+    assert_eq!(main.options().get_max_connections(), 30);
     // ... and every one of its connections is taken (stuck refreshes,
     // slow pages, a delivery storm).
     let mut held = Vec::new();
@@ -210,16 +210,78 @@ async fn hook_intake_has_connections_nothing_else_can_take() {
 }
 
 #[tokio::test]
-async fn a_main_pool_grows_with_the_delivery_loops() {
+async fn the_main_pool_is_sized_by_its_setting_not_by_the_delivery_turns() {
     let app = TestApp::spawn_with(|env| {
-        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "32".into());
+        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "2000".into());
+        env.insert("AMOHOOK_DATABASE__MAX_CONNECTIONS".into(), "12".into());
     })
     .await;
-    assert_eq!(app.state.pool.options().get_max_connections(), 42);
+    assert_eq!(app.state.pool.options().get_max_connections(), 12);
     assert_eq!(
         app.state.intake.pool.options().get_max_connections(),
         amohook::db::INTAKE_CONNECTIONS
     );
+}
+
+/// Waits until the simulator has at least `n` requests in flight.
+async fn until_in_flight(app: &TestApp, n: usize) {
+    for _ in 0..200 {
+        if app.fake.in_flight() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{} requests in flight, expected {n}; events: {:?}",
+        app.fake.in_flight(),
+        app.events().await
+    );
+}
+
+/// Accounts whose amoCRM answers in 30 s or never, more of them than a
+/// fixed set of delivery loops would have had: while every one of their
+/// requests is still hanging, a healthy account's note is delivered.
+#[tokio::test]
+async fn a_hung_or_slow_amocrm_never_delays_another_accounts_note() {
+    let app = TestApp::spawn().await;
+    const SLOW: i64 = 24;
+    let healthy = app.connected(CLEAN.0, CLEAN.1).await;
+    let mut slow = Vec::new();
+    for i in 0..SLOW {
+        let (domain, id) = (format!("slow{i}.amocrm.ru"), 36_100_000 + i);
+        slow.push((app.connected(&domain, id).await, domain, id));
+    }
+    // Then, all at once, their amoCRM stops answering in time, and each
+    // gets a hook.
+    for (i, (key, domain, id)) in slow.iter().enumerate() {
+        if i % 2 == 0 {
+            app.fake.hang(domain);
+        } else {
+            app.fake.set_domain_latency(domain, Duration::from_secs(30));
+        }
+        let hook = app
+            .post_hook(key, lead_hook(*id, "add", 1, "x", 1, &[]))
+            .await;
+        assert_eq!(hook.status(), 200);
+    }
+    // Each slow account has a request of its own hanging.
+    until_in_flight(&app, SLOW as usize).await;
+
+    let key = healthy;
+    let hook = app
+        .post_hook(&key, lead_hook(CLEAN.1, "add", 7, "healthy", 1, &[]))
+        .await;
+    assert_eq!(hook.status(), 200);
+    let notes = app.wait_for_notes(CLEAN.0, 1).await;
+    assert_eq!(notes.len(), 1);
+    // Not one of the slow accounts' requests had ended (answered or given
+    // up) when the healthy note landed: it waited on none of them.
+    assert!(
+        app.fake.in_flight() >= SLOW as usize,
+        "{} in flight",
+        app.fake.in_flight()
+    );
+    assert!(app.fake.notes().iter().all(|n| n.domain == CLEAN.0));
 }
 
 #[tokio::test]
