@@ -19,6 +19,35 @@ use crate::{free_port, hook_body, install, percentile, wait_ready, Server};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
+    /// Hooks spread over every account (`--accounts`) at `--rate` a second
+    /// for `--seconds`, amoCRM answering in `--latency-ms`: hook → note
+    /// p50/p99/max, notes per second, amoCRM requests in flight, CPU of
+    /// PostgreSQL and amohook, 429s, memory. Prints JSON; not a pass/fail
+    /// drill.
+    Spread {
+        #[arg(long, default_value_t = 40.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// amoCRM's answer time once the accounts are installed (default:
+        /// `--latency-ms`): a long one keeps many turns in flight without
+        /// making the install itself wait on it.
+        #[arg(long)]
+        call_ms: Option<u64>,
+    },
+    /// `--slow` accounts whose amoCRM answers in 30 s or never (half each),
+    /// two hooks each, beside `--healthy` accounts receiving `--rate` hooks
+    /// a second: every healthy hook noted once, with p99 under 2 s.
+    SlowTenant {
+        #[arg(long, default_value_t = 24)]
+        slow: usize,
+        #[arg(long, default_value_t = 3)]
+        healthy: usize,
+        #[arg(long, default_value_t = 2.5)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+    },
     /// kill -9 amohook three times under load and restart it: no hook that
     /// got a 200 is lost or noted twice, and all have their notes within
     /// 30 s of the last restart.
@@ -60,6 +89,14 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         senders: usize,
     },
+}
+
+impl Command {
+    /// Installs more accounts than the default install gate lets through in
+    /// reasonable time.
+    pub fn installs_many(&self) -> bool {
+        matches!(self, Command::Spread { .. } | Command::SlowTenant { .. })
+    }
 }
 
 /// The server's `install.exchanges_per_second` (its default).
@@ -331,6 +368,9 @@ pub async fn run(
         .map(|(id, _, url)| (*id, url.clone()))
         .collect();
     let report = match command {
+        Command::Spread { .. } | Command::SlowTenant { .. } => {
+            anyhow::bail!("run by main, with accounts of their own")
+        }
         Command::Kill => {
             let port: u16 = server.base.rsplit(':').next().unwrap_or_default().parse()?;
             let load = Load::start(http, targets, 8, 1, Duration::ZERO, hook_body);

@@ -31,6 +31,7 @@ const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
 mod drills;
+mod spread;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -122,6 +123,10 @@ impl Server {
             .unwrap_or((0.0, 0.0))
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn rss_kib(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
@@ -179,10 +184,11 @@ async fn main() -> anyhow::Result<()> {
         ),
         ("AMOHOOK_INSTALL__CONCURRENT_EXCHANGES", "16".to_owned()),
     ];
-    let env: &[(&str, String)] = if args.drill.is_some() {
-        &[]
-    } else {
-        &install_gate
+    // The drills run on the server's defaults, except that those that
+    // install many accounts need the faster gate.
+    let env: &[(&str, String)] = match &args.drill {
+        Some(drill) if !drill.installs_many() => &[],
+        _ => &install_gate,
     };
     let server = Server::spawn_with(&amohook, db_url.as_str(), &sim, args.rps, port, env)?;
     let http = client(args.concurrency);
@@ -190,6 +196,28 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("amohook is up on {}", server.base);
 
     let result = match &args.drill {
+        Some(drills::Command::Spread {
+            rate,
+            seconds,
+            call_ms,
+        }) => {
+            spread::spread(
+                &server,
+                &sim,
+                &http,
+                args.accounts,
+                *rate,
+                *seconds,
+                call_ms.unwrap_or(args.latency_ms),
+            )
+            .await
+        }
+        Some(drills::Command::SlowTenant {
+            slow,
+            healthy,
+            rate,
+            seconds,
+        }) => spread::slow_tenant(&server, &sim, &http, *slow, *healthy, *rate, *seconds).await,
         Some(drill) => {
             drills::run(
                 drill,
