@@ -99,7 +99,7 @@ pub struct WorkerSettings {
 /// The most account turns a process may run at once (`worker.concurrency`):
 /// each is a task of a few kilobytes, and its calls share the main pool's
 /// connections.
-pub const MAX_TURNS: usize = 10_000;
+pub const MAX_TURNS: u32 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
@@ -295,16 +295,11 @@ impl DatabaseSettings {
                 "must start with postgres:// or postgresql://",
             ));
         }
-        let max_connections = required("database.max_connections", raw.max_connections.as_deref())?
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (4..=1000).contains(n))
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    "database.max_connections",
-                    "must be a whole number from 4 to 1000",
-                )
-            })?;
+        let max_connections = whole(
+            "database.max_connections",
+            raw.max_connections.as_deref(),
+            4..=1000,
+        )?;
         Ok(DatabaseSettings {
             url: SecretString::from(url.to_owned()),
             max_connections,
@@ -380,20 +375,11 @@ impl Settings {
                 format!("`{bad}` is not a domain like amocrm.ru"),
             ));
         }
-        let requests_per_second = required(
+        let requests_per_second = whole(
             "amocrm.requests_per_second",
             amo.requests_per_second.as_deref(),
-        )?
-        .trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|n| (1..=50).contains(n))
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                "amocrm.requests_per_second",
-                "must be a whole number from 1 to 50",
-            )
-        })?;
+            1..=50,
+        )?;
 
         let kommo = KommoSettings::from_raw(raw.kommo, &public_url)?;
         if let Some(kommo) = &kommo {
@@ -468,16 +454,11 @@ impl Settings {
                     "must be an IANA time zone, e.g. Europe/Moscow",
                 )
             })?;
-        let concurrency = required("worker.concurrency", raw.worker.concurrency.as_deref())?
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n <= MAX_TURNS)
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    "worker.concurrency",
-                    format!("must be a whole number from 0 to {MAX_TURNS}"),
-                )
-            })?;
+        let concurrency = whole(
+            "worker.concurrency",
+            raw.worker.concurrency.as_deref(),
+            0..=MAX_TURNS,
+        )? as usize;
 
         let retention_days = required("retention.days", raw.retention.days.as_deref())?
             .parse::<u32>()

@@ -15,7 +15,7 @@ use std::{
 use amocrm_sim::Simulator;
 use serde_json::{json, Value};
 
-use crate::{free_port, hook_body, install, percentile, wait_ready, Server};
+use crate::{free_port, hook_body, hook_targets, install, percentile, wait_ready, Server};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -363,10 +363,7 @@ pub async fn run(
     http: &reqwest::Client,
 ) -> anyhow::Result<Value> {
     let accounts = install(http, &server.base, sim, 10, 80_000_000).await?;
-    let targets: Vec<(i64, String)> = accounts
-        .iter()
-        .map(|(id, _, url)| (*id, url.clone()))
-        .collect();
+    let targets = hook_targets(&accounts);
     let report = match command {
         Command::Spread { .. } | Command::SlowTenant { .. } => {
             anyhow::bail!("run by main, with accounts of their own")

@@ -345,6 +345,14 @@ async fn drop_database(admin_url: &str, name: &str) {
 
 /// Installs accounts through /install and the callback; returns
 /// (account id, domain, hook URL).
+/// Where to post each installed account's hooks: its id and hook URL.
+pub(crate) fn hook_targets(installed: &[(i64, String, String)]) -> Vec<(i64, String)> {
+    installed
+        .iter()
+        .map(|(id, _, url)| (*id, url.clone()))
+        .collect()
+}
+
 pub(crate) async fn install(
     http: &reqwest::Client,
     base: &str,

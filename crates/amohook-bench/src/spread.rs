@@ -17,7 +17,7 @@ use std::{
 use amocrm_sim::Simulator;
 use serde_json::{json, Value};
 
-use crate::{hook_body, install, percentile, Server};
+use crate::{hook_body, hook_targets, install, percentile, Server};
 
 /// The 200 of each hook sent, by entity id, and the other answers by
 /// status.
@@ -210,10 +210,7 @@ pub async fn spread(
         "installed {accounts} accounts in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let targets: Vec<(i64, String)> = installed
-        .into_iter()
-        .map(|(id, _, url)| (id, url))
-        .collect();
+    let targets = hook_targets(&installed);
     sim.set_latency(Duration::from_millis(latency_ms));
     let requests_before = sim.requests().len();
     let (pg_before, amohook_before) = (postgres_cpu_seconds(), server.cpu_seconds());
@@ -304,14 +301,8 @@ pub async fn slow_tenant(
             sim.hang(domain);
         }
     }
-    let slow_targets: Vec<(i64, String)> = slow_accounts
-        .iter()
-        .map(|(id, _, url)| (*id, url.clone()))
-        .collect();
-    let healthy_targets: Vec<(i64, String)> = healthy_accounts
-        .iter()
-        .map(|(id, _, url)| (*id, url.clone()))
-        .collect();
+    let slow_targets = hook_targets(slow_accounts);
+    let healthy_targets = hook_targets(healthy_accounts);
     // The slow accounts' hooks first, all at once: their turns start
     // before the healthy accounts' hooks.
     let slow_sent = paced(http, &slow_targets, 200.0, (2 * slow) as f64 / 200.0, 1).await;
