@@ -12,11 +12,10 @@
 //! So intake counts as busy while [`BUSY`] or more hooks are in flight (a
 //! hook counts once its key named an account: made-up keys do not), and
 //! for [`CALM_AFTER`] after a hook arrived to or left that many (the count
-//! swings from one moment to the next); meanwhile delivery starts new
-//! account turns only up to a quarter of `worker.concurrency` (see
-//! `delivery::Worker::run`). Turns already running finish, the quarter
-//! keeps notes flowing, in larger batches since events pile up meanwhile,
-//! and the rest join in once intake is calm. Light load never gets there:
+//! swings from one moment to the next); meanwhile only one delivery round
+//! at a time is under way (see `delivery/gate.rs`): notes keep flowing, in
+//! larger batches since events pile up meanwhile, and the other rounds
+//! join in once intake is calm. Light load never gets there:
 //! hooks in flight are the hook rate times the answer time (100 hooks a
 //! second answered in 10 ms is one in flight). The count is per process: a
 //! process that only delivers (`worker.concurrency` > 0 beside

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 
-use super::{claim::claim_ttl, AccountRef, Claimed, Next, Worker, LOOKUP_PAGES};
+use super::{claim::claim_ttl, gate::RoundSlot, AccountRef, Claimed, Next, Worker, LOOKUP_PAGES};
 use crate::{
     amocrm::{
         hooks::EntityKind,
@@ -20,6 +20,7 @@ impl Worker {
         account: &AccountRef,
         kind: EntityKind,
         chunk: &[Claimed],
+        slot: &mut RoundSlot<'_>,
     ) -> anyhow::Result<Next> {
         let ids: Vec<i64> = chunk.iter().map(|e| e.event_id).collect();
         if !self.renew(account.account_id).await? {
@@ -48,16 +49,15 @@ impl Worker {
                 request_id: e.event_id.to_string(),
             })
             .collect();
-        let result = self
-            .tokens
-            .call(account.account_id, |token| {
+        let result = slot
+            .away(self.tokens.call(account.account_id, |token| {
                 let notes = &notes;
                 async move {
                     self.api
                         .add_notes(&account.domain, &token, kind, notes)
                         .await
                 }
-            })
+            }))
             .await;
         match result {
             Ok(by_request) => {

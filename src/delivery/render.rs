@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chrono_tz::Tz;
 use sqlx::types::Json;
 
-use super::{retry::stops_the_account, AccountRef, Claimed, Next, Worker};
+use super::{gate::RoundSlot, retry::stops_the_account, AccountRef, Claimed, Next, Worker};
 use crate::{
     amocrm::{
         directory::{self, Directory, Needs},
@@ -37,6 +37,7 @@ impl Worker {
         &self,
         account: &AccountRef,
         events: &[Claimed],
+        slot: &mut RoundSlot<'_>,
     ) -> anyhow::Result<Result<Known, Next>> {
         let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
         let todo: Vec<&Claimed> = events.iter().filter(|e| e.note_text.is_none()).collect();
@@ -64,15 +65,16 @@ impl Worker {
         }
         let mut card_events = HashMap::new();
         for (kind, cards) in first_seen {
-            let found = events::changes(
-                &self.api,
-                &self.tokens,
-                account.account_id,
-                &account.domain,
-                kind,
-                &cards,
-            )
-            .await;
+            let found = slot
+                .away(events::changes(
+                    &self.api,
+                    &self.tokens,
+                    account.account_id,
+                    &account.domain,
+                    kind,
+                    &cards,
+                ))
+                .await;
             let mut found = match found {
                 Ok(found) => Some(found),
                 Err(e) if stops_the_account(&e) => {
@@ -95,16 +97,17 @@ impl Worker {
 
         let mut dir = directory::load(&self.pool, account.account_id).await?;
         let needs = needs_of(&todo, &card_events);
-        if let Err(e) = directory::refresh_for(
-            &self.pool,
-            &self.api,
-            &self.tokens,
-            account.account_id,
-            &account.domain,
-            &mut dir,
-            &needs,
-        )
-        .await
+        if let Err(e) = slot
+            .away(directory::refresh_for(
+                &self.pool,
+                &self.api,
+                &self.tokens,
+                account.account_id,
+                &account.domain,
+                &mut dir,
+                &needs,
+            ))
+            .await
         {
             if stops_the_account(&e) {
                 // Sending would fail the same way.

@@ -3,18 +3,20 @@
 
 use std::collections::HashMap;
 
-use super::{AccountRef, Claimed, Next, Worker, BATCH};
+use super::{gate::RoundSlot, AccountRef, Claimed, Next, Worker, BATCH};
 use crate::amocrm::hooks::EntityKind;
 
 impl Worker {
-    /// Renders, checks and sends one round of claimed events.
+    /// Renders, checks and sends one round of claimed events. `slot` is
+    /// given back at the round's first call to amoCRM (see `gate.rs`).
     pub(super) async fn round(
         &self,
         account: &AccountRef,
         mut events: Vec<Claimed>,
+        slot: &mut RoundSlot<'_>,
     ) -> anyhow::Result<Next> {
         if events.iter().any(|e| e.note_text.is_none()) {
-            let known = match self.prepare(account, &events).await? {
+            let known = match self.prepare(account, &events, slot).await? {
                 Ok(known) => known,
                 Err(next) => return Ok(next),
             };
@@ -37,7 +39,10 @@ impl Worker {
             let mut to_send = Vec::new();
             let (check, fresh): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| e.maybe_sent);
             if !check.is_empty() {
-                match self.already_delivered(account, kind, &check).await {
+                match slot
+                    .away(self.already_delivered(account, kind, &check))
+                    .await
+                {
                     Ok(found) => {
                         self.mark_delivered(account.account_id, &found).await?;
                         let found_ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
@@ -58,7 +63,7 @@ impl Worker {
             to_send.extend(fresh);
             for chunk in to_send.chunks(BATCH) {
                 let chunk_ids: Vec<i64> = chunk.iter().map(|e| e.event_id).collect();
-                if let Next::Later = self.send(account, kind, chunk).await? {
+                if let Next::Later = self.send(account, kind, chunk, slot).await? {
                     unsent.retain(|id| !chunk_ids.contains(id));
                     self.requeue(&unsent).await?;
                     return Ok(Next::Later);
