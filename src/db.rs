@@ -75,23 +75,17 @@ pub struct Pools {
 /// connection limit is shared by every process.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pools> {
     let options = PgConnectOptions::from_str(settings.url.expose_secret())?;
-    // The main pool's statements are planned for the data they meet, every
-    // time (`plan_cache_mode`). By default PostgreSQL switches a prepared
-    // statement to a generic plan after five runs, and a connection opened
-    // on a fresh database keeps the plan it made while the tables were
-    // empty until they are analyzed: the delivery's account claim then
-    // scanned every due event once per account (9.5 s per claim with 10,000
-    // accounts; docs/scaling.md). Planning costs well under a millisecond
-    // for these statements. The intake pool keeps generic plans: its two
-    // statements (a lookup by unique key, an insert) have one good plan
-    // and run for every hook.
-    let main_options = options
-        .clone()
-        .options([("plan_cache_mode", "force_custom_plan")]);
+    // Both pools keep PostgreSQL's default plan caching (a generic plan
+    // after five runs when it costs no more than the custom ones). Forcing
+    // a custom plan for every statement of the main pool, as before, spent
+    // 40% of delivery's statement time on planning at 1,000 accounts
+    // (docs/scaling.md); the one statement whose best plan depends on its
+    // parameters, the account claim, asks for a custom plan itself
+    // (`delivery/claim.rs`).
     let main = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(main_options)
+        .connect_with(options.clone())
         .await
         .map_err(connection_error)?;
     let intake = PgPoolOptions::new()
