@@ -141,7 +141,7 @@ mod tests {
         let calm: Vec<_> = futures_util::future::join_all((0..5).map(|_| gate.enter(&hooks))).await;
         drop(calm);
 
-        let _busy: Vec<_> = (0..BUSY).map(|_| hooks.enter()).collect();
+        let _busy: Vec<_> = (0..BUSY).map(|i| hooks.enter(i as i64)).collect();
         let mut first = gate.enter(&hooks).await;
         let _second = gate.enter(&hooks).await;
         assert!(
@@ -181,7 +181,7 @@ mod tests {
         let hooks = Arc::new(HooksInFlight::default());
         let gate = RoundGate::default();
         gate.set_limit(1);
-        let busy: Vec<_> = (0..BUSY).map(|_| hooks.enter()).collect();
+        let busy: Vec<_> = (0..BUSY).map(|i| hooks.enter(i as i64)).collect();
         let _held = gate.enter(&hooks).await;
         let waiting = gate.enter(&hooks);
         tokio::pin!(waiting);

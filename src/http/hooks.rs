@@ -32,6 +32,10 @@ use crate::{
 
 /// amoCRM waits 2 seconds; past this the answer is 503 instead.
 const STORE_WITHIN: Duration = Duration::from_millis(1500);
+/// Bodies larger than this are parsed on a blocking thread: a 1 MiB body
+/// takes tens of milliseconds to parse, which on a runtime thread would
+/// hold up every other request it serves. Real hooks are a few KB.
+const PARSE_INLINE_UP_TO: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/{hook_key}", post(receive))
@@ -49,7 +53,7 @@ async fn receive(
 ) -> Response {
     let started = std::time::Instant::now();
     let (response, result) =
-        match tokio::time::timeout(STORE_WITHIN, answer_hook(&intake, &hook_key, &body)).await {
+        match tokio::time::timeout(STORE_WITHIN, answer_hook(&intake, &hook_key, body)).await {
             Ok(done) => done,
             Err(_) => {
                 tracing::error!("hook not stored in time: database too slow");
@@ -69,7 +73,7 @@ fn not_stored() -> Response {
 }
 
 /// The answer, and a word for the metrics.
-async fn answer_hook(intake: &Intake, hook_key: &str, body: &[u8]) -> (Response, &'static str) {
+async fn answer_hook(intake: &Intake, hook_key: &str, body: Bytes) -> (Response, &'static str) {
     if hook_key.len() > 128 {
         return (
             answer(StatusCode::NOT_FOUND, "unknown hook key"),
@@ -91,9 +95,36 @@ async fn answer_hook(intake: &Intake, hook_key: &str, body: &[u8]) -> (Response,
     };
     // Counted from here: only hooks of a known account make intake busy
     // (a flood to made-up keys must not slow every account's notes).
-    let _in_flight = intake.in_flight.enter();
     let account_id = account.account_id;
-    let hook = match hooks::parse(body) {
+    // One account's flood of the largest bodies is refused here, before
+    // its parsing and storing take the machine from the other accounts
+    // (see `hooks_in_flight.rs`); amoCRM sends a refused hook again.
+    let Ok(_in_flight) = intake.in_flight.try_enter(account_id, body.len()) else {
+        tracing::warn!(
+            account.id = account_id,
+            bytes = body.len(),
+            "hook refused: this account has too many large hooks in flight"
+        );
+        return (
+            answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many large hooks of this account at once, send again later",
+            ),
+            "over_share",
+        );
+    };
+    let parsed = if body.len() > PARSE_INLINE_UP_TO {
+        tokio::task::spawn_blocking(move || hooks::parse(&body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(hooks::HookError::Malformed(
+                    "the body could not be read".into(),
+                ))
+            })
+    } else {
+        hooks::parse(&body)
+    };
+    let hook = match parsed {
         Ok(hook) => {
             if hook.skipped_fields > 0 {
                 metrics::counter!("amohook_hook_fields_skipped_total")

@@ -267,3 +267,37 @@ async fn concurrent_hooks_share_commits_and_each_change_is_stored_once() {
     assert_eq!(stored, 10, "each change is reported stored exactly once");
     assert_eq!(count(&app).await, 10);
 }
+
+/// A hook of many cards (here 3,000, a body past the size parsed inline)
+/// is written in parts of `inbox::MAX_ROWS` rows, between other hooks, and
+/// answered once every part is committed, with the new rows of all parts.
+#[tokio::test]
+async fn a_hook_of_thousands_of_cards_is_stored_in_parts_and_answered_once() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let other = app.connected("other.amocrm.ru", 34_000_002).await;
+    let cards = |n: usize| {
+        let mut body = format!("account%5Bid%5D={ID}");
+        for i in 0..n {
+            body.push_str(&format!("&leads%5Badd%5D%5B{i}%5D%5Bid%5D={}", 1000 + i));
+        }
+        body
+    };
+    let first = app.post_hook(&key, cards(1000)).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        first.json::<serde_json::Value>().await.unwrap()["stored"],
+        1000
+    );
+
+    let big = cards(3000);
+    assert!(big.len() > 64 * 1024 && 3000 > amohook::inbox::MAX_ROWS * 10);
+    let beside = lead_hook(34_000_002, "add", 5, "Рядом", 100, &[]);
+    let (big, beside) = tokio::join!(app.post_hook(&key, big), app.post_hook(&other, beside));
+    assert_eq!(beside.status(), 200);
+    assert_eq!(big.status(), 200);
+    let answer = big.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(answer["events"], 3000);
+    assert_eq!(answer["stored"], 2000, "new rows counted over every part");
+    assert_eq!(count(&app).await, 3001);
+}

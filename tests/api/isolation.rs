@@ -583,8 +583,11 @@ async fn a_field_of_an_unknown_shape_loses_the_field_not_the_hook() {
 async fn requests_to_made_up_hook_keys_never_make_intake_busy() {
     let app = TestApp::spawn_without_worker().await;
     let key = app.connected(CLEAN.0, CLEAN.1).await;
-    // Its account is now in the hook-key cache.
+    let second = app.connected(POISON.0, POISON.1).await;
+    // Their accounts are now in the hook-key cache.
     let first = app.post_hook(&key, lead_hook(CLEAN.1, "add", 1, "x", 1, &[]));
+    assert_eq!(first.await.status(), 200);
+    let first = app.post_hook(&second, lead_hook(POISON.1, "add", 1, "x", 1, &[]));
     assert_eq!(first.await.status(), 200);
     let in_flight = app.state.intake.in_flight.clone();
 
@@ -616,21 +619,24 @@ async fn requests_to_made_up_hook_keys_never_make_intake_busy() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!in_flight.busy(), "made-up keys do not make intake busy");
-    // The control: as many hooks of the known account, held the same way,
-    // do.
+    // The control: as many hooks of two known accounts (one alone never
+    // makes intake busy: `hooks_in_flight::ACCOUNT_SHARE`), held the same
+    // way, do.
     let known: Vec<_> = (0..12)
         .map(|i| {
+            let (key, id) = if i % 2 == 0 {
+                (&key, CLEAN.1)
+            } else {
+                (&second, POISON.1)
+            };
             send(
                 format!("/hooks/{key}"),
-                lead_hook(CLEAN.1, "add", 200 + i, "x", 1, &[]),
+                lead_hook(id, "add", 200 + i, "x", 1, &[]),
             )
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        in_flight.busy(),
-        "hooks of a known account make intake busy"
-    );
+    assert!(in_flight.busy(), "hooks of known accounts make intake busy");
     lock.rollback().await.unwrap();
     for answer in made_up {
         assert_eq!(answer.await.unwrap().unwrap(), 404);

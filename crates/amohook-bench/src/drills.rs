@@ -77,6 +77,16 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// One account posts the largest hooks a body may hold (about 20,000
+    /// cards in under 1 MiB) from `--senders` connections while another
+    /// posts ordinary hooks: the other account's hooks all answer 200, and
+    /// each becomes one note.
+    Flood {
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+    },
     /// Forged widget installs from many connections while another account
     /// receives hooks and a real widget install happens: token requests
     /// stay within the install gate's rate (5 a second), the other
@@ -296,6 +306,29 @@ const POISON_FIRST: i64 = 50_000_000;
 /// but NULs, emoji, control characters, very long values, NUL in keys of
 /// fields amohook does not read. No key is given two shapes (a value and a
 /// map): that is malformed, not odd.
+/// The flooding account's first entity number (its cards are numbered
+/// from it times [`FLOOD_CARDS`]).
+const FLOOD_FIRST: i64 = 1_000_000;
+/// Cards in one flood hook: about as many new leads as fit under the 1 MiB
+/// body limit with an id each (a card with only an id is a valid hook).
+const FLOOD_CARDS: i64 = 20_000;
+
+/// The same body for every flood hook (made once: building 20,000 cards
+/// for each request would take the bench's own threads from the ordinary
+/// hooks it times). Re-sent bodies are stored once, as amoCRM's re-sends are.
+fn flood_body(account_id: i64, _entity_id: i64) -> String {
+    static BODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| {
+        let mut body = format!("account%5Bid%5D={account_id}");
+        for i in 0..FLOOD_CARDS {
+            let id = FLOOD_FIRST * FLOOD_CARDS + i;
+            body.push_str(&format!("&leads%5Badd%5D%5B{i}%5D%5Bid%5D={id}"));
+        }
+        body
+    })
+    .clone()
+}
+
 fn poison_body(account_id: i64, entity_id: i64) -> String {
     let lead = |field: &str| format!("leads[add][0][{field}]");
     let mut pairs: Vec<(String, String)> = vec![
@@ -569,6 +602,45 @@ pub async fn run(
                     "notes_with_nul": with_nul, "nul_names_not_shown_without_nul": nul_names_wrong,
                     "pass": plain_not_200 == 0 && lost == 0 && duplicated == 0 && !plain_ok.is_empty()
                         && !odd_ok.is_empty() && with_nul == 0 && nul_names_wrong == 0 })
+        }
+        Command::Flood { seconds, senders } => {
+            let (flooder, plain) = (targets[0].clone(), targets[1].clone());
+            let flooder_id = flooder.0;
+            let flood = Load::start(
+                http,
+                vec![flooder],
+                *senders,
+                FLOOD_FIRST,
+                Duration::ZERO,
+                flood_body,
+            );
+            let ordinary = Load::start(
+                http,
+                vec![plain],
+                2,
+                1,
+                Duration::from_millis(100),
+                hook_body,
+            );
+            tokio::time::sleep(Duration::from_secs(*seconds)).await;
+            let (flood_ok, flood_statuses, _) = flood.finish().await;
+            let (plain_ok, plain_statuses, plain_latencies) = ordinary.finish().await;
+            let plain_not_200: usize = plain_statuses
+                .iter()
+                .filter(|(status, _)| *status != "200")
+                .map(|(_, n)| n)
+                .sum();
+            let (lost, duplicated, settled) = verdict(sim, &plain_ok, SETTLE).await;
+            json!({ "drill": "flood", "seconds": seconds, "senders": senders,
+                    "flood_body_bytes": flood_body(flooder_id, 0).len(),
+                    "flood_cards_per_hook": FLOOD_CARDS,
+                    "flood_answers": flood_statuses, "flood_hooks_ok": flood_ok.len(),
+                    "plain_answers": plain_statuses, "plain_not_200": plain_not_200,
+                    "plain_answer_p50_ms": percentile(&plain_latencies, 50.0),
+                    "plain_answer_p99_ms": percentile(&plain_latencies, 99.0),
+                    "plain_answer_max_ms": plain_latencies.last().copied().unwrap_or_default(),
+                    "plain_lost": lost, "duplicated": duplicated, "settled_seconds": settled,
+                    "pass": plain_not_200 == 0 && lost == 0 && duplicated == 0 && !plain_ok.is_empty() })
         }
         Command::InstallFlood { seconds, senders } => {
             let rss_before = server.rss_kib("VmRSS:");
