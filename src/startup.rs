@@ -133,17 +133,22 @@ impl Application {
                 .run(self.state.settings.worker.concurrency, shutdown.clone()),
         );
         let app = http::router(self.state.clone());
-        let stop = shutdown.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            stop.cancelled().await;
-        });
-        let serving = tokio::spawn(async move { server.await });
+        let limits = http::server::Limits {
+            max_connections: self.state.settings.http.max_connections,
+            header_timeout: self.state.settings.http.header_timeout,
+        };
+        let serving = tokio::spawn(http::server::serve(
+            self.listener,
+            app,
+            limits,
+            shutdown.clone(),
+        ));
         shutdown.cancelled().await;
         // One deadline for the whole stop, under compose's stop_grace_period
         // (30 s): in-flight requests, background work, delivery, refreshes.
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         match tokio::time::timeout_at(deadline, serving).await {
-            Ok(result) => result??,
+            Ok(result) => result?,
             Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
         }
         let _ = tokio::time::timeout_at(deadline, background).await;

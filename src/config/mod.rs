@@ -10,7 +10,7 @@
 //! Values stay strings until validation on purpose: config-rs's
 //! `try_parsing` would turn a client secret such as `1e5` into a float.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use secrecy::{ExposeSecret, SecretString};
@@ -114,6 +114,11 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// The public origin, without a trailing slash.
     pub public_url: String,
+    /// Connections open at once, at most (see `http/server.rs`).
+    pub max_connections: usize,
+    /// Time a connection has to send a request's head, or to start its
+    /// next request when kept alive.
+    pub header_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -321,6 +326,16 @@ impl Settings {
                 )
             })?;
         let public_url = origin("http.public_url", raw.http.public_url.as_deref())?;
+        let max_connections = whole(
+            "http.max_connections",
+            raw.http.max_connections.as_deref(),
+            16..=1_000_000,
+        )? as usize;
+        let header_timeout = Duration::from_secs(u64::from(whole(
+            "http.header_timeout_seconds",
+            raw.http.header_timeout_seconds.as_deref(),
+            1..=300,
+        )?));
 
         let amo = raw.amocrm;
         let client_id = required("amocrm.client_id", amo.client_id.as_deref())?.to_owned();
@@ -473,7 +488,12 @@ impl Settings {
 
         Ok(Settings {
             database,
-            http: HttpSettings { listen, public_url },
+            http: HttpSettings {
+                listen,
+                public_url,
+                max_connections,
+                header_timeout,
+            },
             amocrm: AmocrmSettings {
                 client_id,
                 client_secret,

@@ -72,6 +72,8 @@ pub struct RawDatabase {
 pub struct RawHttp {
     pub listen: Option<String>,
     pub public_url: Option<String>,
+    pub max_connections: Option<String>,
+    pub header_timeout_seconds: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@ mod hooks;
 mod i18n;
 mod oauth;
 pub mod pages;
+pub mod server;
 
 use std::{sync::Arc, time::Duration};
 

@@ -645,3 +645,61 @@ async fn requests_to_made_up_hook_keys_never_make_intake_busy() {
         assert_eq!(answer.await.unwrap().unwrap(), 200);
     }
 }
+
+/// Clients that send half a request, or keep a connection idle, are closed
+/// after `http.header_timeout_seconds`; at most `http.max_connections` are
+/// open at once, the rest wait their turn: a hook sent while many such
+/// clients hold connections is still stored.
+#[tokio::test]
+async fn half_sent_and_idle_connections_are_closed_and_hooks_still_get_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn_with(|env| {
+        env.insert("AMOHOOK_HTTP__MAX_CONNECTIONS".into(), "32".into());
+        env.insert("AMOHOOK_HTTP__HEADER_TIMEOUT_SECONDS".into(), "1".into());
+        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "0".into());
+    })
+    .await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+
+    // A kept-alive connection that sends nothing after its first request.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: amohook\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let n = idle.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+
+    // 100 clients that send half a request head and then nothing, three
+    // times the connection cap.
+    let mut half_sent = Vec::new();
+    for _ in 0..100 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"POST /hooks/x HTTP/1.1\r\nHost: amohook\r\nContent-Ty")
+            .await
+            .unwrap();
+        half_sent.push(stream);
+    }
+    let hook = lead_hook(CLEAN.1, "add", 4242, "Дошла", 1, &[]);
+    assert_eq!(app.post_hook(&key, hook).await.status(), 200);
+    let stored: i64 = sqlx::query_scalar("select count(*) from hook_events where entity_id = 4242")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+
+    // The service closed every one of them (end of stream, or a reset).
+    let closed = |mut stream: tokio::net::TcpStream| async move {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .is_ok()
+    };
+    assert!(closed(idle).await, "the idle connection was closed");
+    for (i, stream) in half_sent.into_iter().enumerate() {
+        assert!(closed(stream).await, "half-sent connection {i} was closed");
+    }
+}
