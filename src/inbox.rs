@@ -126,22 +126,22 @@ struct Queue {
 
 impl Queue {
     fn push(&mut self, job: Job) {
-        let account_id = job.account_id;
-        let jobs = self.by_account.entry(account_id).or_default();
-        if jobs.is_empty() {
-            self.turn.push_back(account_id);
-        }
-        jobs.push_back(job);
+        self.line_of(job.account_id).push_back(job);
     }
 
     /// Puts a hook written in part back first in its account's line.
     fn push_front(&mut self, job: Job) {
-        let account_id = job.account_id;
+        self.line_of(job.account_id).push_front(job);
+    }
+
+    /// The account's line of hooks; an account that had none takes its
+    /// turn after the others.
+    fn line_of(&mut self, account_id: i64) -> &mut VecDeque<Job> {
         let jobs = self.by_account.entry(account_id).or_default();
         if jobs.is_empty() {
             self.turn.push_back(account_id);
         }
-        jobs.push_front(job);
+        jobs
     }
 
     fn is_empty(&self) -> bool {
@@ -223,8 +223,9 @@ impl Inbox {
 
 async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
     let mut queue = Queue::default();
+    let mut unfinished = Vec::new();
     loop {
-        if queue.is_empty() {
+        if queue.is_empty() && unfinished.is_empty() {
             match rx.recv().await {
                 Some(job) => queue.push(job),
                 None => return,
@@ -233,16 +234,13 @@ async fn commit_loop(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
         while let Ok(job) = rx.try_recv() {
             queue.push(job);
         }
-        let parts = queue.next_statement();
-        let unfinished = commit(&pool, parts).await;
-        // Hooks that arrived during the statement take their turn before
-        // the rest of a big one.
-        while let Ok(job) = rx.try_recv() {
-            queue.push(job);
-        }
-        for job in unfinished {
+        // Hooks that arrived during the last statement took their turn
+        // above, before the rest of a big one.
+        for job in unfinished.drain(..) {
             queue.push_front(job);
         }
+        let parts = queue.next_statement();
+        unfinished = commit(&pool, parts).await;
     }
 }
 

@@ -32,19 +32,9 @@ pub(super) const SLOW_CALL: Duration = Duration::from_millis(500);
 pub(super) struct RoundGate {
     /// Rounds under way.
     working: AtomicUsize,
-    /// How many may be while intake is busy (no limit until `limit` is set).
-    limit: AtomicUsize,
+    /// How many may be while intake is busy.
+    limit: usize,
     left: Notify,
-}
-
-impl Default for RoundGate {
-    fn default() -> Self {
-        RoundGate {
-            working: AtomicUsize::new(0),
-            limit: AtomicUsize::new(usize::MAX),
-            left: Notify::new(),
-        }
-    }
 }
 
 /// A round's place in the gate, given back when the round ends or a call
@@ -56,8 +46,12 @@ pub(super) struct RoundSlot<'a> {
 }
 
 impl RoundGate {
-    pub(super) fn set_limit(&self, limit: usize) {
-        self.limit.store(limit.max(1), Ordering::Relaxed);
+    pub(super) fn new(limit: usize) -> Self {
+        RoundGate {
+            working: AtomicUsize::new(0),
+            limit: limit.max(1),
+            left: Notify::new(),
+        }
     }
 
     /// Waits until a round may work the database: at once while intake is
@@ -66,10 +60,9 @@ impl RoundGate {
         loop {
             let left = self.left.notified();
             let admitted = if hooks.busy() {
-                let limit = self.limit.load(Ordering::Relaxed);
                 self.working
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        (n < limit).then_some(n + 1)
+                        (n < self.limit).then_some(n + 1)
                     })
                     .is_ok()
             } else {
@@ -133,8 +126,7 @@ mod tests {
     #[tokio::test]
     async fn while_busy_rounds_wait_for_a_place_and_calls_give_it_back() {
         let hooks = Arc::new(HooksInFlight::default());
-        let gate = RoundGate::default();
-        gate.set_limit(2);
+        let gate = RoundGate::new(2);
         let short = Duration::from_millis(50);
 
         // Calm: no limit.
@@ -179,8 +171,7 @@ mod tests {
     #[tokio::test]
     async fn waiting_rounds_go_when_intake_calms_down() {
         let hooks = Arc::new(HooksInFlight::default());
-        let gate = RoundGate::default();
-        gate.set_limit(1);
+        let gate = RoundGate::new(1);
         let busy: Vec<_> = (0..BUSY).map(|i| hooks.enter(i as i64)).collect();
         let _held = gate.enter(&hooks).await;
         let waiting = gate.enter(&hooks);

@@ -167,7 +167,7 @@ impl Worker {
             wake: Notify::new(),
             in_hand: Mutex::new(HashSet::new()),
             hooks: Arc::default(),
-            gate: RoundGate::default(),
+            gate: RoundGate::new(BUSY_ROUNDS),
         }
     }
 
@@ -202,7 +202,6 @@ impl Worker {
         }
         let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
         let mut running: JoinSet<()> = JoinSet::new();
-        self.gate.set_limit(BUSY_ROUNDS);
         while !shutdown.is_cancelled() {
             while let Some(ended) = running.try_join_next() {
                 turn_ended(ended);

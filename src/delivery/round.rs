@@ -8,7 +8,8 @@ use crate::amocrm::hooks::EntityKind;
 
 impl Worker {
     /// Renders, checks and sends one round of claimed events. `slot` is
-    /// given back at the round's first call to amoCRM (see `gate.rs`).
+    /// the round's place in the gate, given back while a call to amoCRM is
+    /// slow (see `gate.rs`).
     pub(super) async fn round(
         &self,
         account: &AccountRef,

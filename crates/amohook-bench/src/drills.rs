@@ -255,6 +255,15 @@ impl Load {
     }
 }
 
+/// The answers other than 200, out of answers counted by status.
+fn not_200(statuses: &HashMap<String, usize>) -> usize {
+    statuses
+        .iter()
+        .filter(|(status, _)| *status != "200")
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// Waits until every entity answered 200 has a note (or `timeout`), then
 /// counts the lost and the duplicated.
 async fn verdict(sim: &Simulator, ok: &[i64], timeout: Duration) -> (usize, usize, f64) {
@@ -570,11 +579,7 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(*seconds)).await;
             let (odd_ok, odd_statuses, _) = odd.finish().await;
             let (plain_ok, plain_statuses, plain_latencies) = plain.finish().await;
-            let plain_not_200: usize = plain_statuses
-                .iter()
-                .filter(|(status, _)| *status != "200")
-                .map(|(_, n)| n)
-                .sum();
+            let plain_not_200 = not_200(&plain_statuses);
             let ok: Vec<i64> = plain_ok.iter().chain(&odd_ok).copied().collect();
             let (lost, duplicated, settled) = verdict(sim, &ok, SETTLE).await;
             let notes = sim.notes();
@@ -625,11 +630,7 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(*seconds)).await;
             let (flood_ok, flood_statuses, _) = flood.finish().await;
             let (plain_ok, plain_statuses, plain_latencies) = ordinary.finish().await;
-            let plain_not_200: usize = plain_statuses
-                .iter()
-                .filter(|(status, _)| *status != "200")
-                .map(|(_, n)| n)
-                .sum();
+            let plain_not_200 = not_200(&plain_statuses);
             let (lost, duplicated, settled) = verdict(sim, &plain_ok, SETTLE).await;
             json!({ "drill": "flood", "seconds": seconds, "senders": senders,
                     "flood_body_bytes": flood_body(flooder_id, 0).len(),
@@ -709,11 +710,7 @@ pub async fn run(
                 .unwrap_or(0.0);
             let (lost, duplicated, settled) = verdict(sim, &ok, SETTLE).await;
             let rss_after = server.rss_kib("VmRSS:");
-            let hooks_not_200: usize = hook_statuses
-                .iter()
-                .filter(|(status, _)| *status != "200")
-                .map(|(_, n)| n)
-                .sum();
+            let hooks_not_200 = not_200(&hook_statuses);
             let p99 = percentile(&latencies, 99.0);
             // One request of jitter in a window: a request leaves a moment
             // after its turn at the gate.
