@@ -279,7 +279,12 @@ async fn a_hook_of_thousands_of_cards_is_stored_in_parts_and_answered_once() {
     let cards = |n: usize| {
         let mut body = format!("account%5Bid%5D={ID}");
         for i in 0..n {
-            body.push_str(&format!("&leads%5Badd%5D%5B{i}%5D%5Bid%5D={}", 1000 + i));
+            // With a time of its own: a card without one takes the time it
+            // was received, and the same card a second later is a new change.
+            body.push_str(&format!(
+                "&leads%5Badd%5D%5B{i}%5D%5Bid%5D={}&leads%5Badd%5D%5B{i}%5D%5Bcreated_at%5D=100",
+                1000 + i
+            ));
         }
         body
     };
