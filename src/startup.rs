@@ -292,6 +292,9 @@ async fn background(state: AppState, shutdown: CancellationToken) {
                     Ok(n) => tracing::info!(refreshed = n, "idle tokens kept alive"),
                     Err(e) => tracing::warn!(error = %e, "keep-alive of idle tokens failed"),
                 }
+                if let Err(e) = crate::stats::prune_hourly(&state.pool).await {
+                    tracing::warn!(error = %e, "pruning old hourly hook counts failed");
+                }
                 if let Err(e) = state.installer.prune().await {
                     tracing::warn!(error = %e, "pruning old install records failed");
                 }

@@ -178,6 +178,36 @@ async fn the_table_shows_each_account_with_its_figures() {
 }
 
 #[tokio::test]
+async fn hourly_hook_counts_are_pruned_by_the_maintenance_not_by_every_flush() {
+    let app = admin_app().await;
+    let key = app.connected("hourly.amocrm.ru", 41_000_101).await;
+    sqlx::query(
+        "insert into hook_hourly (account_id, hour, received)
+         values (41000101, date_trunc('hour', now()) - interval '3 days', 7)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.post_hook(&key, lead_hook(41_000_101, "add", 1, "x", 1, &[]))
+        .await;
+    app.state.intake.receipts.flush(&app.pool).await.unwrap();
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from hook_hourly where account_id = 41000101")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    // A flush (once a second) writes the counts and deletes nothing.
+    assert_eq!(rows().await, 2);
+    assert_eq!(amohook::stats::prune_hourly(&app.pool).await.unwrap(), 1);
+    assert_eq!(rows().await, 1);
+    assert_eq!(
+        app.admin_json("/api/accounts/41000101").await["hooks_24h"],
+        1
+    );
+}
+
+#[tokio::test]
 async fn stored_states_are_typed_and_an_unknown_one_is_an_error_not_a_default() {
     let app = admin_app().await;
     let read = |text: &'static str| {
