@@ -184,6 +184,10 @@ pub enum HookError {
     Invalid(String),
 }
 
+/// How far ahead of the receipt a card's time may be (amoCRM's clock and
+/// ours differ by seconds, not minutes); later times count as this.
+pub const FUTURE_SKEW_SECONDS: i64 = 60;
+
 /// Parses a hook body. Never panics; anything that is not a hook is an
 /// error with a short reason. An entity without a time of its own (amoCRM's
 /// digital-pipeline hooks send none) takes the current time.
@@ -270,10 +274,13 @@ fn event(
     let created_at = reader
         .number(raw.created_at)
         .or(reader.number(raw.date_create));
+    // A time far ahead of ours would order every later change of the card
+    // before this one, and so silence it: no card changes in the future.
     let changed_at = updated_at
         .or(last_modified)
         .or(created_at)
-        .unwrap_or(received_at);
+        .unwrap_or(received_at)
+        .min(received_at.saturating_add(FUTURE_SKEW_SECONDS));
     let custom_fields = reader
         .list(raw.custom_fields)
         .into_iter()

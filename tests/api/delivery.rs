@@ -135,6 +135,40 @@ async fn an_older_update_arriving_late_does_not_roll_the_state_back() {
 }
 
 #[tokio::test]
+async fn a_card_time_far_in_the_future_does_not_silence_the_cards_later_changes() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let now = chrono::Utc::now().timestamp();
+    // A body that says the card changed in 2100.
+    app.post_hook(
+        &key,
+        lead_hook(ID, "update", 505, "Future", 4_102_444_800, &[]),
+    )
+    .await;
+    app.state.worker.drain().await.unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("select changed_at from hook_events where entity_id = 505")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(stored <= chrono::Utc::now().timestamp() + 60, "{stored}");
+    // The card's next change, minutes later, is noted against it.
+    app.post_hook(
+        &key,
+        lead_hook(ID, "update", 505, "Present", now + 600, &[]),
+    )
+    .await;
+    app.state.worker.drain().await.unwrap();
+    let notes = app.fake.notes();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[1].text.contains("Название: Future → Present"),
+        "{}",
+        notes[1].text
+    );
+}
+
+#[tokio::test]
 async fn contacts_and_companies_get_their_notes_in_their_own_cards() {
     let app = TestApp::spawn_without_worker().await;
     let key = app.connected(DOMAIN, ID).await;

@@ -476,6 +476,32 @@ fn an_entity_without_a_time_takes_the_time_it_was_received() {
 }
 
 #[test]
+fn a_time_far_in_the_future_counts_as_the_receipt_plus_a_small_skew() {
+    let body = |updated_at: &str| {
+        encode(&[
+            ("account[id]", "7"),
+            ("leads[update][0][id]", "11"),
+            ("leads[update][0][name]", "x"),
+            ("leads[update][0][updated_at]", updated_at),
+        ])
+    };
+    let at = |updated_at: &str| {
+        parse_at(body(updated_at).as_bytes(), 1_700_000_000)
+            .unwrap()
+            .events[0]
+            .changed_at
+    };
+    assert_eq!(at("4102444800"), 1_700_000_000 + FUTURE_SKEW_SECONDS);
+    assert_eq!(
+        at("9223372036854775807"),
+        1_700_000_000 + FUTURE_SKEW_SECONDS
+    );
+    // Within the skew, and in the past, the card's own time stands.
+    assert_eq!(at("1700000030"), 1_700_000_030);
+    assert_eq!(at("1699999000"), 1_699_999_000);
+}
+
+#[test]
 fn responsible_hooks_keep_their_kind_and_old_responsible() {
     // As amoCRM sends `leads[responsible]` (a full body with the old id).
     let body = encode(&[
