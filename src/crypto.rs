@@ -46,6 +46,15 @@ pub fn key_id(key: &[u8; 32]) -> u8 {
     2 + digest[0] % 254
 }
 
+/// Whether one of `old` is another key with `current`'s id byte: its
+/// values would pass for the current key's (`amohook reencrypt` would skip
+/// them, the key check would take them as current), so such a set of keys
+/// is refused. One new key in 254 draws one.
+pub fn id_taken_by_old_key(current: &[u8; 32], old: &[[u8; 32]]) -> bool {
+    let id = key_id(current);
+    old.iter().any(|k| k != current && key_id(k) == id)
+}
+
 #[derive(Clone)]
 struct SealKey {
     id: u8,

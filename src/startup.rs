@@ -187,6 +187,15 @@ pub async fn open_keys(pool: &sqlx::PgPool, settings: &Settings) -> anyhow::Resu
         }
     };
     let old: Vec<[u8; 32]> = security.old_encryption_keys.iter().map(|k| k.0).collect();
+    if crypto::id_taken_by_old_key(&key, &old) {
+        if created {
+            let _ = std::fs::remove_file(path);
+        }
+        anyhow::bail!(
+            "security.old_encryption_keys: {}",
+            crate::config::KEY_ID_TAKEN
+        );
+    }
     let cipher = Cipher::with_old_keys(&key, &old);
     match crate::key_check::check(pool, &cipher, &source).await {
         Ok(check) => {

@@ -252,7 +252,15 @@ impl InstallSettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub token: Option<SecretString>,
+    /// Reads /metrics and nothing else, so that a scraper's configuration
+    /// never holds the token that can change accounts.
+    pub metrics_token: Option<SecretString>,
 }
+
+/// Why a new key that shares its id with an old one is refused.
+pub const KEY_ID_TAKEN: &str = "one of them has the same key id as the current key \
+     (security.encryption_key or the key file): generate another new key \
+     (openssl rand -base64 32)";
 
 #[derive(Debug, Clone)]
 pub struct SecuritySettings {
@@ -411,12 +419,24 @@ impl Settings {
                 .admin
                 .token
                 .filter(|t| !t.expose_secret().trim().is_empty()),
+            metrics_token: raw
+                .admin
+                .metrics_token
+                .filter(|t| !t.expose_secret().trim().is_empty()),
         };
-        if let Some(token) = &admin.token {
-            if token.expose_secret().len() < 16 {
+        for (key, token) in [
+            ("admin.token", &admin.token),
+            ("admin.metrics_token", &admin.metrics_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
+                return Err(ConfigError::invalid(key, "must be at least 16 characters"));
+            }
+        }
+        if let (Some(admin_token), Some(metrics_token)) = (&admin.token, &admin.metrics_token) {
+            if admin_token.expose_secret() == metrics_token.expose_secret() {
                 return Err(ConfigError::invalid(
-                    "admin.token",
-                    "must be at least 16 characters",
+                    "admin.metrics_token",
+                    "is admin.token: give the scraper a token of its own",
                 ));
             }
         }
@@ -454,6 +474,17 @@ impl Settings {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // A key file's key is checked the same way when it is read
+        // (`startup::open_keys`).
+        if let Some(current) = &encryption_key {
+            let old: Vec<[u8; 32]> = old_encryption_keys.iter().map(|k| k.0).collect();
+            if crate::crypto::id_taken_by_old_key(&current.0, &old) {
+                return Err(ConfigError::invalid(
+                    "security.old_encryption_keys",
+                    KEY_ID_TAKEN,
+                ));
+            }
+        }
         let key_file = match raw.security.key_file.filter(|f| !f.trim().is_empty()) {
             Some(file) => std::path::absolute(file.trim()).map_err(|e| {
                 ConfigError::invalid("security.key_file", format!("not a usable path: {e}"))

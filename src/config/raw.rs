@@ -126,6 +126,7 @@ pub struct RawInstall {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawAdmin {
     pub token: Option<SecretString>,
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Secrets given as a list in a file, a comma list in the environment.

@@ -118,6 +118,54 @@ async fn the_admin_pages_ask_for_the_token_and_accept_basic_or_bearer() {
 }
 
 #[tokio::test]
+async fn the_metrics_token_reads_metrics_and_opens_nothing_else() {
+    const METRICS: &str = "metrics-reader-token-0123456789";
+    for admin_token in [Some(TOKEN), None] {
+        let app = TestApp::spawn_with(|env| {
+            if let Some(token) = admin_token {
+                env.insert("AMOHOOK_ADMIN__TOKEN".into(), token.into());
+            }
+            env.insert("AMOHOOK_ADMIN__METRICS_TOKEN".into(), METRICS.into());
+            env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "0".into());
+        })
+        .await;
+        let metrics = app.get_with_token("/metrics", METRICS).await;
+        assert_eq!(metrics.status(), 200);
+        assert!(metrics.text().await.unwrap().contains("amohook_"));
+        let basic = app
+            .http
+            .get(app.url("/metrics"))
+            .basic_auth("prometheus", Some(METRICS))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(basic.status(), 200);
+        assert_eq!(app.get("/metrics").await.status(), 401);
+        assert_eq!(
+            app.get_with_token("/metrics", "wrong-token").await.status(),
+            401
+        );
+        // The admin surfaces do not take it.
+        let forbidden = if admin_token.is_some() { 401 } else { 403 };
+        for path in ["/status", "/api/accounts", "/status/accounts/1"] {
+            let answer = app.get_with_token(path, METRICS).await;
+            assert_eq!(answer.status(), forbidden, "{path}");
+        }
+        let action = app
+            .http
+            .post(app.url("/api/accounts/1/pause"))
+            .bearer_auth(METRICS)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(action.status(), forbidden);
+        if let Some(token) = admin_token {
+            assert_eq!(app.get_with_token("/metrics", token).await.status(), 200);
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_table_shows_each_account_with_its_figures() {
     let app = admin_app().await;
     let key = app.connected("alpha.amocrm.ru", 41_000_001).await;

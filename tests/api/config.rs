@@ -158,6 +158,53 @@ fn a_missing_or_bad_value_names_its_key() {
         error_key(&[("AMOHOOK_SECURITY__ENCRYPTION_KEY", "dG9vIHNob3J0")]),
         "security.encryption_key"
     );
+    assert_eq!(
+        error_key(&[("AMOHOOK_ADMIN__METRICS_TOKEN", "short")]),
+        "admin.metrics_token"
+    );
+    assert_eq!(
+        error_key(&[
+            ("AMOHOOK_ADMIN__TOKEN", "the-same-long-token-0123"),
+            ("AMOHOOK_ADMIN__METRICS_TOKEN", "the-same-long-token-0123"),
+        ]),
+        "admin.metrics_token"
+    );
+}
+
+/// Two different keys with the same id byte: found by search, so the test
+/// needs no fixed pair.
+fn colliding_keys() -> ([u8; 32], [u8; 32]) {
+    let id = amohook::crypto::key_id(&[0; 32]);
+    let other = (1u16..)
+        .map(|i| {
+            let mut key = [0u8; 32];
+            key[..2].copy_from_slice(&i.to_be_bytes());
+            key
+        })
+        .find(|key| amohook::crypto::key_id(key) == id)
+        .expect("254 ids: a collision within a few hundred keys");
+    ([0; 32], other)
+}
+
+#[test]
+fn an_old_key_with_the_current_keys_id_is_refused_at_start() {
+    use base64::Engine as _;
+    let b64 = |k: &[u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
+    let (current, old) = colliding_keys();
+    assert_ne!(current, old);
+    let error = load(&[
+        ("AMOHOOK_SECURITY__ENCRYPTION_KEY", &b64(&current)),
+        ("AMOHOOK_SECURITY__OLD_ENCRYPTION_KEYS", &b64(&old)),
+    ])
+    .unwrap_err();
+    assert_eq!(error.key(), Some("security.old_encryption_keys"));
+    assert!(error.to_string().contains("generate"), "{error}");
+    // The current key repeated among the old ones is harmless, and taken.
+    load(&[
+        ("AMOHOOK_SECURITY__ENCRYPTION_KEY", &b64(&current)),
+        ("AMOHOOK_SECURITY__OLD_ENCRYPTION_KEYS", &b64(&current)),
+    ])
+    .unwrap();
 }
 
 #[test]
@@ -187,6 +234,7 @@ fn the_default_file_documents_every_key() {
         "allowed_domains",
         "requests_per_second",
         "token",
+        "metrics_token",
         "encryption_key",
         "old_encryption_keys",
         "key_file",

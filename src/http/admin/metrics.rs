@@ -6,12 +6,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::Admin;
+use super::MetricsReader;
 use crate::http::AppState;
 
 /// Prometheus text format. Gauges that describe the queue are read from
 /// the database at scrape time, so every process reports the same queue.
-pub(super) async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
+pub(super) async fn metrics(_: MetricsReader, State(state): State<AppState>) -> Response {
     let queue = sqlx::query!(
         r#"select state, count(*) as "count!" from hook_events
            where state in ('pending', 'sending', 'failed') group by state"#

@@ -1,5 +1,6 @@
 //! The admin side: the status page, an account's page and its actions, the
-//! JSON admin API, and /metrics. All behind `admin.token`.
+//! JSON admin API, and /metrics. All behind `admin.token`; /metrics also
+//! opens to `admin.metrics_token`, which opens nothing else.
 //!
 //! Here: the router, the `Admin` proof, the forms' CSRF guard and the
 //! actions shared by pages and API.
@@ -71,6 +72,34 @@ impl FromRequestParts<AppState> for Admin {
         } else {
             refusal.into_response()
         })
+    }
+}
+
+/// Proof that the request may read /metrics: the admin token, or
+/// `admin.metrics_token`, which opens nothing else.
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let admin = &state.settings.admin;
+        if let Some(token) = &admin.metrics_token {
+            if presented(&parts.headers).is_some_and(|given| same_secret(&given, token)) {
+                return Ok(MetricsReader);
+            }
+            if admin.token.is_none() {
+                return Err(AppError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "The metrics token is required.",
+                )
+                .with_challenge()
+                .into_response());
+            }
+        }
+        Admin::from_request_parts(parts, state)
+            .await
+            .map(|Admin| MetricsReader)
     }
 }
 
