@@ -347,3 +347,27 @@ fn compose_takes_its_settings_and_key_from_the_env_file_the_readme_makes() {
     );
     assert!(include_str!("../.gitignore").lines().any(|l| l == ".env"));
 }
+
+#[test]
+fn compose_publishes_plain_http_on_loopback_unless_told_otherwise() {
+    let compose = include_str!("../docker-compose.yml");
+    let ports: Vec<&str> = compose
+        .lines()
+        .skip_while(|l| l.trim() != "ports:")
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with('-'))
+        .map(|l| l.trim().trim_start_matches("- ").trim_matches('"'))
+        .collect();
+    assert_eq!(
+        ports,
+        ["${AMOHOOK_PUBLISH:-127.0.0.1}:8080:8080"],
+        "{ports:?}"
+    );
+    // The database is not published at all.
+    assert_eq!(compose.matches("ports:").count(), 1);
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains("AMOHOOK_PUBLISH"),
+        "the README says how to change it"
+    );
+}
