@@ -72,6 +72,8 @@ macro_rules! select_account {
     };
 }
 
+pub mod keys;
+
 pub async fn find(db: &mut PgConnection, account_id: i64) -> sqlx::Result<Option<Account>> {
     select_account!("where account_id = $1", account_id)
         .fetch_optional(db)
@@ -86,80 +88,6 @@ pub async fn domain_of(db: &PgPool, account_id: i64) -> sqlx::Result<Option<Stri
     )
     .fetch_optional(db)
     .await
-}
-
-/// The account a hook key belongs to.
-pub async fn find_by_hook_key(db: &PgPool, hook_key: &str) -> sqlx::Result<Option<Account>> {
-    find_by_hook_digest(db, &crypto::sha256_hex(hook_key)).await
-}
-
-/// The account whose hook key has this SHA-256 (hex).
-pub async fn find_by_hook_digest(db: &PgPool, digest: &str) -> sqlx::Result<Option<Account>> {
-    select_account!(
-        "where hook_key_sha256 = $1 or (old_hook_key_sha256 = $1 and old_hook_key_until > now())",
-        digest
-    )
-    .fetch_optional(db)
-    .await
-}
-
-/// Accounts by hook key, remembered so that a burst of hooks for one
-/// account costs one lookup.
-///
-/// Every process's cache is kept right by the database: a trigger announces
-/// each change of an account's status, hook key, subdomain or pause
-/// (`amohook_accounts`), and `listen::run` forgets that account at once.
-/// While that listener is not connected the cache is not used at all, and a
-/// cached account that is not connected is always read again, so a
-/// reinstalled account's hooks are never taken for a disconnected one's.
-#[derive(Debug, Default)]
-pub struct KeyCache {
-    map: std::sync::Mutex<std::collections::HashMap<String, (Account, std::time::Instant)>>,
-    live: std::sync::atomic::AtomicBool,
-}
-
-impl KeyCache {
-    /// A backstop only: changes arrive through the listener.
-    pub const TTL: std::time::Duration = std::time::Duration::from_secs(60);
-    const MAX: usize = 20_000;
-
-    pub async fn account(&self, db: &PgPool, hook_key: &str) -> sqlx::Result<Option<Account>> {
-        let digest = crypto::sha256_hex(hook_key);
-        let live = self.live.load(std::sync::atomic::Ordering::Acquire);
-        if live {
-            let map = self.map.lock().expect("not poisoned");
-            if let Some((account, at)) = map.get(&digest) {
-                if at.elapsed() < Self::TTL && account.status != AccountStatus::Disconnected {
-                    return Ok(Some(account.clone()));
-                }
-            }
-        }
-        let found = find_by_hook_digest(db, &digest).await?;
-        if let (true, Some(account)) = (live, &found) {
-            let mut map = self.map.lock().expect("not poisoned");
-            if map.len() >= Self::MAX {
-                map.clear();
-            }
-            map.insert(digest, (account.clone(), std::time::Instant::now()));
-        }
-        Ok(found)
-    }
-
-    /// Drops what is remembered of one account (it changed).
-    pub fn forget(&self, account_id: i64) {
-        self.map
-            .lock()
-            .expect("not poisoned")
-            .retain(|_, (account, _)| account.account_id != account_id);
-    }
-
-    /// Called by the listener: while changes reach this process the cache
-    /// is used; when they may not (not yet listening, connection lost), it
-    /// is emptied and bypassed.
-    pub fn set_live(&self, live: bool) {
-        self.map.lock().expect("not poisoned").clear();
-        self.live.store(live, std::sync::atomic::Ordering::Release);
-    }
 }
 
 /// The account's hook key, decrypted.
@@ -304,32 +232,6 @@ pub async fn outdated_subscriptions(db: &PgPool, limit: i64) -> sqlx::Result<Vec
     )
     .fetch_all(db)
     .await
-}
-
-/// Gives the account a new hook key; the old one keeps working for
-/// `grace`. Returns the old key (to unsubscribe its URL) and the new one.
-pub async fn rotate_hook_key(
-    db: &PgPool,
-    cipher: &Cipher,
-    account_id: i64,
-    grace: std::time::Duration,
-) -> anyhow::Result<(SecretString, SecretString)> {
-    let old = hook_key(db, cipher, account_id).await?;
-    let new = crypto::random_token(24);
-    sqlx::query!(
-        "update accounts set old_hook_key_sha256 = hook_key_sha256,
-             old_hook_key_until = now() + $2::interval,
-             hook_key_sha256 = $3, hook_key = $4, updated_at = now()
-         where account_id = $1",
-        account_id,
-        // `as _`: an interval (see tokens.rs).
-        chrono::Duration::from_std(grace)? as _,
-        crypto::sha256_hex(&new),
-        cipher.encrypt(&new, &hook_key_context(account_id)),
-    )
-    .execute(db)
-    .await?;
-    Ok((old, SecretString::from(new)))
 }
 
 /// Moves an account to the host amoCRM now names for it (a renamed

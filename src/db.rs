@@ -51,19 +51,26 @@ pub async fn create_if_missing(settings: &DatabaseSettings) -> anyhow::Result<()
     Ok(())
 }
 
-/// Connections of the hook intake's own pool (account lookups by hook key
-/// and the inbox's group commit, which writes one batch at a time). Nothing
-/// else uses them, so no delivery, refresh, install or page can keep a hook
-/// from being stored.
-pub const INTAKE_CONNECTIONS: u32 = 4;
+/// Connections of the inbox's group commit, which writes one batch at a
+/// time (the second stands by while a broken one is replaced). Nothing else
+/// uses them: no delivery, refresh, install, page, nor any lookup of a hook
+/// key (a flood of made-up keys) can keep a hook from being stored.
+pub const INTAKE_CONNECTIONS: u32 = 2;
 
-/// The two pools of a process.
+/// Connections for looking up accounts by hook key, apart from the
+/// commit's: a lookup that waits (for a flood of made-up keys, or a slow
+/// table) holds one of these, never the connection a hook is stored on.
+pub const LOOKUP_CONNECTIONS: u32 = 2;
+
+/// The pools of a process.
 #[derive(Clone, Debug)]
 pub struct Pools {
     /// Delivery, tokens, installs, pages, background work.
     pub main: PgPool,
-    /// Hook intake only.
+    /// The inbox's group commit only.
     pub intake: PgPool,
+    /// Hook intake's account lookups only.
+    pub lookup: PgPool,
 }
 
 /// Opens both pools; the main one holds up to `database.max_connections`.
@@ -91,10 +98,20 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pools> {
     let intake = PgPoolOptions::new()
         .max_connections(INTAKE_CONNECTIONS)
         .acquire_timeout(Duration::from_secs(2))
+        .connect_with(options.clone())
+        .await
+        .map_err(connection_error)?;
+    let lookup = PgPoolOptions::new()
+        .max_connections(LOOKUP_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(2))
         .connect_with(options)
         .await
         .map_err(connection_error)?;
-    Ok(Pools { main, intake })
+    Ok(Pools {
+        main,
+        intake,
+        lookup,
+    })
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {

@@ -185,6 +185,8 @@ impl Queue {
 #[derive(Clone, Debug)]
 pub struct Inbox {
     jobs: mpsc::Sender<Job>,
+    /// The committer's connections (`db::INTAKE_CONNECTIONS`).
+    pool: PgPool,
 }
 
 /// What makes an event unique: the card, the change, and a digest of what
@@ -196,8 +198,13 @@ impl Inbox {
     /// Starts the committer; it stops when every `Inbox` is dropped.
     pub fn start(pool: PgPool) -> Inbox {
         let (jobs, rx) = mpsc::channel(4096);
-        tokio::spawn(commit_loop(pool, rx));
-        Inbox { jobs }
+        tokio::spawn(commit_loop(pool.clone(), rx));
+        Inbox { jobs, pool }
+    }
+
+    /// Closes the committer's connections (at the end of a shutdown).
+    pub async fn close_pool(&self) {
+        self.pool.close().await;
     }
 
     /// Stores the rows (all of one account); returns how many were new (the

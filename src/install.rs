@@ -190,11 +190,7 @@ impl Installer {
     /// `{public_url}/hooks/{hook_key}`: the account's secret hook URL.
     async fn hook_url(&self, account_id: i64) -> anyhow::Result<SecretString> {
         let hook_key = accounts::hook_key(&self.pool, &self.cipher, account_id).await?;
-        Ok(SecretString::from(format!(
-            "{}/hooks/{}",
-            self.public_url,
-            hook_key.expose_secret()
-        )))
+        Ok(SecretString::from(self.url_of(&hook_key)))
     }
 
     /// Subscribes the account's web-hooks again (after an administrator
@@ -228,38 +224,63 @@ impl Installer {
         Ok(error)
     }
 
-    /// Gives the account a new hook key and subscribes its new URL; the old
-    /// key keeps working for `grace` (amoCRM may still re-send to it), and
-    /// the old URL's subscription is removed (best effort: after the grace
-    /// it answers 404 anyway). Returns amoCRM's refusal of the new
-    /// subscription in words, or None.
+    /// Gives the account a new hook key. The new key works from before its
+    /// URL is subscribed (a hook amoCRM sends there at once is stored), and
+    /// becomes the account's key only once amoCRM accepted the
+    /// subscription: when amoCRM refuses, nothing changes and the refusal
+    /// is returned in words. The replaced key keeps working for `grace`
+    /// (amoCRM may still re-send to it), each rotated key for its own
+    /// grace; its URL is unsubscribed (best effort: while both URLs are
+    /// subscribed amoCRM sends every hook to both, and the second copy is
+    /// a duplicate).
     pub async fn rotate_hook_key(
         &self,
         tokens: &crate::tokens::TokenStore,
         account_id: i64,
         grace: Duration,
     ) -> anyhow::Result<Option<String>> {
-        let (old, _) =
-            accounts::rotate_hook_key(&self.pool, &self.cipher, account_id, grace).await?;
-        tracing::info!(account.id = account_id, "hook key rotated");
-        let refused = self.resubscribe(tokens, account_id).await?;
-        if refused.is_none() {
-            let old_url = format!("{}/hooks/{}", self.public_url, old.expose_secret());
-            let domain = accounts::find(&mut *self.pool.acquire().await?, account_id)
-                .await?
-                .map(|a| a.domain)
-                .unwrap_or_default();
-            let removed = tokens
-                .call(account_id, |token| {
-                    let (api, domain, old_url) = (&self.api, &domain, &old_url);
-                    async move { api.unsubscribe_webhook(domain, &token, old_url).await }
-                })
-                .await;
-            if let Err(e) = removed {
-                tracing::warn!(account.id = account_id, error = %e, "the old hook URL could not be unsubscribed");
-            }
+        let account = accounts::find(&mut *self.pool.acquire().await?, account_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("unknown account"))?;
+        let new = accounts::keys::add_candidate(&self.pool, account_id).await?;
+        let new_url = self.url_of(&new);
+        let subscribed = tokens
+            .call(account_id, |token| {
+                let (api, destination, domain) = (&self.api, &new_url, &account.domain);
+                async move {
+                    api.subscribe_webhooks(domain, &token, destination, WEBHOOK_EVENTS)
+                        .await
+                }
+            })
+            .await;
+        if let Err(e) = subscribed {
+            accounts::keys::drop_candidate(&self.pool, &new).await?;
+            tracing::warn!(account.id = account_id, error = %e, "hook key not rotated: the new URL was not subscribed");
+            return Ok(Some(match e {
+                crate::tokens::CallError::Amo(e) => subscription_error_text(&e),
+                e => format!("the account cannot be called: {e}"),
+            }));
         }
-        Ok(refused)
+        let old =
+            accounts::keys::make_current(&self.pool, &self.cipher, account_id, &new, grace).await?;
+        accounts::set_webhooks_result(&self.pool, account_id, None).await?;
+        tracing::info!(account.id = account_id, "hook key rotated");
+        let old_url = self.url_of(&old);
+        let removed = tokens
+            .call(account_id, |token| {
+                let (api, domain, old_url) = (&self.api, &account.domain, &old_url);
+                async move { api.unsubscribe_webhook(domain, &token, old_url).await }
+            })
+            .await;
+        if let Err(e) = removed {
+            tracing::warn!(account.id = account_id, error = %e, "the old hook URL could not be unsubscribed");
+        }
+        Ok(None)
+    }
+
+    /// `{public_url}/hooks/{key}`.
+    fn url_of(&self, key: &SecretString) -> String {
+        format!("{}/hooks/{}", self.public_url, key.expose_secret())
     }
 
     /// Subscribes again, once, the accounts installed before amohook asked

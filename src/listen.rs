@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::{accounts::KeyCache, backoff::Backoff, delivery::Worker};
+use crate::{accounts::keys::KeyCache, backoff::Backoff, delivery::Worker};
 
 /// Signalled with the account id when a hook stored events to deliver.
 pub const EVENTS: &str = "amohook_events";

@@ -86,7 +86,7 @@ impl Application {
                 in_flight,
                 accounts: Arc::default(),
                 inbox: crate::inbox::Inbox::start(pools.intake.clone()),
-                pool: pools.intake,
+                lookups: pools.lookup,
             },
             metrics: metrics_handle(),
             pool,
@@ -162,7 +162,8 @@ impl Application {
             tracing::warn!("a token refresh did not finish within the grace period");
         }
         self.state.pool.close().await;
-        self.state.intake.pool.close().await;
+        self.state.intake.lookups.close().await;
+        self.state.intake.inbox.close_pool().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -300,6 +301,9 @@ async fn background(state: AppState, shutdown: CancellationToken) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(refreshed = n, "idle tokens kept alive"),
                     Err(e) => tracing::warn!(error = %e, "keep-alive of idle tokens failed"),
+                }
+                if let Err(e) = crate::accounts::keys::prune(&state.pool).await {
+                    tracing::warn!(error = %e, "pruning rotated hook keys failed");
                 }
                 if let Err(e) = crate::stats::prune_hourly(&state.pool).await {
                     tracing::warn!(error = %e, "pruning old hourly hook counts failed");

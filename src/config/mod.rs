@@ -105,7 +105,8 @@ pub const MAX_TURNS: u32 = 10_000;
 pub struct DatabaseSettings {
     pub url: SecretString,
     /// Connections of the main pool (delivery, tokens, installs, pages);
-    /// intake has [`crate::db::INTAKE_CONNECTIONS`] of its own beside them.
+    /// intake has [`crate::db::INTAKE_CONNECTIONS`] and
+    /// [`crate::db::LOOKUP_CONNECTIONS`] of its own beside them.
     pub max_connections: u32,
 }
 

@@ -8,8 +8,9 @@
 //! after the commit can turn the answer into an error: amoCRM switches a
 //! hook off after many failed answers.
 //!
-//! Intake has its own connections (`db::INTAKE_CONNECTIONS`): nothing else
-//! the process does can keep a hook from being stored.
+//! Intake has its own connections (`db::INTAKE_CONNECTIONS` to store,
+//! `db::LOOKUP_CONNECTIONS` to find the account): nothing else the process
+//! does, and no flood of lookups, can keep a hook from being stored.
 
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ async fn answer_hook(intake: &Intake, hook_key: &str, body: Bytes) -> (Response,
             "unknown_key",
         );
     }
-    let account = match intake.accounts.account(&intake.pool, hook_key).await {
+    let account = match intake.accounts.account(&intake.lookups, hook_key).await {
         Ok(Some(account)) => account,
         Ok(None) => {
             return (

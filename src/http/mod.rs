@@ -57,10 +57,11 @@ pub struct AppState {
 /// What hook intake uses, and nothing else does.
 #[derive(Clone)]
 pub struct Intake {
-    /// Intake's own connections (see `db::INTAKE_CONNECTIONS`).
-    pub pool: PgPool,
+    /// Intake's own connections for account lookups (see
+    /// `db::LOOKUP_CONNECTIONS`); the inbox has its own for storing.
+    pub lookups: PgPool,
     /// Accounts by hook key.
-    pub accounts: Arc<crate::accounts::KeyCache>,
+    pub accounts: Arc<crate::accounts::keys::KeyCache>,
     pub inbox: crate::inbox::Inbox,
     /// Hook counts per account, written once a second.
     pub receipts: Arc<Receipts>,

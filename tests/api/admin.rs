@@ -626,11 +626,88 @@ async fn a_hook_key_can_be_rotated_and_the_old_one_works_for_a_grace_period() {
     assert_eq!(app.post_hook(&new_key, hook()).await.status(), 200);
     assert_eq!(app.post_hook(&old_key, hook()).await.status(), 200);
     // ... and after it the old one is unknown.
-    sqlx::query("update accounts set old_hook_key_until = now()")
+    sqlx::query("update hook_keys set valid_until = now()")
         .execute(&app.pool)
         .await
         .unwrap();
     app.state.intake.accounts.forget(41_000_001);
     assert_eq!(app.post_hook(&old_key, hook()).await.status(), 404);
     assert_eq!(app.post_hook(&new_key, hook()).await.status(), 200);
+}
+
+async fn rotate(app: &TestApp, account_id: i64) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/api/accounts/{account_id}/rotate-hook-key")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rotation_amocrm_refuses_changes_nothing_and_the_key_keeps_working() {
+    let app = admin_app().await;
+    let key = app.connected("refuses.amocrm.ru", 41_000_201).await;
+    let hook = || lead_hook(41_000_201, "add", 1, "x", 1_712_331_728, &[]);
+    app.fake.fail_next(
+        "refuses.amocrm.ru",
+        "/api/v4/webhooks",
+        Fault::Problem {
+            status: 403,
+            hint: "Insufficient rights".into(),
+        },
+        1,
+    );
+    let refused = rotate(&app, 41_000_201).await;
+    assert_eq!(refused.status(), 502);
+    assert!(refused.text().await.unwrap().contains("administrator"));
+    // The key is the one amoCRM has subscribed, with no end, and nothing
+    // else works for the account.
+    assert_eq!(app.hook_key(41_000_201).await, key);
+    let others: i64 = sqlx::query_scalar("select count(*) from hook_keys")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(others, 0);
+    sqlx::query("update hook_keys set valid_until = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.state.intake.accounts.forget(41_000_201);
+    assert_eq!(app.post_hook(&key, hook()).await.status(), 200);
+    let destinations = app.fake.webhooks();
+    assert_eq!(destinations.len(), 1);
+    assert!(destinations[0].1["destination"]
+        .as_str()
+        .unwrap()
+        .ends_with(&key));
+}
+
+#[tokio::test]
+async fn two_rotations_within_the_grace_keep_every_rotated_key_working() {
+    let app = admin_app().await;
+    let first = app.connected("twice.amocrm.ru", 41_000_202).await;
+    assert_eq!(rotate(&app, 41_000_202).await.status(), 200);
+    let second = app.hook_key(41_000_202).await;
+    assert_eq!(rotate(&app, 41_000_202).await.status(), 200);
+    let third = app.hook_key(41_000_202).await;
+    assert!(first != second && second != third && first != third);
+    for (i, key) in [&first, &second, &third].into_iter().enumerate() {
+        let hook = lead_hook(41_000_202, "add", 10 + i as i64, "x", 1_712_331_728, &[]);
+        assert_eq!(app.post_hook(key, hook).await.status(), 200, "key {i}");
+    }
+    // Each rotated key ends at its own time.
+    let ends: Vec<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select valid_until from hook_keys order by created_at")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(ends.len(), 2);
+    assert!(ends[0] <= ends[1]);
+    let destinations = app.fake.webhooks();
+    assert_eq!(destinations.len(), 1, "{destinations:?}");
+    assert!(destinations[0].1["destination"]
+        .as_str()
+        .unwrap()
+        .ends_with(&third));
 }

@@ -83,12 +83,12 @@ async fn browser_install_connects_the_account_and_subscribes_its_hooks() {
     assert!(!page.contains(key));
 
     // The key resolves to the account; nothing else does.
-    let found = amohook::accounts::find_by_hook_key(&app.pool, key)
+    let found = amohook::accounts::keys::find_by_hook_key(&app.pool, key)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(found.account_id, 31_000_001);
-    assert!(amohook::accounts::find_by_hook_key(&app.pool, "nope")
+    assert!(amohook::accounts::keys::find_by_hook_key(&app.pool, "nope")
         .await
         .unwrap()
         .is_none());

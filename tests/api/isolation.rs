@@ -218,8 +218,8 @@ async fn the_main_pool_is_sized_by_its_setting_not_by_the_delivery_turns() {
     .await;
     assert_eq!(app.state.pool.options().get_max_connections(), 12);
     assert_eq!(
-        app.state.intake.pool.options().get_max_connections(),
-        amohook::db::INTAKE_CONNECTIONS
+        app.state.intake.lookups.options().get_max_connections(),
+        amohook::db::LOOKUP_CONNECTIONS
     );
 }
 
@@ -644,6 +644,93 @@ async fn requests_to_made_up_hook_keys_never_make_intake_busy() {
     for answer in known {
         assert_eq!(answer.await.unwrap().unwrap(), 200);
     }
+}
+
+/// Looking up a hook key's account holds connections of its own: while
+/// lookups of made-up keys wait (the key table locked here), a known
+/// account's hook is still stored on the commit's connection.
+#[tokio::test]
+async fn lookups_of_made_up_keys_never_hold_the_connection_hooks_are_stored_on() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    // Its account is now in the hook-key cache.
+    let first = app.post_hook(&key, lead_hook(CLEAN.1, "add", 1, "x", 1, &[]));
+    assert_eq!(first.await.status(), 200);
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("lock table hook_keys in access exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let made_up: Vec<_> = (0..8)
+        .map(|i| {
+            let (http, url) = (app.http.clone(), app.url(&format!("/hooks/made-up-{i}")));
+            tokio::spawn(async move {
+                http.post(url)
+                    .body(lead_hook(CLEAN.1, "add", 100 + i, "x", 1, &[]))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let known = app.post_hook(&key, lead_hook(CLEAN.1, "add", 2, "x", 1, &[]));
+    assert_eq!(known.await.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    lock.rollback().await.unwrap();
+    for answer in made_up {
+        // Not found, or not stored in time while the table was locked.
+        assert!([404, 503].contains(&answer.await.unwrap().unwrap()));
+    }
+    assert_eq!(event_states(&app, CLEAN.1).await.len(), 2);
+}
+
+/// A key found to be nobody's is remembered: the same made-up key again is
+/// answered 404 without a lookup (the key table locked here: a lookup would
+/// wait), and a new key of an account is found at once.
+#[tokio::test]
+async fn a_made_up_key_is_looked_up_once_and_a_new_key_is_found_at_once() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(CLEAN.0, CLEAN.1).await;
+    let hook = |id| lead_hook(CLEAN.1, "add", id, "x", 1, &[]);
+    assert_eq!(app.post_hook("made-up", hook(1)).await.status(), 404);
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("lock table hook_keys in access exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(app.post_hook("made-up", hook(2)).await.status(), 404);
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    // Another made-up key is looked up, and waits for the lock.
+    assert_eq!(app.post_hook("made-up-too", hook(3)).await.status(), 503);
+    lock.rollback().await.unwrap();
+    // A key that was nobody's becomes an account's (here by hand, as a
+    // rotation's new key does): the announcement empties the remembered
+    // ones, and its first hook is stored.
+    sqlx::query(
+        "insert into hook_keys (hook_key_sha256, account_id, kind, valid_until)
+         values (encode(sha256('made-up'), 'hex'), $1, 'candidate', now() + interval '1 hour')",
+    )
+    .bind(CLEAN.1)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = app.post_hook("made-up", hook(4)).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.post_hook(&key, hook(5)).await.status(), 200);
 }
 
 /// Clients that send half a request, or keep a connection idle, are closed

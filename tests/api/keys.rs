@@ -61,7 +61,7 @@ async fn a_key_rotates_with_the_old_key_reading_until_reencrypt_rewrites_everyth
     let state = rotated.state();
     let token = state.tokens.access_token(37_000_001).await.unwrap();
     assert!(!token.expose_secret().is_empty());
-    let found = amohook::accounts::find_by_hook_key(&state.pool, &hook_key)
+    let found = amohook::accounts::keys::find_by_hook_key(&state.pool, &hook_key)
         .await
         .unwrap();
     assert!(found.is_some(), "the hook URL keeps working");
