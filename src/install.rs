@@ -58,6 +58,13 @@ pub enum InstallError {
     /// a flood of forged ones): nothing was sent to amoCRM.
     #[error("too many installs at this moment")]
     Busy,
+    /// The host left `install.codes_per_host` codes amoCRM did not refuse
+    /// in the last 10 minutes: nothing was sent or stored.
+    #[error("too many installs for this account in the last minutes")]
+    HostLimit,
+    /// The browser install's state was used before (a replayed callback).
+    #[error("the install state was already used")]
+    StateUsed,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -118,20 +125,45 @@ impl Installer {
         }
     }
 
-    /// Exchanges the code, records the account and its tokens, and
-    /// subscribes its web-hooks. `domain` must come from [`account_host`].
+    /// A browser install: exchanges the code, records the account and its
+    /// tokens, and subscribes its web-hooks. `domain` must come from
+    /// [`account_host`], and `state` have passed
+    /// [`Installer::state_is_valid`]. The host's limit and a turn at the
+    /// gate come before anything is written: a flood of forged callbacks
+    /// (each with a state anyone can ask for) writes nothing past the gate's
+    /// pace; then the state is used up, so that it works once.
     #[tracing::instrument(skip_all, fields(domain = %domain, account.id))]
-    pub async fn complete(&self, domain: &str, code: &str) -> Result<Installed, InstallError> {
+    pub async fn complete(
+        &self,
+        domain: &str,
+        code: &str,
+        state: &str,
+    ) -> Result<Installed, InstallError> {
+        if hosts::at_limit(&self.pool, domain, self.limits.codes_per_host).await? {
+            return Err(InstallError::HostLimit);
+        }
         let Some(_turn) = self.gate.enter(BROWSER_WAITS).await? else {
             return Err(InstallError::Busy);
         };
-        let tokens = self.api.exchange_code(domain, code).await?;
+        if !self.use_state(state, domain).await? {
+            return Err(InstallError::StateUsed);
+        }
+        let tokens = match self.api.exchange_code(domain, code).await {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                let e = InstallError::from(e);
+                if matches!(e, InstallError::Refused(_)) {
+                    self.state_refused(state).await?;
+                }
+                return Err(e);
+            }
+        };
         self.finish(domain, tokens, 2).await
     }
 
     /// The install after the exchange: the account, its tokens, its hooks.
     /// `calls` is how many calls this attempt made to the host so far,
-    /// counting the account call.
+    /// counting the account call (2 with the exchange, 1 without).
     #[tracing::instrument(skip_all, fields(domain = %domain, account.id))]
     async fn finish(
         &self,
@@ -149,11 +181,12 @@ impl Installer {
         // The account's currency and date format, for its notes.
         directory::store_settings(&mut *tx, account.account_id, &Settings::of(&info)).await?;
         tx.commit().await?;
-        if !reinstall {
-            // A new account's host had no budget while it was unknown: the
-            // calls so far count now, before the subscription and the first
-            // notes.
-            self.api.count_calls(domain, calls).await?;
+        // The calls that took no slot count now, before the subscription
+        // and the first notes: the exchange (it never takes one), and the
+        // account call of a host that had no budget while it was unknown.
+        let unbudgeted = if reinstall { calls - 1 } else { calls };
+        if unbudgeted > 0 {
+            self.api.count_calls(domain, unbudgeted).await?;
         }
         let hook_url = self.hook_url(account.account_id).await?;
 
@@ -322,6 +355,7 @@ fn subscription_error_text(e: &AmoError) -> String {
 }
 
 mod gate;
+mod hosts;
 mod pending;
 mod states;
 pub(crate) use pending::{code_context, tokens_context};

@@ -107,10 +107,15 @@ impl AmoApi {
     }
 
     /// Exchanges an authorization code at the account's token endpoint.
+    ///
+    /// It takes no slot of the host's budget: anyone can send a made-up
+    /// code naming a real account, and its exchange must not spend that
+    /// account's calls. Exchanges are paced by the install gate instead
+    /// (`install/gate.rs`); an install that succeeds counts the call
+    /// afterwards ([`AmoApi::count_calls`]).
     pub async fn exchange_code(&self, domain: &str, code: &str) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
-        let slot = self.take_slot(domain).await?;
-        let http = OauthHttp::new(self, domain, slot);
+        let http = OauthHttp::new(self, domain, Slot::unbudgeted());
         let result = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .request_async(&http)

@@ -157,18 +157,14 @@ async fn callback(
         return widget_install(state, domain, code).await;
     }
 
-    let valid_state = match query.state.as_deref() {
-        Some(s) if !s.is_empty() && s.len() <= 256 => state.installer.take_state(s).await?,
-        _ => false,
-    };
-    if !valid_state {
-        return Err(invalid_link(
-            "This install link has expired or was already used. Start again from the install button.",
-        ));
-    }
+    // Checked here without a write; used up once the install has a turn.
+    let oauth_state = query
+        .state
+        .filter(|s| !s.is_empty() && s.len() <= 256 && state.installer.state_is_valid(s))
+        .ok_or_else(expired_link)?;
     let done = state
         .installer
-        .complete(&domain, &code)
+        .complete(&domain, &code, &oauth_state)
         .await
         .map_err(install_error_page)?;
     Ok(Page(StatusCode::OK, InstalledPage::from(done)).into_response())
@@ -195,10 +191,7 @@ async fn widget_install(
                 domain,
                 "widget install refused: too many codes from this host"
             );
-            return Err(try_later(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many installs for this account in the last minutes. Please try again later.",
-            ));
+            return Err(host_limit());
         }
         Remembered::QueueFull => {
             tracing::warn!(domain, "widget install refused: too many installs waiting");
@@ -244,11 +237,24 @@ fn seen_before(earlier: PendingInstall) -> Response {
     }
 }
 
+fn host_limit() -> PageError {
+    try_later(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many installs for this account in the last minutes. Please try again later.",
+    )
+}
+
 fn try_later(status: StatusCode, message: &str) -> PageError {
     PageError(
         AppError::new(status, message)
             .titled("amohook cannot take this install now")
             .retry_after(60),
+    )
+}
+
+fn expired_link() -> PageError {
+    invalid_link(
+        "This install link has expired or was already used. Start again from the install button.",
     )
 }
 
@@ -274,6 +280,11 @@ fn install_error_page(e: InstallError) -> PageError {
             not_completed(
                 "amoCRM did not answer in time. Please try the install again in a minute.".into(),
             )
+        }
+        InstallError::StateUsed => return expired_link(),
+        InstallError::HostLimit => {
+            tracing::warn!("install refused: too many codes from this host");
+            return host_limit();
         }
         InstallError::Busy => {
             tracing::warn!("install refused: no turn at the install gate");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{InstallError, Installed, Installer, CODE_TTL};
+use super::{hosts, InstallError, Installed, Installer, CODE_TTL};
 use crate::{amocrm::TokenSet, backoff::Backoff, crypto};
 
 /// What became of a widget install's code when it arrived.
@@ -19,14 +19,17 @@ pub enum Remembered {
     New(i64),
     /// This very code came before (a replay): it is not exchanged again.
     Seen(PendingInstall),
-    /// The host left `install.codes_per_host` codes in the last 10 minutes.
+    /// The host left `install.codes_per_host` codes amoCRM did not refuse
+    /// in the last 10 minutes.
     HostLimit,
-    /// `install.waiting_max` installs are waiting already.
+    /// `install.waiting_max` installs are waiting already, and none of them
+    /// is of a host that left more codes than this one.
     QueueFull,
 }
 
-/// The window of the per-host limit, and of the retrier's order.
-const HOST_WINDOW_MINUTES: f64 = 10.0;
+/// The advisory lock that makes widget codes weigh against the limits one
+/// at a time (an arbitrary number, amohook's only advisory lock).
+const REMEMBER_LOCK: i64 = 0x616d_6f68_6f6f_6b01;
 /// How long one round of background retries may work, so that the
 /// background loop (hook counts, shutdown) stays responsive.
 const RETRY_ROUND: Duration = Duration::from_secs(5);
@@ -34,8 +37,8 @@ const RETRY_ROUND: Duration = Duration::from_secs(5);
 impl Installer {
     /// Keeps a widget install's code so that it can be retried until it
     /// expires, and holds it for `hold` so the caller may try it right away.
-    /// A code seen before, a host over its limit or a full queue store
-    /// nothing.
+    /// A code seen before, a host at its limit, or a full queue with no
+    /// room for this host (see `hosts.rs`) store nothing.
     pub async fn remember(
         &self,
         domain: &str,
@@ -43,51 +46,47 @@ impl Installer {
         hold: Duration,
     ) -> sqlx::Result<Remembered> {
         let code_sha256 = crypto::sha256_hex(code);
-        // The row id is not known before the insert, so the code is sealed
-        // with the referer as context; the id is bound in `claim_due`. The
-        // limits are checked in the statement itself; concurrent inserts
-        // may pass them by a few rows, never by a flood.
-        let stored = sqlx::query_scalar!(
-            "insert into pending_installs (referer, code, code_sha256, expires_at, locked_until)
-             select $1, $2, $3, now() + $4, now() + $5
-             where (select count(*) from pending_installs
-                    where referer = $1 and received_at > now() - make_interval(mins => $6)) < $7
-               and (select count(*) from pending_installs where state = 'pending') < $8
-             on conflict (code_sha256) do nothing
-             returning install_id",
-            domain,
-            self.cipher.encrypt(code, &code_context(domain)),
-            &code_sha256,
-            chrono::Duration::from_std(CODE_TTL).expect("small") as _,
-            chrono::Duration::from_std(hold).expect("small") as _,
-            HOST_WINDOW_MINUTES as i32,
-            i64::from(self.limits.codes_per_host),
-            i64::from(self.limits.waiting_max),
+        let mut tx = self.pool.begin().await?;
+        // Widget codes are weighed against the limits one at a time, so that
+        // the counts hold exactly under a flood (a few index reads each).
+        sqlx::query!("select pg_advisory_xact_lock($1)", REMEMBER_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let seen = sqlx::query_as!(
+            PendingInstall,
+            "select install_id, referer, state, attempts, account_id, last_error, received_at
+             from pending_installs where code_sha256 = $1",
+            &code_sha256
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        let outcome = match stored {
-            Some(install_id) => Remembered::New(install_id),
-            None => {
-                let seen = sqlx::query_as!(
-                    PendingInstall,
-                    "select install_id, referer, state, attempts, account_id, last_error, received_at
-                     from pending_installs where code_sha256 = $1",
-                    &code_sha256
-                )
-                .fetch_optional(&self.pool)
-                .await?;
-                match seen {
-                    Some(seen) => Remembered::Seen(seen),
-                    None if self.host_codes(domain).await?
-                        >= i64::from(self.limits.codes_per_host) =>
-                    {
-                        Remembered::HostLimit
-                    }
-                    None => Remembered::QueueFull,
-                }
-            }
+        let outcome = if let Some(seen) = seen {
+            Remembered::Seen(seen)
+        } else if hosts::unrefused_codes(&mut tx, domain).await?
+            >= i64::from(self.limits.codes_per_host)
+        {
+            Remembered::HostLimit
+        } else if self.queue_full(&mut tx).await? && !hosts::make_room(&mut tx, domain).await? {
+            Remembered::QueueFull
+        } else {
+            // The row id is not known before the insert, so the code is
+            // sealed with the referer as context; the id is bound in
+            // `claim_due`.
+            let install_id = sqlx::query_scalar!(
+                "insert into pending_installs (referer, code, code_sha256, expires_at, locked_until)
+                 values ($1, $2, $3, now() + $4, now() + $5)
+                 returning install_id",
+                domain,
+                self.cipher.encrypt(code, &code_context(domain)),
+                &code_sha256,
+                chrono::Duration::from_std(CODE_TTL).expect("small") as _,
+                chrono::Duration::from_std(hold).expect("small") as _,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            Remembered::New(install_id)
         };
+        tx.commit().await?;
         let result = match &outcome {
             Remembered::New(_) => "stored",
             Remembered::Seen(_) => "seen_before",
@@ -98,15 +97,13 @@ impl Installer {
         Ok(outcome)
     }
 
-    async fn host_codes(&self, domain: &str) -> sqlx::Result<i64> {
-        sqlx::query_scalar!(
-            r#"select count(*) as "n!" from pending_installs
-               where referer = $1 and received_at > now() - make_interval(mins => $2)"#,
-            domain,
-            HOST_WINDOW_MINUTES as i32,
+    async fn queue_full(&self, db: &mut sqlx::PgConnection) -> sqlx::Result<bool> {
+        let waiting = sqlx::query_scalar!(
+            r#"select count(*) as "n!" from pending_installs where state = 'pending'"#
         )
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(db)
+        .await?;
+        Ok(waiting >= i64::from(self.limits.waiting_max))
     }
 
     /// Tries one remembered install and records the outcome, waiting at
@@ -272,8 +269,8 @@ impl Installer {
     }
 
     /// The next due install, leased. Hosts that left fewer codes lately go
-    /// first: a real install (one code) goes ahead of a host flooding codes
-    /// (and of hosts whose codes amoCRM refused, which still count).
+    /// first (codes amoCRM refused count for nothing, see `hosts.rs`): a
+    /// real install (one code) goes ahead of a host flooding codes.
     async fn claim_due(&self) -> anyhow::Result<Option<(i64, String, SecretString)>> {
         let row = sqlx::query!(
             "update pending_installs set locked_until = now() + interval '60 seconds'
@@ -282,13 +279,13 @@ impl Installer {
                  where state = 'pending' and next_attempt_at <= now() and expires_at > now()
                    and (locked_until is null or locked_until < now())
                  order by (select count(*) from pending_installs o
-                           where o.referer = p.referer
+                           where o.referer = p.referer and o.state <> 'failed'
                              and o.received_at > now() - make_interval(mins => $1)),
                           next_attempt_at
                  limit 1
                  for update of p skip locked)
              returning install_id, referer, code",
-            HOST_WINDOW_MINUTES as i32,
+            hosts::WINDOW_MINUTES,
         )
         .fetch_optional(&self.pool)
         .await?;

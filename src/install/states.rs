@@ -33,24 +33,44 @@ impl Installer {
         URL_SAFE_NO_PAD.encode(value)
     }
 
-    /// Uses up a state. False when it is not one of ours, expired or used.
-    pub async fn take_state(&self, state: &str) -> sqlx::Result<bool> {
-        let Some(expires_at) = self.state_expiry(state) else {
+    /// Whether a state is one of ours and not expired; nothing is written
+    /// (a state is used up by [`Installer::use_state`], once the install
+    /// has a turn at the gate).
+    pub fn state_is_valid(&self, state: &str) -> bool {
+        self.state_expiry(state)
+            .is_some_and(|expires_at| expires_at > Utc::now())
+    }
+
+    /// Uses up a valid state for an install naming `referer`. False when it
+    /// is not valid or was used before.
+    pub(super) async fn use_state(&self, state: &str, referer: &str) -> sqlx::Result<bool> {
+        let Some(expires_at) = self.state_expiry(state).filter(|at| *at > Utc::now()) else {
             return Ok(false);
         };
-        if expires_at <= Utc::now() {
-            return Ok(false);
-        }
         let taken = sqlx::query!(
-            "insert into oauth_states (state, expires_at, used_at) values ($1, $2, now())
+            "insert into oauth_states (state, expires_at, used_at, referer)
+             values ($1, $2, now(), $3)
              on conflict (state) do nothing",
             state,
             expires_at,
+            referer,
         )
         .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(taken == 1)
+    }
+
+    /// A used state whose code amoCRM refused: it no longer counts against
+    /// its host (see `hosts.rs`).
+    pub(super) async fn state_refused(&self, state: &str) -> sqlx::Result<()> {
+        sqlx::query!(
+            "update oauth_states set refused = true where state = $1",
+            state
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The expiry a state of ours carries; None when it is not ours.
