@@ -5,10 +5,21 @@
 //! uninstall URL (a proxy's log) could replay it. amoCRM revokes an
 //! account's tokens when the integration is removed, so a real uninstall
 //! shows at once as a dead grant: the account's grant is checked with an
-//! API call (on 401, one refresh), and only a dead grant disconnects the
-//! account and erases its tokens. A live grant changes nothing (logged,
-//! counted, shown on the account's page); when amoCRM cannot be asked, the
-//! check is repeated with back-off and the tokens are kept meanwhile.
+//! API call (on 401, one refresh), and only amoCRM refusing the grant
+//! disconnects the account and erases its tokens. A live grant changes
+//! nothing (logged, counted, shown on the account's page); when amoCRM
+//! cannot be asked, or answers ambiguously, the check is repeated with
+//! back-off and the tokens are kept meanwhile.
+//!
+//! Nothing is destroyed without that confirmation, whatever the account's
+//! status: an account that must install again (its refresh token was
+//! refused) cannot be asked, so a call for it is recorded and nothing else;
+//! its events wait for a new install as before. And a call is checked at
+//! most once in [`CHECK_EVERY`] per account: a replay within it only makes
+//! sure a check is scheduled, so a flood of replays costs the account one
+//! request of its budget in a few minutes.
+
+use std::time::Duration;
 
 use sqlx::PgPool;
 
@@ -19,6 +30,9 @@ use crate::{
     tokens::{CallError, TokenError, TokenStore},
 };
 
+/// At most one confirmation per account in this long.
+pub const CHECK_EVERY: Duration = Duration::from_secs(5 * 60);
+
 /// What an uninstall call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -26,8 +40,12 @@ pub enum Outcome {
     Disconnected { known: bool },
     /// amoCRM still accepts the grant: nothing changed.
     StillGranted,
-    /// amoCRM could not be asked: checked again later, tokens kept.
+    /// amoCRM could not be asked, answered ambiguously, or was asked a
+    /// moment ago: checked again later, tokens kept.
     WillCheck,
+    /// The account is not connected (it must install again): the call is
+    /// recorded, nothing is changed.
+    Recorded,
 }
 
 enum Grant {
@@ -44,13 +62,54 @@ async fn grant(tokens: &TokenStore, api: &AmoApi, account_id: i64, domain: &str)
         .await
     {
         Ok(_) => Grant::Alive,
-        Err(CallError::Token(TokenError::Revoked(_) | TokenError::NotActive(_)))
-        | Err(CallError::Amo(AmoError::Unauthorized(_))) => Grant::Dead,
-        Err(_) => Grant::Unknown,
+        // amoCRM refused the refresh token just now: the grant is gone.
+        Err(CallError::Token(TokenError::Revoked(_))) => Grant::Dead,
+        // A 401 after a refresh that succeeded is not a dead grant (the
+        // refresh proved it alive); nor is an account whose status changed
+        // meanwhile. Asked again later.
+        Err(CallError::Amo(AmoError::Unauthorized(_))) | Err(_) => Grant::Unknown,
     }
 }
 
-/// Handles a correctly signed uninstall call for `account_id`.
+/// Handles a correctly signed uninstall call for `account_id`: checks it
+/// with amoCRM unless it did so within [`CHECK_EVERY`], in which case a
+/// check is scheduled for when that time is up.
+pub async fn handle_call(
+    pool: &PgPool,
+    tokens: &TokenStore,
+    api: &AmoApi,
+    account_id: i64,
+) -> sqlx::Result<Outcome> {
+    let recently = sqlx::query_scalar!(
+        "update accounts set
+             uninstall_check_at = least(uninstall_check_at, uninstall_checked_at + $2::interval)
+         where account_id = $1 and status = 'active'
+           and uninstall_checked_at > now() - $2::interval
+         returning account_id",
+        account_id,
+        // `as _`: an interval (see tokens.rs).
+        chrono::Duration::from_std(CHECK_EVERY).expect("small") as _,
+    )
+    .fetch_optional(pool)
+    .await?;
+    if recently.is_some() {
+        // A check ran a moment ago: scheduled (above: no later than its
+        // time is up; below: when none was due), not sent now.
+        sqlx::query!(
+            "update accounts set uninstall_check_at = uninstall_checked_at + $2::interval
+             where account_id = $1 and uninstall_check_at is null",
+            account_id,
+            chrono::Duration::from_std(CHECK_EVERY).expect("small") as _,
+        )
+        .execute(pool)
+        .await?;
+        metrics::counter!("amohook_uninstall_calls_total", "result" => "deferred").increment(1);
+        return Ok(Outcome::WillCheck);
+    }
+    handle(pool, tokens, api, account_id).await
+}
+
+/// Checks an uninstall of `account_id` with amoCRM now.
 pub async fn handle(
     pool: &PgPool,
     tokens: &TokenStore,
@@ -61,10 +120,30 @@ pub async fn handle(
     let Some(account) = account else {
         return Ok(Outcome::Disconnected { known: false });
     };
-    if account.status != AccountStatus::Active {
-        accounts::disconnect(pool, account_id).await?;
-        return Ok(Outcome::Disconnected { known: true });
+    match account.status {
+        AccountStatus::Active => {}
+        AccountStatus::Disconnected => return Ok(Outcome::Disconnected { known: true }),
+        AccountStatus::ReauthRequired => {
+            // Its grant cannot be asked about: nothing is erased or dropped
+            // on an unconfirmed word.
+            crate::stats::record(
+                pool,
+                account_id,
+                0,
+                Some("an uninstall call arrived while the account must install again: nothing was changed"),
+            )
+            .await?;
+            settle(pool, account_id, Outcome::Recorded).await?;
+            metrics::counter!("amohook_uninstall_calls_total", "result" => "recorded").increment(1);
+            return Ok(Outcome::Recorded);
+        }
     }
+    sqlx::query!(
+        "update accounts set uninstall_checked_at = now() where account_id = $1",
+        account_id
+    )
+    .execute(pool)
+    .await?;
     let outcome = match grant(tokens, api, account_id, &account.domain).await {
         Grant::Dead => {
             accounts::disconnect(pool, account_id).await?;
@@ -97,6 +176,7 @@ impl Outcome {
             Outcome::Disconnected { .. } => "disconnected",
             Outcome::StillGranted => "still_granted",
             Outcome::WillCheck => "will_check",
+            Outcome::Recorded => "recorded",
         }
     }
 }

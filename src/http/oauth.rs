@@ -342,7 +342,7 @@ async fn disable(
     // Believed only when amoCRM confirms it (see `uninstall`). A database
     // error is a 503, so that amoCRM tries again.
     let outcome =
-        crate::uninstall::handle(&state.pool, &state.tokens, &state.api, account_id).await?;
+        crate::uninstall::handle_call(&state.pool, &state.tokens, &state.api, account_id).await?;
     let message = match outcome {
         crate::uninstall::Outcome::Disconnected { known } => {
             tracing::info!(
@@ -354,6 +354,9 @@ async fn disable(
         }
         crate::uninstall::Outcome::StillGranted => "not confirmed: the grant is alive",
         crate::uninstall::Outcome::WillCheck => "to be confirmed with amoCRM",
+        crate::uninstall::Outcome::Recorded => {
+            "recorded: the account must install again, nothing was changed"
+        }
     };
     Ok(Json(serde_json::json!({ "status": 200, "message": message })).into_response())
 }
