@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use rand::RngExt as _;
 
+/// How many times [`Backoff::STORE`] retries.
+pub const STORE_RETRIES: u32 = 28;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     first: Duration,
@@ -35,6 +38,11 @@ impl Backoff {
     /// hour, until amoCRM answers.
     pub const UNINSTALL_CHECK: Backoff =
         Backoff::new(Duration::from_secs(30), Duration::from_secs(3600), 0.2);
+    /// Storing what amoCRM already answered (a new token pair, whose old
+    /// refresh token amoCRM has revoked) after the database failed: 250 ms,
+    /// 500 ms ... 5 s, [`STORE_RETRIES`] times, about two minutes in all.
+    pub const STORE: Backoff =
+        Backoff::new(Duration::from_millis(250), Duration::from_secs(5), 0.2);
     /// The LISTEN connection, lost: 1 s, 2 s ... 30 s.
     pub const RECONNECT: Backoff =
         Backoff::new(Duration::from_secs(1), Duration::from_secs(30), 0.2);

@@ -114,6 +114,42 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pools> {
     })
 }
 
+/// Runs `write` until it succeeds, each attempt on a connection of its
+/// own, for about two minutes ([`Backoff::STORE`](crate::backoff::Backoff::STORE)):
+/// for what must not be lost once amoCRM has answered (a new token pair
+/// revokes the old one; a spent authorization code cannot be exchanged
+/// again). Each failure is logged, a late success and a loss are counted
+/// (`amohook_stored_late_total`, `amohook_store_lost_total`, by `what`).
+pub async fn until_stored<T, E, F, Fut>(what: &'static str, write: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    use backon::Retryable as _;
+    let started = std::time::Instant::now();
+    let mut failures = 0u32;
+    let result = write
+        .retry(crate::backoff::Backoff::STORE.retries(crate::backoff::STORE_RETRIES))
+        .notify(|e, wait| {
+            failures += 1;
+            tracing::error!(what, error = %e, retry_in = ?wait, "storing what amoCRM answered failed; trying again");
+        })
+        .await;
+    match &result {
+        Ok(_) if failures > 0 => {
+            metrics::counter!("amohook_stored_late_total", "what" => what).increment(1);
+            tracing::warn!(what, failures, after = ?started.elapsed(), "stored after the database failed");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            metrics::counter!("amohook_store_lost_total", "what" => what).increment(1);
+            tracing::error!(what, error = %e, after = ?started.elapsed(), "could not be stored: lost");
+        }
+    }
+    result
+}
+
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await?;
     Ok(())

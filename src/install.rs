@@ -174,13 +174,20 @@ impl Installer {
         let info = self.api.account(domain, &tokens.access_token).await?;
         tracing::Span::current().record("account.id", info.id);
 
-        let mut tx = self.pool.begin().await?;
-        let reinstall = accounts::find(&mut tx, info.id).await?.is_some();
-        let account =
-            accounts::upsert_installed(&mut tx, &self.cipher, &info, domain, &tokens).await?;
-        // The account's currency and date format, for its notes.
-        directory::store_settings(&mut *tx, account.account_id, &Settings::of(&info)).await?;
-        tx.commit().await?;
+        // The code is spent: the pair amoCRM gave lands whatever the
+        // database does at this moment (`db::until_stored`).
+        let (account, reinstall) = crate::db::until_stored("installed_account", || async {
+            let mut tx = self.pool.begin().await?;
+            let reinstall = accounts::find(&mut tx, info.id).await?.is_some();
+            let account =
+                accounts::upsert_installed(&mut tx, &self.cipher, &info, domain, &tokens).await?;
+            // The account's currency and date format, for its notes.
+            directory::store_settings(&mut *tx, account.account_id, &Settings::of(&info))
+                .await?;
+            tx.commit().await?;
+            anyhow::Ok((account, reinstall))
+        })
+        .await?;
         // The calls that took no slot count now, before the subscription
         // and the first notes: the exchange (it never takes one), and the
         // account call of a host that had no budget while it was unknown.

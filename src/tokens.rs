@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 
 use crate::{
     accounts::{self, token_context, AccountStatus},
-    amocrm::{budget::Slot, AmoApi, AmoError},
+    amocrm::{budget::Slot, AmoApi, AmoError, TokenSet},
     backoff::Backoff,
     crypto::Cipher,
 };
@@ -265,8 +265,23 @@ impl TokenStore {
         match result {
             Ok(tokens) => {
                 metrics::counter!("amohook_token_refreshes_total", "result" => "ok", "integration" => integration).increment(1);
-                accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens).await?;
-                tx.commit().await?;
+                // amoCRM has revoked the old refresh token: this pair is the
+                // account's only one, and must land whatever the database
+                // does at this moment.
+                let stored = match accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens)
+                    .await
+                {
+                    Ok(()) => tx.commit().await,
+                    Err(e) => {
+                        // Gives the row lock back before storing again.
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                };
+                if let Err(e) = stored {
+                    tracing::error!(error = %e, "the new token pair was not stored; storing it again");
+                    self.store_again(account_id, &tokens).await?;
+                }
                 crate::fault::clear(&self.pool, integration).await?;
                 tracing::info!("access token refreshed");
                 Ok(tokens.access_token)
@@ -307,6 +322,39 @@ impl TokenStore {
                 Err(TokenError::Refused(e))
             }
         }
+    }
+
+    /// Stores a pair amoCRM gave after the first store failed, on fresh
+    /// connections until it lands (`db::until_stored`). The row lock was
+    /// lost with the failed transaction: a refresh elsewhere may have sent
+    /// the revoked token meanwhile and marked the account for a new
+    /// install, which the pair stored now undoes.
+    async fn store_again(&self, account_id: i64, tokens: &TokenSet) -> sqlx::Result<()> {
+        crate::db::until_stored("token_pair", || async {
+            let mut tx = self.pool.begin().await?;
+            // The failed transaction's lock, if its connection broke, goes
+            // when PostgreSQL notices: this attempt waits a little, the
+            // next one again.
+            sqlx::query!("set local lock_timeout = '5s'")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query!(
+                "select account_id from account_tokens where account_id = $1 for update",
+                account_id
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            accounts::store_tokens(&mut tx, &self.cipher, account_id, tokens).await?;
+            sqlx::query!(
+                "update accounts set status = 'active', status_reason = null, updated_at = now()
+                 where account_id = $1 and status = 'reauth_required'",
+                account_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })
+        .await
     }
 
     /// Runs one amoCRM call for the account with a valid token. A 401 leads

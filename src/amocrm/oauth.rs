@@ -235,7 +235,12 @@ impl AmoApi {
                 Ok(TokenSet {
                     access_token: SecretString::from(token.access_token().secret().clone()),
                     refresh_token: SecretString::from(refresh.secret().clone()),
-                    expires_in: token.expires_in().unwrap_or(Duration::from_secs(86_400)),
+                    // amoCRM gives a day; a lifetime past a year is not
+                    // believed (it would overflow the times built on it).
+                    expires_in: token
+                        .expires_in()
+                        .unwrap_or(Duration::from_secs(86_400))
+                        .min(Duration::from_secs(366 * 86_400)),
                 })
             }
             Err(RequestTokenError::Request(HttpError::Reqwest(e))) => Err(e.into()),

@@ -185,24 +185,34 @@ impl Installer {
 
     /// Seals an exchanged pair into the pending install, before any other
     /// call: the code cannot be exchanged twice.
+    /// The code is spent once amoCRM answered: the pair is stored until it
+    /// lands, whatever the database does at that moment
+    /// (`db::until_stored`).
     async fn store_tokens(&self, install_id: i64, tokens: &TokenSet) -> sqlx::Result<()> {
-        let expires_at = Utc::now().timestamp() + tokens.expires_in.as_secs() as i64;
+        let expires_at = Utc::now()
+            .timestamp()
+            .saturating_add(i64::try_from(tokens.expires_in.as_secs()).unwrap_or(i64::MAX));
         let pair = serde_json::json!({
             "access_token": tokens.access_token.expose_secret(),
             "refresh_token": tokens.refresh_token.expose_secret(),
             "expires_at": expires_at,
         });
-        sqlx::query!(
-            // With its tokens the install no longer depends on the code's
-            // 20 minutes: it is retried for a day.
-            "update pending_installs set tokens = $2,
-                 expires_at = greatest(expires_at, now() + interval '1 day')
-             where install_id = $1",
-            install_id,
-            self.cipher
-                .encrypt(&pair.to_string(), &tokens_context(install_id)),
-        )
-        .execute(&self.pool)
+        let sealed = self
+            .cipher
+            .encrypt(&pair.to_string(), &tokens_context(install_id));
+        crate::db::until_stored("widget_install_tokens", || async {
+            sqlx::query!(
+                // With its tokens the install no longer depends on the
+                // code's 20 minutes: it is retried for a day.
+                "update pending_installs set tokens = $2,
+                     expires_at = greatest(expires_at, now() + interval '1 day')
+                 where install_id = $1",
+                install_id,
+                &sealed,
+            )
+            .execute(&self.pool)
+            .await
+        })
         .await?;
         Ok(())
     }

@@ -346,3 +346,45 @@ impl TestApp {
             .unwrap();
     }
 }
+
+impl TestApp {
+    /// Makes the next `n` writes of `table` (`on`: a trigger's events, as
+    /// "insert or update" or "update of tokens") fail, as a database
+    /// failing at that very moment would. A sequence counts them: it is not
+    /// rolled back with the failed transaction.
+    pub async fn fail_writes(&self, table: &str, n: i64, on: &str) {
+        let name = format!("fail_{table}");
+        for sql in [
+            format!("create sequence {name}"),
+            format!(
+                "create function {name}() returns trigger language plpgsql as $$
+                 begin
+                     if nextval('{name}') <= {n} then
+                         raise exception 'simulated database failure';
+                     end if;
+                     return new;
+                 end $$"
+            ),
+            format!(
+                "create trigger {name} before {on} on {table}
+                 for each row execute function {name}()"
+            ),
+        ] {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&self.pool)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// How many of the writes made to fail by [`TestApp::fail_writes`] were
+    /// tried.
+    pub async fn failed_writes(&self, table: &str) -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "select last_value from fail_{table}"
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+}

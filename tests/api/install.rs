@@ -601,3 +601,42 @@ async fn a_widget_install_keeps_its_tokens_when_the_next_call_fails() {
     app.state.worker.drain().await.unwrap();
     assert_eq!(app.fake.notes().len(), 1);
 }
+
+/// The code is spent once amoCRM answered: a database failing as the
+/// pair is stored must not lose the install.
+#[tokio::test]
+async fn a_widget_install_survives_the_database_failing_as_its_tokens_are_stored() {
+    let app = TestApp::spawn().await;
+    app.account("survives.amocrm.ru", 31_000_091);
+    app.fail_writes("pending_installs", 1, "update of tokens").await;
+    let code = app.fake.issue_code("survives.amocrm.ru");
+    let answer = app
+        .callback(&[
+            ("code", &code),
+            ("referer", "survives.amocrm.ru"),
+            ("from_widget", "1"),
+        ])
+        .await;
+    assert_eq!(answer.status(), 200);
+    assert!(app.failed_writes("pending_installs").await >= 2);
+    assert_eq!(
+        app.account_status(31_000_091).await.as_deref(),
+        Some("active")
+    );
+    assert_eq!(app.token_requests().len(), 1, "the code was exchanged once");
+}
+
+#[tokio::test]
+async fn a_browser_install_survives_the_database_failing_as_the_account_is_stored() {
+    let app = TestApp::spawn().await;
+    app.account("survives.amocrm.ru", 31_000_092);
+    app.fail_writes("accounts", 1, "insert or update").await;
+    assert_eq!(app.install("survives.amocrm.ru").await.status(), 200);
+    assert!(app.failed_writes("accounts").await >= 2);
+    assert_eq!(
+        app.account_status(31_000_092).await.as_deref(),
+        Some("active")
+    );
+    assert_eq!(app.token_requests().len(), 1);
+    app.state.tokens.access_token(31_000_092).await.unwrap();
+}

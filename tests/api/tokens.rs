@@ -58,6 +58,58 @@ async fn an_expiring_token_is_refreshed_ahead_of_time() {
     assert!(fresh, "the new pair is stored");
 }
 
+/// amoCRM revokes the old refresh token the moment it answers: a database
+/// that fails right then must not lose the new pair (which would leave the
+/// account needing a new install).
+#[tokio::test]
+async fn a_new_token_pair_survives_the_database_failing_as_it_is_stored() {
+    let app = installed().await;
+    expire_soon(&app.pool).await;
+    // The refresh's own store and the first store again fail.
+    app.fail_writes("account_tokens", 2, "insert or update").await;
+    let token = app.state.tokens.access_token(ID).await.unwrap();
+    assert_eq!(app.fake.refreshes(DOMAIN), 1);
+    assert!(app.failed_writes("account_tokens").await >= 3);
+    let stored = app.state.tokens.access_token(ID).await.unwrap();
+    assert_eq!(stored.expose_secret(), token.expose_secret());
+    // The stored pair is the live one: the next refresh works.
+    expire_soon(&app.pool).await;
+    app.state.tokens.access_token(ID).await.unwrap();
+    assert_eq!(app.fake.refreshes(DOMAIN), 2);
+    assert_eq!(app.fake.refresh_reuses(), 0);
+    assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+}
+
+/// While the pair was not stored, another process refreshed with the
+/// revoked token and marked the account for a new install; the pair stored
+/// a moment later undoes that.
+#[tokio::test]
+async fn a_pair_stored_late_undoes_a_reinstall_mark_its_revoked_token_caused() {
+    let app = installed().await;
+    expire_soon(&app.pool).await;
+    // The refresh's store and the first store again fail; the next try
+    // comes at least 200 ms later.
+    app.fail_writes("account_tokens", 2, "insert or update").await;
+    let store = (*app.state.tokens).clone();
+    let refresh = tokio::spawn(async move { store.access_token(ID).await });
+    while app.failed_writes("account_tokens").await < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The mark a racing refresh with the revoked token leaves.
+    sqlx::query(
+        "update accounts set status = 'reauth_required', status_reason = 'Token has been revoked'
+         where account_id = $1",
+    )
+    .bind(ID)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let token = refresh.await.unwrap().unwrap();
+    assert_eq!(app.account_status(ID).await.as_deref(), Some("active"));
+    let stored = app.state.tokens.access_token(ID).await.unwrap();
+    assert_eq!(stored.expose_secret(), token.expose_secret());
+}
+
 #[tokio::test]
 async fn two_processes_needing_an_expiring_token_at_once_refresh_it_exactly_once() {
     let app = installed().await;
