@@ -182,8 +182,7 @@ impl Installer {
             let account =
                 accounts::upsert_installed(&mut tx, &self.cipher, &info, domain, &tokens).await?;
             // The account's currency and date format, for its notes.
-            directory::store_settings(&mut *tx, account.account_id, &Settings::of(&info))
-                .await?;
+            directory::store_settings(&mut *tx, account.account_id, &Settings::of(&info)).await?;
             tx.commit().await?;
             anyhow::Ok((account, reinstall))
         })

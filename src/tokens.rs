@@ -268,8 +268,13 @@ impl TokenStore {
                 // amoCRM has revoked the old refresh token: this pair is the
                 // account's only one, and must land whatever the database
                 // does at this moment.
-                let stored = match accounts::store_tokens(&mut tx, &self.cipher, account_id, &tokens)
-                    .await
+                let stored = match accounts::store_tokens(
+                    &mut tx,
+                    &self.cipher,
+                    account_id,
+                    &tokens,
+                )
+                .await
                 {
                     Ok(()) => tx.commit().await,
                     Err(e) => {

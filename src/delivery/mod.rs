@@ -305,16 +305,11 @@ impl Worker {
     /// turn failed).
     async fn work_on(&self, account: AccountRef, stop: &CancellationToken) -> anyhow::Result<()> {
         let span = tracing::info_span!("deliver", account.id = account.account_id);
-        // A panic (a bug) ends this turn only, and the lease is given back
-        // all the same. Unwind safety: nothing shared is left half-changed
-        // in memory; the events in hand leave `in_hand` as they unwind.
-        let result = AssertUnwindSafe(tracing::Instrument::instrument(
+        let result = supervised(tracing::Instrument::instrument(
             self.serve_account(&account, stop),
             span,
         ))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the delivery turn panicked")));
+        .await;
         sqlx::query!(
             "update accounts set lease_owner = null, lease_until = null
              where account_id = $1 and lease_owner = $2",
@@ -387,6 +382,19 @@ impl Worker {
     }
 }
 
+/// A turn's work, with a panic (a bug) turned into the turn's error: it
+/// ends this turn only, and the caller gives the lease back all the same.
+/// Unwind safety: nothing shared is left half-changed in memory; the events
+/// in hand leave `in_hand` as they unwind.
+async fn supervised(
+    turn: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    AssertUnwindSafe(turn)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the delivery turn panicked")))
+}
+
 /// Logs a turn that did not end by itself (a panic past `work_on`'s own
 /// catch: its account's lease runs out within [`CLAIM_TTL`]).
 fn turn_ended(ended: Result<(), tokio::task::JoinError>) {
@@ -394,5 +402,21 @@ fn turn_ended(ended: Result<(), tokio::task::JoinError>) {
         if e.is_panic() {
             tracing::error!("a delivery turn panicked; its account's lease runs out");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_a_turn_is_the_turns_error_not_the_workers() {
+        let error = supervised(async { panic!("a bug in a round") })
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("panicked"), "{error}");
+        assert!(supervised(async { Ok(()) }).await.is_ok());
+        let failed = supervised(async { Err(anyhow::anyhow!("amoCRM refused")) }).await;
+        assert_eq!(failed.unwrap_err().to_string(), "amoCRM refused");
     }
 }
