@@ -386,13 +386,15 @@ impl Worker {
 /// ends this turn only, and the caller gives the lease back all the same.
 /// Unwind safety: nothing shared is left half-changed in memory; the events
 /// in hand leave `in_hand` as they unwind.
-async fn supervised(
+/// (Not an async fn: the turn's future is large, and an async fn would
+/// hold a second copy of it; a test thread's stack overflowed on that in
+/// debug builds.)
+fn supervised(
     turn: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<()> {
+) -> impl std::future::Future<Output = anyhow::Result<()>> {
     AssertUnwindSafe(turn)
         .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the delivery turn panicked")))
+        .map(|caught| caught.unwrap_or_else(|_| Err(anyhow::anyhow!("the delivery turn panicked"))))
 }
 
 /// Logs a turn that did not end by itself (a panic past `work_on`'s own

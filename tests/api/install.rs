@@ -608,7 +608,8 @@ async fn a_widget_install_keeps_its_tokens_when_the_next_call_fails() {
 async fn a_widget_install_survives_the_database_failing_as_its_tokens_are_stored() {
     let app = TestApp::spawn().await;
     app.account("survives.amocrm.ru", 31_000_091);
-    app.fail_writes("pending_installs", 1, "update of tokens").await;
+    app.fail_writes("pending_installs", 1, "update of tokens")
+        .await;
     let code = app.fake.issue_code("survives.amocrm.ru");
     let answer = app
         .callback(&[

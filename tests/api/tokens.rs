@@ -66,7 +66,8 @@ async fn a_new_token_pair_survives_the_database_failing_as_it_is_stored() {
     let app = installed().await;
     expire_soon(&app.pool).await;
     // The refresh's own store and the first store again fail.
-    app.fail_writes("account_tokens", 2, "insert or update").await;
+    app.fail_writes("account_tokens", 2, "insert or update")
+        .await;
     let token = app.state.tokens.access_token(ID).await.unwrap();
     assert_eq!(app.fake.refreshes(DOMAIN), 1);
     assert!(app.failed_writes("account_tokens").await >= 3);
@@ -89,7 +90,8 @@ async fn a_pair_stored_late_undoes_a_reinstall_mark_its_revoked_token_caused() {
     expire_soon(&app.pool).await;
     // The refresh's store and the first store again fail; the next try
     // comes at least 200 ms later.
-    app.fail_writes("account_tokens", 2, "insert or update").await;
+    app.fail_writes("account_tokens", 2, "insert or update")
+        .await;
     let store = (*app.state.tokens).clone();
     let refresh = tokio::spawn(async move { store.access_token(ID).await });
     while app.failed_writes("account_tokens").await < 2 {
