@@ -33,6 +33,15 @@ use crate::{
 
 /// amoCRM waits 2 seconds; past this the answer is 503 instead.
 const STORE_WITHIN: Duration = Duration::from_millis(1500);
+/// Cards one hook may carry; more are refused with 413. A card as amoCRM
+/// sends it carries at least the eight fields of its oldest captured shape
+/// (id, name, responsible, creator, modifier, two times, type: 400 bytes
+/// and more, encoded), so a body under the 1 MiB limit holds at most about
+/// 2,600 real cards: this refuses no hook amoCRM can send, only bodies
+/// made to be many rows (a 1 MiB body of bare ids is 37,000), so that one
+/// request never asks the committer for more than this many rows.
+pub const MAX_CARDS_PER_HOOK: usize = 5_000;
+
 /// Bodies larger than this are parsed on a blocking thread: a 1 MiB body
 /// takes tens of milliseconds to parse, which on a runtime thread would
 /// hold up every other request it serves. Real hooks are a few KB.
@@ -148,6 +157,24 @@ async fn answer_hook(intake: &Intake, hook_key: &str, body: Bytes) -> (Response,
             return (answer(StatusCode::BAD_REQUEST, &e.to_string()), "invalid");
         }
     };
+    let cards = hook.events.len() + hook.ignored.len();
+    if cards > MAX_CARDS_PER_HOOK {
+        tracing::warn!(
+            account.id = account_id,
+            cards,
+            "hook refused: more cards than any amoCRM hook carries"
+        );
+        return (
+            answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "{cards} cards in one hook: at most {MAX_CARDS_PER_HOOK} are taken (amoCRM's \
+                     hooks carry far fewer)"
+                ),
+            ),
+            "too_many_cards",
+        );
+    }
     if let Some(reason) = mismatch(&account, &hook) {
         tracing::warn!(
             account.id = account_id,

@@ -3,7 +3,7 @@
 mod admin;
 pub mod error;
 mod health;
-mod hooks;
+pub mod hooks;
 mod i18n;
 mod oauth;
 pub mod pages;

@@ -272,6 +272,39 @@ async fn concurrent_hooks_share_commits_and_each_change_is_stored_once() {
 /// is written in parts of `inbox::MAX_ROWS` rows, between other hooks, and
 /// answered once every part is committed, with the new rows of all parts.
 #[tokio::test]
+async fn a_hook_of_more_cards_than_amocrm_sends_gets_413_and_nothing_is_stored() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let cards = |n: usize, action: &str| {
+        let mut body = format!("account%5Bid%5D={ID}");
+        for i in 0..n {
+            body.push_str(&format!(
+                "&leads%5B{action}%5D%5B{i}%5D%5Bid%5D={}",
+                1000 + i
+            ));
+        }
+        body
+    };
+    let limit = amohook::http::hooks::MAX_CARDS_PER_HOOK;
+    let over = app.post_hook(&key, cards(limit + 1, "add")).await;
+    assert_eq!(over.status(), 413);
+    let message = over.json::<serde_json::Value>().await.unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains(&format!("{}", limit + 1)), "{message}");
+    assert_eq!(count(&app).await, 0);
+    // Cards amohook makes no note of count too (they are parsed all the
+    // same) ...
+    let ignored = app.post_hook(&key, cards(limit + 1, "delete")).await;
+    assert_eq!(ignored.status(), 413);
+    // ... and a hook at the limit is taken.
+    let at = app.post_hook(&key, cards(limit, "add")).await;
+    assert_eq!(at.status(), 200);
+    assert_eq!(count(&app).await, limit as i64);
+}
+
+#[tokio::test]
 async fn a_hook_of_thousands_of_cards_is_stored_in_parts_and_answered_once() {
     let app = TestApp::spawn_without_worker().await;
     let key = app.connected(DOMAIN, ID).await;

@@ -318,11 +318,12 @@ const POISON_FIRST: i64 = 50_000_000;
 /// The flooding account's first entity number (its cards are numbered
 /// from it times [`FLOOD_CARDS`]).
 const FLOOD_FIRST: i64 = 1_000_000;
-/// Cards in one flood hook: about as many new leads as fit under the 1 MiB
-/// body limit with an id each (a card with only an id is a valid hook).
-const FLOOD_CARDS: i64 = 20_000;
+/// Cards in one flood hook: the most intake takes
+/// (`amohook::http::hooks::MAX_CARDS_PER_HOOK`), each new lead with an id
+/// only (a valid hook, and the most rows per byte).
+const FLOOD_CARDS: i64 = amohook::http::hooks::MAX_CARDS_PER_HOOK as i64;
 
-/// The same body for every flood hook (made once: building 20,000 cards
+/// The same body for every flood hook (made once: building 5,000 cards
 /// for each request would take the bench's own threads from the ordinary
 /// hooks it times). Re-sent bodies are stored once, as amoCRM's re-sends are.
 fn flood_body(account_id: i64, _entity_id: i64) -> String {
