@@ -320,7 +320,7 @@ const POISON_FIRST: i64 = 50_000_000;
 const FLOOD_FIRST: i64 = 1_000_000;
 /// Cards in one flood hook: the most intake takes
 /// (`amohook::http::hooks::MAX_CARDS_PER_HOOK`), each new lead with an id
-/// only (a valid hook, and the most rows per byte).
+/// and a time only (a valid hook, and the most rows per byte).
 const FLOOD_CARDS: i64 = amohook::http::hooks::MAX_CARDS_PER_HOOK as i64;
 
 /// The same body for every flood hook (made once: building 5,000 cards
@@ -332,7 +332,12 @@ fn flood_body(account_id: i64, _entity_id: i64) -> String {
         let mut body = format!("account%5Bid%5D={account_id}");
         for i in 0..FLOOD_CARDS {
             let id = FLOOD_FIRST * FLOOD_CARDS + i;
-            body.push_str(&format!("&leads%5Badd%5D%5B{i}%5D%5Bid%5D={id}"));
+            // With a time of its own, as amoCRM's cards have: a card
+            // without one takes the time it is received, and the same body
+            // a second later would be new changes.
+            body.push_str(&format!(
+                "&leads%5Badd%5D%5B{i}%5D%5Bid%5D={id}&leads%5Badd%5D%5B{i}%5D%5Bcreated_at%5D=1700000000"
+            ));
         }
         body
     })
