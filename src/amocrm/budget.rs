@@ -98,6 +98,43 @@ impl Budget {
         }
     }
 
+    /// Waits until a call to `domain` would fit the budget, without taking
+    /// a slot: for a call that must keep the host's pace but must not be
+    /// charged to it unless it proves real (an install's code exchange,
+    /// which anyone can send naming any account; counted afterwards with
+    /// [`Budget::count_calls`] when it succeeds). Gives up after `within`.
+    pub async fn wait_for_room(&self, domain: &str, within: Duration) -> Result<(), BudgetError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let row = sqlx::query!(
+                r#"select recent, clock_timestamp() as "now!" from api_budget where domain = $1"#,
+                domain
+            )
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(()) };
+            let window = chrono::Duration::from_std(WINDOW).expect("small");
+            let mut recent: Vec<DateTime<Utc>> = row
+                .recent
+                .into_iter()
+                .filter(|t| *t > row.now - window)
+                .collect();
+            if recent.len() < self.per_second {
+                return Ok(());
+            }
+            recent.sort();
+            let oldest = recent[recent.len() - self.per_second];
+            let wait = (oldest + window - row.now)
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_millis(5));
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(BudgetError::Timeout(within));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Counts `calls` made to `domain` just now without a slot (an install's
     /// exchange and account call, made before the host was an account's),
     /// so that the calls that follow at once keep the host's limit.

@@ -110,11 +110,19 @@ impl AmoApi {
     ///
     /// It takes no slot of the host's budget: anyone can send a made-up
     /// code naming a real account, and its exchange must not spend that
-    /// account's calls. Exchanges are paced by the install gate instead
-    /// (`install/gate.rs`); an install that succeeds counts the call
-    /// afterwards ([`AmoApi::count_calls`]).
+    /// account's calls (exchanges are paced by the install gate,
+    /// `install/gate.rs`). It waits, though, until the host's budget has
+    /// room, so that a real reinstall keeps the account's pace; an install
+    /// that succeeds counts the call afterwards ([`AmoApi::count_calls`]).
     pub async fn exchange_code(&self, domain: &str, code: &str) -> Result<TokenSet, AmoError> {
         let client = self.token_client(domain)?;
+        if let Some(budget) = &self.budget {
+            budget
+                // Briefly: it holds a turn of the install gate meanwhile.
+                .wait_for_room(domain, std::time::Duration::from_secs(5))
+                .await
+                .map_err(AmoError::Budget)?;
+        }
         let http = OauthHttp::new(self, domain, Slot::unbudgeted());
         let result = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))

@@ -357,7 +357,9 @@ async fn a_revoked_grant_is_seen_and_the_grant_page_installs_the_account_again()
     let callback = allowed.headers()["location"].to_str().unwrap().to_owned();
     assert!(callback.starts_with(&format!("{}/oauth/callback?", sb.base)));
     let done = sb.http.get(&callback).send().await.unwrap();
-    assert_eq!(done.status(), 200);
+    let status = done.status();
+    let text = done.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
     assert_eq!(sb.account_status(31_000_002).await, "active");
     // The waiting note goes out after the reinstall.
     let note = sb.note_containing(domain, "Waiting", 30).await;
