@@ -18,7 +18,14 @@ impl Worker {
         ids: &[i64],
         error: CallError,
     ) -> anyhow::Result<Next> {
-        let text = error.to_string();
+        let text = match &error {
+            // Payment Required: the account's paid period lapsed. Reads
+            // still work; notes wait and are tried again with back-off.
+            CallError::Amo(AmoError::Refused { status: 402, .. }) => format!(
+                "{error}: the account's paid period has lapsed; its notes wait and are tried again"
+            ),
+            _ => error.to_string(),
+        };
         match &error {
             CallError::Amo(AmoError::RateLimited)
             | CallError::Token(TokenError::IntegrationRefused(_)) => {

@@ -48,7 +48,11 @@ pub const MAX_CARDS_PER_HOOK: usize = 5_000;
 const PARSE_INLINE_UP_TO: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/hooks/{hook_key}", post(receive))
+    // With a trailing slash too: a Kommo integrator reports its UI asks
+    // for one in a hook URL.
+    Router::new()
+        .route("/hooks/{hook_key}", post(receive))
+        .route("/hooks/{hook_key}/", post(receive))
 }
 
 /// A refusal as JSON; see `error.rs`.

@@ -62,6 +62,32 @@ async fn a_resent_hook_is_stored_once() {
 }
 
 #[tokio::test]
+async fn a_hook_url_with_a_trailing_slash_is_the_same_hook_url() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    let body = lead_hook(ID, "add", 1, "x", 1, &[]);
+    assert_eq!(
+        app.post_hook(&format!("{key}/"), body.clone())
+            .await
+            .status(),
+        200
+    );
+    // The same hook again, without the slash: a duplicate, stored once.
+    let again = app.post_hook(&key, body).await;
+    assert_eq!(
+        again.json::<serde_json::Value>().await.unwrap()["stored"],
+        0
+    );
+    assert_eq!(count(&app).await, 1);
+    assert_eq!(
+        app.post_hook("not-a-key/", lead_hook(ID, "add", 2, "x", 1, &[]))
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_key_gets_404() {
     let app = TestApp::spawn_without_worker().await;
     app.connected(DOMAIN, ID).await;

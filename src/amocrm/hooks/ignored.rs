@@ -18,6 +18,10 @@ pub(super) fn cards(text: &str) -> Vec<Ignored> {
         "companies",
         "customers",
         "tasks",
+        // Kommo sends tasks under the singular key, and outgoing chat
+        // messages under a key of their own (its webhooks-general page).
+        "task",
+        "outgoing_message",
         "catalogs",
         "unsorted",
         "message",

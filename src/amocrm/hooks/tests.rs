@@ -538,6 +538,10 @@ fn cards_amohook_does_not_note_are_counted_not_refused() {
         ("message[add][0][id]", "m1"),
         ("leads[note][0][note][element_id]", "4"),
         ("widgets[install][0][id]", "9"),
+        // Kommo's singular task key and outgoing chat messages (N19, N20).
+        ("task[add][0][id]", "1564671"),
+        ("task[update][0][id]", "1564917"),
+        ("outgoing_message[add][0][id]", "m2"),
         ("leads[update][0][id]", "5"),
         ("leads[update][0][name]", "x"),
     ]);
@@ -555,6 +559,9 @@ fn cards_amohook_does_not_note_are_counted_not_refused() {
             ("leads", "note"),
             ("message", "add"),
             ("other", "other"),
+            ("outgoing_message", "add"),
+            ("task", "add"),
+            ("task", "update"),
             ("unsorted", "add"),
         ]
     );
