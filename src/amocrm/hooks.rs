@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use ignored::Ignored;
-use raw::{RawEntity, RawHook, RawValue, Reader};
+use raw::{RawEntity, RawHook, RawItem, RawValue, Reader};
 
 /// What a card is. Stored as text (`lead`, `contact`, `company`); any other
 /// stored value is an error when read, never a default.
@@ -292,13 +292,14 @@ fn event(
                 .filter(|s| !s.trim().is_empty())
                 .or(code.clone())
                 .unwrap_or_else(|| format!("#{id}"));
+            let values = reader.take(f.values).map(|v| v.0).unwrap_or_default();
             let values = reader
-                .list(f.values)
+                .items(values)
                 .into_iter()
                 .map(|v| match v {
                     RawValue::Plain(s) => FieldItem::Text(s.0),
-                    RawValue::Item { value, enum_id } => {
-                        let value = reader.text(value).unwrap_or_default();
+                    RawValue::Item(RawItem { value, enum_id }) => {
+                        let value = reader.take(value).map(|v| v.0).unwrap_or_default();
                         match reader.number(enum_id) {
                             Some(enum_id) => FieldItem::Choice { value, enum_id },
                             None => FieldItem::Text(value),

@@ -509,6 +509,48 @@ fn values_are_written_by_their_field_type() {
 }
 
 #[test]
+fn dates_sent_as_day_month_year_text_are_read_as_dates() {
+    let mut dir = dir();
+    let ru = words(Lang::Ru, &dir);
+    let contact = |id: &str, values: Vec<FieldItem>| field(id, "", values);
+    // Kommo's own example of a birthday (N16 in the reference).
+    assert_eq!(
+        ru.field(
+            EntityKind::Contact,
+            &contact("602", vec!["12.01.1980".into()])
+        ),
+        "12 января"
+    );
+    assert_eq!(
+        words(Lang::En, &dir).field(
+            EntityKind::Contact,
+            &contact("602", vec!["12.01.1980".into()])
+        ),
+        "January 12"
+    );
+    assert_eq!(
+        ru.field(EntityKind::Lead, &contact("501", vec!["15.06.2016".into()])),
+        "15.06.2016"
+    );
+    // In the account's own date pattern, a date field with time included.
+    dir.settings.short_date_pattern = Some("m/d/Y".into());
+    let en = words(Lang::En, &dir);
+    assert_eq!(
+        en.field(EntityKind::Lead, &contact("501", vec!["15.06.2016".into()])),
+        "06/15/2016"
+    );
+    assert_eq!(
+        en.field(EntityKind::Lead, &contact("505", vec!["15.06.2016".into()])),
+        "06/15/2016"
+    );
+    // Not a date: as it came.
+    assert_eq!(
+        en.field(EntityKind::Lead, &contact("501", vec!["31.02.2016".into()])),
+        "31.02.2016"
+    );
+}
+
+#[test]
 fn the_accounts_date_pattern_is_used() {
     let mut dir = dir();
     dir.settings.short_date_pattern = Some("m/d/Y".into());

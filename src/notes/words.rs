@@ -142,12 +142,14 @@ impl Words<'_> {
         self.tz.timestamp_opt(unix, 0).single()
     }
 
-    /// A Unix time as a date (and time) in the account's zone and its date
-    /// pattern. Text that is not a Unix time is shown as it came.
-    fn date(&self, text: &str, with_time: bool) -> String {
-        let Some(at) = self.local(text) else {
-            return text.to_owned();
-        };
+    /// A date as hooks may also send it: `dd.mm.yyyy` text (Kommo's own
+    /// example of a birthday; date fields of older hooks).
+    fn day_text(text: &str) -> Option<chrono::NaiveDate> {
+        chrono::NaiveDate::parse_from_str(text.trim(), "%d.%m.%Y").ok()
+    }
+
+    /// The account's date pattern, with its time pattern when `with_time`.
+    fn pattern(&self, with_time: bool) -> String {
         let settings = &self.dir.settings;
         let mut pattern = settings
             .short_date_pattern
@@ -157,18 +159,35 @@ impl Words<'_> {
             pattern.push(' ');
             pattern.push_str(settings.short_time_pattern.as_deref().unwrap_or("H:i"));
         }
-        at.format(&php_pattern(&pattern)).to_string()
+        php_pattern(&pattern)
+    }
+
+    /// A Unix time as a date (and time) in the account's zone and its date
+    /// pattern; a `dd.mm.yyyy` date in the date pattern. Other text is
+    /// shown as it came.
+    fn date(&self, text: &str, with_time: bool) -> String {
+        if let Some(at) = self.local(text) {
+            return at.format(&self.pattern(with_time)).to_string();
+        }
+        match Self::day_text(text) {
+            Some(day) => day.format(&self.pattern(false)).to_string(),
+            None => text.to_owned(),
+        }
     }
 
     /// A birthday: day and month, no year.
     fn birthday(&self, text: &str) -> String {
-        let Some(at) = self.local(text) else {
+        let Some((day, month0)) = self
+            .local(text)
+            .map(|at| (at.day(), at.month0()))
+            .or_else(|| Self::day_text(text).map(|d| (d.day(), d.month0())))
+        else {
             return text.to_owned();
         };
-        let month = at.month0() as usize;
+        let month = month0 as usize;
         match self.lang {
-            Lang::Ru => format!("{} {}", at.day(), MONTHS_RU[month]),
-            Lang::En => format!("{} {}", MONTHS_EN[month], at.day()),
+            Lang::Ru => format!("{day} {}", MONTHS_RU[month]),
+            Lang::En => format!("{} {day}", MONTHS_EN[month]),
         }
     }
 

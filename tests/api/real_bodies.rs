@@ -476,6 +476,77 @@ async fn a_contact_update_reads_phones_with_their_type_in_both_languages() {
     }
 }
 
+/// Kommo's official contact example (N16 in the reference): a radiobutton
+/// whose values come as one object, and a birthday as `dd.mm.yyyy` text,
+/// read in both languages.
+#[tokio::test]
+async fn kommos_radiobutton_object_and_text_birthday_are_read() {
+    for (domain, expected) in [
+        (
+            RU,
+            "Изменён контакт «Contact Name»: Birthday: 12 января → 13 января; \
+             Any radiobutton: Второй → Третий. Изменён: 17.09.2024 14:40:00",
+        ),
+        (
+            KOMMO,
+            "Contact changed: “Contact Name”: Birthday: January 12 → January 13; \
+             Any radiobutton: Второй → Третий. Changed: 17.09.2024 14:40:00",
+        ),
+    ] {
+        let mut kommo = account(ID);
+        kommo.fields.push((
+            "contacts".into(),
+            SimField::new(782_386, "Birthday", "birthday"),
+        ));
+        kommo.fields.push((
+            "contacts".into(),
+            SimField::new(791_730, "Any radiobutton", "radiobutton")
+                .with_enums(&[(566_642, "Второй"), (566_643, "Третий")]),
+        ));
+        let app = TestApp::spawn_without_worker().await;
+        let key = app.connected_as(domain, kommo).await;
+        let contact = |action: &str, birthday: &str, choice: (&str, &str), at: &str| {
+            let p = |k: &str| format!("contacts[{action}][0][{k}]");
+            let pairs = [
+                (p("id"), "17611273"),
+                (p("name"), "Contact Name"),
+                (p("responsible_user_id"), "100"),
+                (p("date_create"), "1726573127"),
+                (p("last_modified"), at),
+                (p("created_user_id"), "100"),
+                (p("modified_user_id"), "100"),
+                (p("account_id"), "31257294"),
+                (p("custom_fields][0][id"), "782386"),
+                (p("custom_fields][0][name"), "Birthday"),
+                (p("custom_fields][0][values][0][value"), birthday),
+                (p("custom_fields][1][id"), "791730"),
+                (p("custom_fields][1][name"), "Any radiobutton"),
+                (p("custom_fields][1][values][value"), choice.0),
+                (p("custom_fields][1][values][enum"), choice.1),
+                (p("created_at"), "1726573127"),
+                (p("updated_at"), at),
+                (p("type"), "contact"),
+            ];
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            body(&pairs, domain)
+        };
+        notes_after(
+            &app,
+            &key,
+            contact("add", "12.01.1980", ("2", "566642"), "1726573127"),
+        )
+        .await;
+        let notes = notes_after(
+            &app,
+            &key,
+            contact("update", "13.01.1980", ("3", "566643"), "1726573200"),
+        )
+        .await;
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(notes[1], expected);
+    }
+}
+
 #[tokio::test]
 async fn bodies_about_nothing_amohook_notes_are_answered_200_and_note_nothing() {
     let (app, key) = app_with(KOMMO).await;

@@ -131,7 +131,55 @@ pub(super) struct RawField {
     #[serde(default)]
     pub(super) code: Field<Text>,
     #[serde(default)]
-    pub(super) values: Field<List<Lenient<RawValue>>>,
+    pub(super) values: Field<RawValues>,
+}
+
+/// A field's values: a list (`values[0][value]=...`), or one value on its
+/// own (`values[value]=2&values[enum]=566642`: a radiobutton in Kommo's own
+/// examples, ../shared/reference/amocrm-api.md §0b N16).
+///
+/// Read as a map by its keys first (serde_qs gives index keys as text, and
+/// a map takes gaps in them), then sorted out: an untagged enum would go
+/// through serde's buffered content, where serde_qs's lists become
+/// sequences that a struct reads by position.
+#[derive(Debug, Default)]
+pub(super) struct RawValues(pub(super) Vec<Lenient<RawValue>>);
+
+impl<'de> Deserialize<'de> for RawValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut map = std::collections::BTreeMap::<String, Lenient<RawValue>>::deserialize(d)?;
+        let indexed = map.keys().all(|k| k.parse::<u32>().is_ok());
+        let one = map.contains_key("value") || map.contains_key("enum");
+        if map.is_empty() || !(indexed || one) {
+            return Err(serde::de::Error::custom("not a field's values"));
+        }
+        let indexed: Option<Vec<u32>> = map.keys().map(|k| k.parse().ok()).collect();
+        if let Some(mut indices) = indexed {
+            indices.sort_unstable();
+            return Ok(RawValues(
+                indices
+                    .into_iter()
+                    .filter_map(|i| map.remove(&i.to_string()))
+                    .collect(),
+            ));
+        }
+        // One value: its `value` and `enum`, each a plain text.
+        let text = |v: Option<Lenient<RawValue>>| -> Option<Lenient<Text>> {
+            Some(match v? {
+                Lenient::Ok(RawValue::Plain(t)) => Lenient::Ok(t),
+                _ => Lenient::Odd,
+            })
+        };
+        let value = text(map.remove("value")).map(|v| match v {
+            Lenient::Ok(t) => Lenient::Ok(ValueText(t.0)),
+            Lenient::Odd => Lenient::Odd,
+        });
+        let enum_id = text(map.remove("enum"));
+        Ok(RawValues(vec![Lenient::Ok(RawValue::Item(RawItem {
+            value,
+            enum_id,
+        }))]))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,12 +187,47 @@ pub(super) struct RawField {
 pub(super) enum RawValue {
     /// `values[0]=1537920000`: date fields come without a `[value]` key.
     Plain(Text),
-    Item {
-        #[serde(default)]
-        value: Field<Text>,
-        #[serde(default, rename = "enum")]
-        enum_id: Field<Text>,
-    },
+    Item(RawItem),
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawItem {
+    #[serde(default)]
+    pub(super) value: Field<ValueText>,
+    #[serde(default, rename = "enum")]
+    pub(super) enum_id: Field<Text>,
+}
+
+/// A value's text: a string, or one of API v4's object values
+/// (`legal_entity`, `linked_entity`: `[value][name]=...`; `chained_list`:
+/// `[value][catalog_element_id]=...`; amocrm-api-php's value models), read
+/// as its name, else its address or element.
+#[derive(Debug, Default)]
+pub(super) struct ValueText(pub(super) String);
+
+impl<'de> Deserialize<'de> for ValueText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Text(Text),
+            Object(std::collections::BTreeMap<String, Lenient<Text>>),
+        }
+        Ok(ValueText(match Shape::deserialize(d)? {
+            Shape::Text(t) => t.0,
+            Shape::Object(map) => {
+                let part = |key: &str| match map.get(key) {
+                    Some(Lenient::Ok(t)) if !t.0.trim().is_empty() => Some(t.0.clone()),
+                    _ => None,
+                };
+                ["name", "value", "address", "text"]
+                    .into_iter()
+                    .find_map(part)
+                    .or_else(|| part("catalog_element_id").map(|id| format!("#{id}")))
+                    .unwrap_or_default()
+            }
+        }))
+    }
 }
 
 /// Counts what was left out while the raw body is turned into events.
@@ -188,8 +271,13 @@ impl Reader {
 
     pub(super) fn list<T>(&mut self, field: Field<List<Lenient<T>>>) -> Vec<T> {
         let items = self.take(field).unwrap_or_default();
+        self.items(items.into_values())
+    }
+
+    /// The readable items, the others counted.
+    pub(super) fn items<T>(&mut self, items: impl IntoIterator<Item = Lenient<T>>) -> Vec<T> {
         items
-            .into_values()
+            .into_iter()
             .filter_map(|item| self.take(Some(item)))
             .collect()
     }

@@ -501,6 +501,86 @@ fn a_time_far_in_the_future_counts_as_the_receipt_plus_a_small_skew() {
     assert_eq!(at("1699999000"), 1_699_999_000);
 }
 
+/// Kommo's official contacts[add] example (N16 in the reference): a
+/// radiobutton's values as one object, not a list, and a birthday as
+/// `dd.mm.yyyy` text.
+#[test]
+fn a_radiobutton_value_given_as_one_object_is_read() {
+    let p = |k: &str| format!("contacts[add][0][{k}]");
+    let pairs: Vec<(String, &str)> = vec![
+        (p("id"), "17611273"),
+        (p("name"), "Contact Name"),
+        (p("responsible_user_id"), "11087123"),
+        (p("custom_fields][0][id"), "782386"),
+        (p("custom_fields][0][name"), "Birthday"),
+        (p("custom_fields][0][values][0][value"), "12.01.1980"),
+        (p("custom_fields][1][id"), "791730"),
+        (p("custom_fields][1][name"), "Any radiobutton"),
+        (p("custom_fields][1][values][value"), "2"),
+        (p("custom_fields][1][values][enum"), "566642"),
+        (p("created_at"), "1726573127"),
+        (p("type"), "contact"),
+        ("account[id]".into(), "32720107"),
+    ];
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let hook = parse(encode(&pairs).as_bytes()).unwrap();
+    assert_eq!(hook.skipped_fields, 0);
+    let fields = &hook.events[0].snapshot.custom_fields;
+    assert_eq!(texts(&fields[0]), ["12.01.1980"]);
+    assert_eq!(fields[1].name, "Any radiobutton");
+    assert_eq!(
+        fields[1].values,
+        [FieldItem::Choice {
+            value: "2".into(),
+            enum_id: 566642
+        }]
+    );
+}
+
+/// API v4's object values (legal entity, linked entity, chained list), as
+/// a hook would carry them: `[value][name]=...`.
+#[test]
+fn object_values_are_read_by_their_name() {
+    let p = |k: &str| format!("leads[update][0][{k}]");
+    let pairs: Vec<(String, &str)> = vec![
+        (p("id"), "5"),
+        (p("name"), "x"),
+        (p("custom_fields][0][id"), "11"),
+        (p("custom_fields][0][name"), "Юрлицо"),
+        (
+            p("custom_fields][0][values][0][value][name"),
+            "ООО «Ромашка»",
+        ),
+        (
+            p("custom_fields][0][values][0][value][vat_id"),
+            "7701234567",
+        ),
+        (p("custom_fields][1][id"), "12"),
+        (p("custom_fields][1][name"), "Товар"),
+        (p("custom_fields][1][values][0][value][catalog_id"), "3"),
+        (
+            p("custom_fields][1][values][0][value][catalog_element_id"),
+            "987",
+        ),
+        (p("custom_fields][2][id"), "13"),
+        (p("custom_fields][2][name"), "Пусто"),
+        (
+            p("custom_fields][2][values][0][value][entity_type"),
+            "contacts",
+        ),
+        ("account[id]".into(), "7"),
+    ];
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let hook = parse(encode(&pairs).as_bytes()).unwrap();
+    let fields = &hook.events[0].snapshot.custom_fields;
+    assert_eq!(texts(&fields[0]), ["ООО «Ромашка»"]);
+    assert_eq!(texts(&fields[1]), ["#987"]);
+    // An object with nothing to show gives no value, and loses nothing
+    // else.
+    assert!(fields[2].values.is_empty());
+    assert_eq!(hook.skipped_fields, 0);
+}
+
 #[test]
 fn responsible_hooks_keep_their_kind_and_old_responsible() {
     // As amoCRM sends `leads[responsible]` (a full body with the old id).
