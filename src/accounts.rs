@@ -197,7 +197,9 @@ pub async fn set_webhooks_result(
     let events = webhook_events();
     sqlx::query!(
         "update accounts set webhooks_subscribed = $2, webhooks_error = $3,
-             webhooks_events = case when $2 then $4 else webhooks_events end, updated_at = now()
+             webhooks_events = case when $2 then $4 else webhooks_events end,
+             webhook_state = case when $2 then 'subscribed' else 'refused' end,
+             webhook_checked_at = now(), updated_at = now()
          where account_id = $1",
         account_id,
         error.is_none(),

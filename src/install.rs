@@ -13,7 +13,7 @@ use crate::{
     accounts::{self, Account},
     amocrm::{
         directory::{self, Settings},
-        AmoApi, AmoError, TokenSet, WEBHOOK_EVENTS,
+        AmoApi, AmoError, TokenSet,
     },
     config::InstallSettings,
     crypto::Cipher,
@@ -196,20 +196,18 @@ impl Installer {
         }
         let hook_url = self.hook_url(account.account_id).await?;
 
-        let webhooks_error = match self
-            .api
-            .subscribe_webhooks(
-                domain,
-                &tokens.access_token,
-                hook_url.expose_secret(),
-                WEBHOOK_EVENTS,
-            )
-            .await
+        let webhooks_error = match subscription::subscribe(
+            &self.api,
+            domain,
+            &tokens.access_token,
+            hook_url.expose_secret(),
+        )
+        .await
         {
             Ok(()) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "web-hook subscription refused; the hook URL must be added by hand");
-                Some(subscription_error_text(&e))
+                Some(subscription::error_text(&e))
             }
         };
         accounts::set_webhooks_result(&self.pool, account.account_id, webhooks_error.as_deref())
@@ -230,37 +228,6 @@ impl Installer {
     async fn hook_url(&self, account_id: i64) -> anyhow::Result<SecretString> {
         let hook_key = accounts::hook_key(&self.pool, &self.cipher, account_id).await?;
         Ok(SecretString::from(self.url_of(&hook_key)))
-    }
-
-    /// Subscribes the account's web-hooks again (after an administrator
-    /// fixed rights or the plan) and records the outcome. Returns amoCRM's
-    /// refusal in words, or None when subscribed.
-    pub async fn resubscribe(
-        &self,
-        tokens: &crate::tokens::TokenStore,
-        account_id: i64,
-    ) -> anyhow::Result<Option<String>> {
-        let account = accounts::find(&mut *self.pool.acquire().await?, account_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("unknown account"))?;
-        let hook_url = self.hook_url(account_id).await?;
-        let result = tokens
-            .call(account_id, |token| {
-                let (api, destination, domain) =
-                    (&self.api, hook_url.expose_secret(), &account.domain);
-                async move {
-                    api.subscribe_webhooks(domain, &token, destination, WEBHOOK_EVENTS)
-                        .await
-                }
-            })
-            .await;
-        let error = match result {
-            Ok(()) => None,
-            Err(crate::tokens::CallError::Amo(e)) => Some(subscription_error_text(&e)),
-            Err(e) => Some(format!("the account cannot be called: {e}")),
-        };
-        accounts::set_webhooks_result(&self.pool, account_id, error.as_deref()).await?;
-        Ok(error)
     }
 
     /// Gives the account a new hook key. The new key works from before its
@@ -286,17 +253,14 @@ impl Installer {
         let subscribed = tokens
             .call(account_id, |token| {
                 let (api, destination, domain) = (&self.api, &new_url, &account.domain);
-                async move {
-                    api.subscribe_webhooks(domain, &token, destination, WEBHOOK_EVENTS)
-                        .await
-                }
+                async move { subscription::subscribe(api, domain, &token, destination).await }
             })
             .await;
         if let Err(e) = subscribed {
             accounts::keys::drop_candidate(&self.pool, &new).await?;
             tracing::warn!(account.id = account_id, error = %e, "hook key not rotated: the new URL was not subscribed");
             return Ok(Some(match e {
-                crate::tokens::CallError::Amo(e) => subscription_error_text(&e),
+                crate::tokens::CallError::Amo(e) => subscription::error_text(&e),
                 e => format!("the account cannot be called: {e}"),
             }));
         }
@@ -344,26 +308,11 @@ impl Installer {
     }
 }
 
-fn subscription_error_text(e: &AmoError) -> String {
-    match e {
-        AmoError::Refused { status: 403, .. } => {
-            "amoCRM refused to subscribe the web-hooks (403): the installing user is not an \
-             administrator of the account"
-                .into()
-        }
-        AmoError::Refused { status: 402, .. } => {
-            "amoCRM refused to subscribe the web-hooks (402): the account's plan does not allow \
-             web-hooks through the API"
-                .into()
-        }
-        other => format!("amoCRM did not subscribe the web-hooks: {other}"),
-    }
-}
-
 mod gate;
 mod hosts;
 mod pending;
 mod states;
+pub mod subscription;
 pub(crate) use pending::{code_context, tokens_context};
 pub use pending::{PendingInstall, Remembered};
 

@@ -120,6 +120,7 @@ impl Application {
     /// then lets in-flight requests finish (bounded by a grace period).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let background = tokio::spawn(background(self.state.clone(), shutdown.clone()));
+        let hook_checks = tokio::spawn(hook_checks(self.state.clone(), shutdown.clone()));
         let listener = tokio::spawn(crate::listen::run(
             self.state.pool.clone(),
             self.state.intake.accounts.clone(),
@@ -152,6 +153,7 @@ impl Application {
             Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
         }
         let _ = tokio::time::timeout_at(deadline, background).await;
+        let _ = tokio::time::timeout_at(deadline, hook_checks).await;
         if tokio::time::timeout_at(deadline, delivery).await.is_err() {
             tracing::warn!("note delivery did not stop within the grace period");
         }
@@ -261,6 +263,38 @@ pub fn metrics_handle() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+/// How often a process looks for accounts whose web-hook is due to be read
+/// back from amoCRM (each is, every `install::subscription::CHECK_EVERY`),
+/// and how many it takes at most each time: 250 a minute covers 15,000
+/// accounts an hour per process.
+const HOOK_CHECKS_EVERY: Duration = Duration::from_secs(60);
+const HOOK_CHECKS_AT_MOST: i64 = 250;
+
+/// Reads accounts' web-hook subscriptions back from amoCRM, from the start
+/// and then every minute, a task of its own: a round of checks waits on
+/// amoCRM, and the other background work must not wait with it.
+async fn hook_checks(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HOOK_CHECKS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let round = state
+            .installer
+            .check_hooks_due(&state.tokens, HOOK_CHECKS_AT_MOST);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            checked = round => match checked {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(accounts = n, "web-hooks read back from amoCRM"),
+                Err(e) => tracing::warn!(error = %e, "reading web-hooks back failed"),
+            },
+        }
+    }
 }
 
 /// Periodic work of every process: retrying widget installs, keeping idle

@@ -82,6 +82,8 @@ pub enum CardChange {
 struct Page {
     #[serde(default, rename = "_embedded")]
     embedded: Embedded,
+    #[serde(default, rename = "_links")]
+    links: super::Links,
 }
 
 #[derive(Deserialize, Default)]
@@ -121,11 +123,12 @@ pub async fn changes(
         let mut events = Vec::new();
         for page in 1..=MAX_PAGES {
             let path = query(kind, chunk, from, to, page);
-            let batch: Option<Page> = tokens.get(api, account_id, domain, &path).await?;
-            let list = batch.unwrap_or_default().embedded.events;
-            let last = list.len() < LIMIT;
-            events.extend(list);
-            if last {
+            let batch: Page = tokens
+                .get(api, account_id, domain, &path)
+                .await?
+                .unwrap_or_default();
+            events.extend(batch.embedded.events);
+            if !batch.links.has_next() {
                 break;
             }
         }

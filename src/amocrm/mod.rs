@@ -61,6 +61,36 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "update_company",
 ];
 
+/// `_links` of a list answer. amoCRM pages by `_links.next` (the official
+/// SDK's BaseEntity: `setNextPageLink($response['_links']['next']['href'])`),
+/// and its custom-fields method gives at most 50 fields a page whatever
+/// `limit` says: a page shorter than `limit` is not the last one; only a
+/// page without `next` is.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct Links {
+    #[serde(default)]
+    next: Option<serde_json::Value>,
+}
+
+impl Links {
+    pub(crate) fn has_next(&self) -> bool {
+        self.next.is_some()
+    }
+}
+
+/// One web-hook subscription of an account (amocrm.ru webhooks-api).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Webhook {
+    #[serde(default)]
+    pub destination: String,
+    /// amoCRM switched it off (more than 100 failed answers in 2 hours, or
+    /// an IP block): nothing is sent until it is saved again.
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub settings: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AmoError {
     /// 401: the access token is expired or revoked (or, at the token
@@ -323,6 +353,36 @@ impl AmoApi {
             )
             .await?;
         Ok(())
+    }
+
+    /// `GET /api/v4/webhooks?filter[destination]=...`: the account's
+    /// subscriptions of exactly `destination` (none: amoCRM's 204).
+    pub async fn webhooks(
+        &self,
+        domain: &str,
+        token: &SecretString,
+        destination: &str,
+    ) -> Result<Vec<Webhook>, AmoError> {
+        #[derive(serde::Deserialize, Default)]
+        struct Page {
+            #[serde(default, rename = "_embedded")]
+            embedded: Embedded,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Embedded {
+            #[serde(default)]
+            webhooks: Vec<Webhook>,
+        }
+        let path = format!(
+            "/api/v4/webhooks?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("filter[destination]", destination)
+                .finish()
+        );
+        let page: Option<Page> = self
+            .call(domain, token, Method::GET, &path, None::<&()>)
+            .await?;
+        Ok(page.unwrap_or_default().embedded.webhooks)
     }
 
     /// `DELETE /api/v4/webhooks`: stop sending to `destination`.

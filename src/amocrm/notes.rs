@@ -74,7 +74,7 @@ impl AmoApi {
     }
 
     /// One page (from 1) of the common notes of these cards updated since
-    /// `since` (unix seconds). Fewer than [`PAGE`] notes: the last page.
+    /// `since` (unix seconds), and whether amoCRM links a next page.
     pub async fn common_notes(
         &self,
         domain: &str,
@@ -83,7 +83,7 @@ impl AmoApi {
         entity_ids: &[i64],
         since: i64,
         page: u32,
-    ) -> Result<Vec<FoundNote>, AmoError> {
+    ) -> Result<(Vec<FoundNote>, bool), AmoError> {
         let mut path = format!(
             "/api/v4/{}/notes?filter[note_type][]=common&filter[updated_at][from]={since}&limit={PAGE}&page={page}",
             kind.plural()
@@ -91,12 +91,14 @@ impl AmoApi {
         for id in entity_ids {
             path.push_str(&format!("&filter[entity_id][]={id}"));
         }
-        let answer: Option<NotesAnswer> = self
-            .call(domain, token, Method::GET, &path, None::<&()>)
-            .await?;
-        Ok(answer
-            .map(|a| a.embedded.notes)
-            .unwrap_or_default()
+        let answer: NotesAnswer = self
+            .call::<Option<NotesAnswer>, _>(domain, token, Method::GET, &path, None::<&()>)
+            .await?
+            .unwrap_or_default();
+        let more = answer.links.has_next();
+        let notes = answer
+            .embedded
+            .notes
             .into_iter()
             .map(|n| FoundNote {
                 id: n.id,
@@ -108,7 +110,8 @@ impl AmoApi {
                     .and_then(|t| t.as_str())
                     .map(str::to_owned),
             })
-            .collect())
+            .collect();
+        Ok((notes, more))
     }
 }
 
@@ -158,6 +161,8 @@ pub fn refused_notes(problem: &Problem, ids: &[i64]) -> Vec<(i64, String)> {
 struct NotesAnswer {
     #[serde(default, rename = "_embedded")]
     embedded: NotesEmbedded,
+    #[serde(default, rename = "_links")]
+    links: super::Links,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -162,7 +162,7 @@ impl Worker {
                         LOOKUP_PAGES as usize * notes::PAGE
                     ))));
                 }
-                let found = self
+                let (found, more) = self
                     .tokens
                     .call(account.account_id, |token| {
                         let cards = &cards;
@@ -173,9 +173,8 @@ impl Worker {
                         }
                     })
                     .await?;
-                let last = found.len() < notes::PAGE;
                 existing.extend(found);
-                if last {
+                if !more {
                     break;
                 }
             }

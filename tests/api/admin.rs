@@ -5,9 +5,9 @@ use serde_json::Value;
 
 use crate::helpers::{lead_hook, TestApp};
 
-const TOKEN: &str = "admin-token-for-tests-0123456789";
+pub(crate) const TOKEN: &str = "admin-token-for-tests-0123456789";
 
-async fn admin_app() -> TestApp {
+pub(crate) async fn admin_app() -> TestApp {
     TestApp::spawn_with(|env| {
         env.insert("AMOHOOK_ADMIN__TOKEN".into(), TOKEN.into());
         env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "0".into());
@@ -16,11 +16,11 @@ async fn admin_app() -> TestApp {
 }
 
 impl TestApp {
-    async fn admin_get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn admin_get(&self, path: &str) -> reqwest::Response {
         self.get_with_token(path, TOKEN).await
     }
 
-    async fn admin_json(&self, path: &str) -> Value {
+    pub(crate) async fn admin_json(&self, path: &str) -> Value {
         let response = self.admin_get(path).await;
         assert_eq!(response.status(), 200, "{path}");
         response.json().await.unwrap()
@@ -357,7 +357,7 @@ async fn the_table_filters_sorts_and_pages() {
     assert!(russian.contains("Аккаунты") && russian.contains("нужна переустановка"));
 }
 
-async fn csrf_of(app: &TestApp, id: i64) -> String {
+pub(crate) async fn csrf_of(app: &TestApp, id: i64) -> String {
     let page = app
         .admin_get(&format!("/status/accounts/{id}"))
         .await

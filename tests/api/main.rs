@@ -17,4 +17,5 @@ mod lifecycle;
 mod platforms;
 mod real_bodies;
 mod sandbox;
+mod subscriptions;
 mod tokens;

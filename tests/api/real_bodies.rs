@@ -246,6 +246,65 @@ async fn dates_without_value_read_as_dates_and_choices_by_name() {
     );
 }
 
+/// amoCRM gives at most 50 custom fields a page whatever `limit` says: an
+/// account with 120 lead fields, whose date and checkbox fields come on the
+/// third page, still gets them read as a date and a yes/no.
+#[tokio::test]
+async fn fields_past_the_first_fifty_are_read_by_their_type() {
+    let mut many = account(ID);
+    let known = std::mem::take(&mut many.fields);
+    many.fields = (0..118)
+        .map(|i| {
+            (
+                "leads".into(),
+                SimField::new(2_000_000 + i, &format!("Поле {i}"), "text"),
+            )
+        })
+        .chain(known)
+        .collect();
+    assert!(many.fields.iter().filter(|(e, _)| e == "leads").count() >= 120);
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected_as(RU, many).await;
+    let add = encode(
+        full_update("602", "59936198", "59936198", "1695482894", &[])
+            .into_iter()
+            .map(|(k, v)| (k.replace("[update]", "[add]"), v))
+            .filter(|(k, _)| !k.contains("old_status_id"))
+            .collect(),
+        RU,
+    );
+    notes_after(&app, &key, add).await;
+    let update = encode(
+        full_update(
+            "602",
+            "59936198",
+            "59936198",
+            "1695483000",
+            &[
+                ("custom_fields][0][values][0", "1673647200"),
+                ("custom_fields][2][id", "1402698"),
+                ("custom_fields][2][name", "Оплачено"),
+                ("custom_fields][2][values][0][value", "1"),
+            ],
+        ),
+        RU,
+    );
+    let notes = notes_after(&app, &key, update).await;
+    assert!(
+        notes[1].contains("Дата доставки: 13.01.2023 → 14.01.2023; Оплачено: — → да."),
+        "{}",
+        notes[1]
+    );
+    // Three pages of 50, by the pages' own links.
+    let pages = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v4/leads/custom_fields")
+        .count();
+    assert_eq!(pages, 3);
+}
+
 #[tokio::test]
 async fn an_unassigned_card_reads_not_assigned() {
     let (app, key) = app_with(RU).await;

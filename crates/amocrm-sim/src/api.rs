@@ -77,11 +77,45 @@ pub(crate) fn route(
             if !destination.starts_with("http") {
                 return problem(400, "Bad Request", "Request validation failed", None);
             }
-            s.webhooks.push((domain.into(), request.clone()));
+            // A destination subscribed before is answered as it stands: its
+            // settings are not replaced, and a hook switched off stays off
+            // (no official text says a second POST replaces them, so the
+            // simulator takes the case that hurts).
+            if let Some((_, hook)) = s
+                .webhooks
+                .iter()
+                .find(|(d, hook)| d == domain && hook["destination"] == destination.as_str())
+            {
+                return json_ok(StatusCode::OK, webhook_json(hook, account.id));
+            }
+            let mut hook = request.clone();
+            hook["id"] = json!(s.webhooks.len() + 1);
+            hook["disabled"] = json!(false);
+            s.webhooks.push((domain.into(), hook.clone()));
+            json_ok(StatusCode::OK, webhook_json(&hook, account.id))
+        }
+        ("GET", "/api/v4/webhooks") => {
+            if !account.admin {
+                return problem(403, "Forbidden", "Access denied", None);
+            }
+            let destination = query_param(query, "filter[destination]");
+            let hooks: Vec<Value> = s
+                .webhooks
+                .iter()
+                .filter(|(d, hook)| {
+                    d == domain
+                        && destination
+                            .as_deref()
+                            .is_none_or(|want| hook["destination"] == want)
+                })
+                .map(|(_, hook)| webhook_json(hook, account.id))
+                .collect();
+            if hooks.is_empty() {
+                return StatusCode::NO_CONTENT.into_response();
+            }
             json_ok(
                 StatusCode::OK,
-                json!({"id": s.webhooks.len(), "destination": destination, "account_id": account.id,
-                       "disabled": false, "settings": request["settings"], "sort": 1}),
+                json!({"_total_items": hooks.len(), "_embedded": {"webhooks": hooks}}),
             )
         }
         ("DELETE", "/api/v4/webhooks") => {
@@ -108,20 +142,12 @@ pub(crate) fn route(
             let limit: usize = query_param(query, "limit")
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(50);
-            let users: Vec<Value> = account
+            let all: Vec<Value> = account
                 .users
                 .iter()
-                .skip((page - 1) * limit)
-                .take(limit)
                 .map(|(id, name)| json!({"id": id, "name": name}))
                 .collect();
-            if users.is_empty() {
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_page": page, "_embedded": {"users": users}}),
-            )
+            page_answer(domain, path, query, "users", all, page, limit)
         }
         ("GET", "/api/v4/leads/pipelines") => {
             let pipelines: Vec<Value> = account
@@ -153,20 +179,22 @@ pub(crate) fn route(
                 Some(Ok(l @ 1..=250)) => l,
                 Some(_) => return problem(400, "Bad Request", "limit must be from 1 to 250", None),
             };
-            let fields: Vec<Value> = account
+            let all: Vec<Value> = account
                 .fields
                 .iter()
                 .filter(|(e, _)| e == entity)
-                .skip((page - 1) * limit)
-                .take(limit)
                 .map(|(_, f)| f.json(entity))
                 .collect();
-            if fields.is_empty() {
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_page": page, "_embedded": {"custom_fields": fields}}),
+            // "Метод возвращает до 50 полей за один запрос", whatever
+            // `limit` says (amoCRM's custom-fields page).
+            page_answer(
+                domain,
+                path,
+                query,
+                "custom_fields",
+                all,
+                page,
+                limit.min(50),
             )
         }
         ("GET", "/api/v4/events") => {
@@ -179,21 +207,21 @@ pub(crate) fn route(
                 Ok(filter) => filter,
                 Err(detail) => return problem(400, "Bad Request", &detail, None),
             };
-            let events: Vec<Value> = s
+            let all: Vec<Value> = s
                 .events
                 .iter()
                 .filter(|(d, e)| d == domain && filter.matches(e))
                 .enumerate()
-                .skip((filter.page - 1) * filter.limit)
-                .take(filter.limit)
                 .map(|(i, (_, e))| e.json(i, account.id))
                 .collect();
-            if events.is_empty() {
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_page": filter.page, "_embedded": {"events": events}}),
+            page_answer(
+                domain,
+                path,
+                query,
+                "events",
+                all,
+                filter.page,
+                filter.limit,
             )
         }
         ("POST", p) if p.ends_with("/notes") && entity_of(p).is_some() => {
@@ -259,22 +287,14 @@ pub(crate) fn route(
                 .filter(|n| filter.matches(n))
                 .collect();
             matching.sort_by_key(|n| n.id);
-            let notes: Vec<Value> = matching
+            let all: Vec<Value> = matching
                 .into_iter()
-                .skip((filter.page - 1) * filter.limit)
-                .take(filter.limit)
                 .map(|n| {
                     json!({"id": n.id, "entity_id": n.entity_id, "note_type": n.note_type,
                     "updated_at": n.updated_at, "params": {"text": n.text}})
                 })
                 .collect();
-            if notes.is_empty() {
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            json_ok(
-                StatusCode::OK,
-                json!({"_page": filter.page, "_embedded": {"notes": notes}}),
-            )
+            page_answer(domain, path, query, "notes", all, filter.page, filter.limit)
         }
         _ => html(404),
     }
@@ -341,6 +361,58 @@ impl NotesFilter {
             && self.updated_from.is_none_or(|from| note.updated_at >= from)
             && self.updated_to.is_none_or(|to| note.updated_at <= to)
     }
+}
+
+/// Page `page` (from 1) of `limit` items as amoCRM answers a list: 204
+/// when empty; else `_page`, `_embedded.{key}` and `_links` with `self`,
+/// and `next` while more items follow (the link clients page by).
+fn page_answer(
+    domain: &str,
+    path: &str,
+    query: Option<&str>,
+    key: &str,
+    all: Vec<Value>,
+    page: usize,
+    limit: usize,
+) -> Response {
+    let limit = limit.max(1);
+    let start = page.saturating_sub(1).saturating_mul(limit);
+    let more = all.len() > start.saturating_add(limit);
+    let items: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+    if items.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let href = |page: usize| {
+        let mut pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .filter(|(k, _)| k != "page")
+                .collect();
+        pairs.push(("page".into(), page.to_string()));
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        json!({"href": format!("https://{domain}{path}?{query}")})
+    };
+    let mut links = json!({"self": href(page)});
+    if more {
+        links["next"] = href(page + 1);
+    }
+    let mut embedded = serde_json::Map::new();
+    embedded.insert(key.to_owned(), Value::Array(items));
+    json_ok(
+        StatusCode::OK,
+        json!({"_page": page, "_links": links, "_embedded": embedded}),
+    )
+}
+
+/// A subscription as `GET /api/v4/webhooks` shows it (amocrm.ru
+/// webhooks-api: id, destination, disabled, settings, sort, ...).
+fn webhook_json(hook: &Value, account_id: i64) -> Value {
+    json!({"id": hook["id"], "destination": hook["destination"], "account_id": account_id,
+           "created_by": 0, "created_at": 1_575_539_157, "updated_at": 1_575_539_157,
+           "disabled": hook["disabled"].as_bool().unwrap_or(false),
+           "settings": hook["settings"], "sort": 1})
 }
 
 fn entity_of(path: &str) -> Option<&'static str> {

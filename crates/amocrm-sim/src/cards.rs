@@ -250,6 +250,7 @@ impl Simulator {
                 .iter()
                 .filter(|(d, hook)| {
                     d == domain
+                        && hook["disabled"] != true
                         && hook["settings"]
                             .as_array()
                             .is_some_and(|events| events.iter().any(|e| *e == event.as_str()))

@@ -348,9 +348,26 @@ impl Simulator {
         self.with(|s| s.refresh_reuses)
     }
 
-    /// Web-hook subscriptions made: (domain, request body).
+    /// Web-hook subscriptions: (domain, the request body with the `id` and
+    /// `disabled` amoCRM keeps).
     pub fn webhooks(&self) -> Vec<(String, Value)> {
         self.with(|s| s.webhooks.clone())
+    }
+
+    /// Switches the account's web-hooks off, as amoCRM does after more
+    /// than 100 failed answers in 2 hours: kept, marked `disabled`, and
+    /// sent no more.
+    pub fn disable_webhooks(&self, domain: &str) {
+        self.with(|s| {
+            for (_, hook) in s.webhooks.iter_mut().filter(|(d, _)| d == domain) {
+                hook["disabled"] = Value::Bool(true);
+            }
+        })
+    }
+
+    /// Removes the account's web-hooks (someone deleted them in amoCRM).
+    pub fn remove_webhooks(&self, domain: &str) {
+        self.with(|s| s.webhooks.retain(|(d, _)| d != domain))
     }
 
     /// Every request seen so far.

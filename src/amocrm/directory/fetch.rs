@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{FieldDef, Pipeline};
 use crate::{
-    amocrm::{hooks::EntityKind, AmoApi},
+    amocrm::{hooks::EntityKind, AmoApi, Links},
     tokens::{CallError, TokenStore},
 };
 
@@ -22,6 +22,8 @@ struct Named {
 struct UsersPage {
     #[serde(default, rename = "_embedded")]
     embedded: UsersEmbedded,
+    #[serde(default, rename = "_links")]
+    links: Links,
 }
 
 #[derive(Deserialize, Default)]
@@ -41,11 +43,12 @@ pub(super) async fn users(
     // 20 pages of 250: more users than any amoCRM account has.
     for page in 1..=20 {
         let path = format!("/api/v4/users?limit={PAGE}&page={page}");
-        let batch: Option<UsersPage> = tokens.get(api, account_id, domain, &path).await?;
-        let list = batch.unwrap_or_default().embedded.users;
-        let last = list.len() < PAGE;
-        users.extend(list.into_iter().map(|u| (u.id, u.name)));
-        if last {
+        let batch: UsersPage = tokens
+            .get(api, account_id, domain, &path)
+            .await?
+            .unwrap_or_default();
+        users.extend(batch.embedded.users.into_iter().map(|u| (u.id, u.name)));
+        if !batch.links.has_next() {
             break;
         }
     }
@@ -115,6 +118,8 @@ pub(super) async fn pipelines(
 struct FieldsPage {
     #[serde(default, rename = "_embedded")]
     embedded: FieldsEmbedded,
+    #[serde(default, rename = "_links")]
+    links: Links,
 }
 
 #[derive(Deserialize, Default)]
@@ -143,10 +148,12 @@ struct RawEnum {
     value: String,
 }
 
-/// `GET /api/v4/{entity}/custom_fields`, every page: at most 250 a page
-/// (amoCRM's custom-fields page; the official SDK's CustomFields service
-/// reads `_embedded.custom_fields`, its fields `id, name, type, enums
-/// [{id, value, sort}]`, and `currency` for monetary fields).
+/// `GET /api/v4/{entity}/custom_fields`, every page, by `_links.next`:
+/// amoCRM gives at most 50 fields a page whatever `limit` says ("Метод
+/// возвращает до 50 полей за один запрос", its custom-fields page). The
+/// official SDK's CustomFields service reads `_embedded.custom_fields`,
+/// its fields `id, name, type, enums [{id, value, sort}]`, and `currency`
+/// for monetary fields.
 pub(super) async fn fields(
     api: &AmoApi,
     tokens: &TokenStore,
@@ -156,16 +163,18 @@ pub(super) async fn fields(
 ) -> Result<BTreeMap<i64, FieldDef>, CallError> {
     const PAGE: usize = 250;
     let mut fields = BTreeMap::new();
-    // 10 pages of 250 fields: more than any account defines.
-    for page in 1..=10 {
+    // 50 pages of 50 fields: more than any account defines.
+    for page in 1..=50 {
         let path = format!(
             "/api/v4/{}/custom_fields?limit={PAGE}&page={page}",
             kind.plural()
         );
-        let batch: Option<FieldsPage> = tokens.get(api, account_id, domain, &path).await?;
-        let list = batch.unwrap_or_default().embedded.custom_fields;
-        let last = list.len() < PAGE;
-        fields.extend(list.into_iter().map(|f| {
+        let batch: FieldsPage = tokens
+            .get(api, account_id, domain, &path)
+            .await?
+            .unwrap_or_default();
+        let more = batch.links.has_next();
+        fields.extend(batch.embedded.custom_fields.into_iter().map(|f| {
             let enums = f
                 .enums
                 .unwrap_or_default()
@@ -180,7 +189,7 @@ pub(super) async fn fields(
             };
             (f.id, def)
         }));
-        if last {
+        if !more {
             break;
         }
     }

@@ -42,6 +42,10 @@ pub(super) struct AccountPage {
     t: &'static Texts,
     row: RowView,
     subscribed: bool,
+    /// `switched_off` and `missing` show as a badge.
+    hook_state: String,
+    hook_checked: String,
+    hook_checked_abs: String,
     timezone: String,
     manual_pause: bool,
     paused_until: String,
@@ -107,6 +111,13 @@ pub(super) async fn account_page(
     let page = AccountPage {
         t,
         subscribed: row.webhooks_subscribed,
+        hook_state: row.webhook_state.clone().unwrap_or_default(),
+        hook_checked: if row.webhook_checked_at.is_some() {
+            t.relative(row.webhook_checked_at, now)
+        } else {
+            String::new()
+        },
+        hook_checked_abs: i18n::absolute(row.webhook_checked_at),
         timezone: row.timezone.clone().unwrap_or_else(|| "—".into()),
         manual_pause: row.manual_pause,
         paused_until: if row.paused_until.is_some_and(|p| p > now) {

@@ -46,6 +46,28 @@ pub(super) async fn metrics(_: MetricsReader, State(state): State<AppState>) -> 
         metrics::gauge!("amohook_queue_depth").set(depth as f64);
         metrics::gauge!("amohook_oldest_pending_age_seconds").set(oldest.unwrap_or(0.0));
     }
+    let hooks = sqlx::query!(
+        r#"select coalesce(webhook_state, 'unknown') as "state!", count(*) as "count!"
+           from accounts where status = 'active' group by 1"#
+    )
+    .fetch_all(&state.pool)
+    .await;
+    if let Ok(hooks) = hooks {
+        for s in [
+            "subscribed",
+            "switched_off",
+            "missing",
+            "refused",
+            "unknown",
+        ] {
+            let n = hooks
+                .iter()
+                .find(|r| r.state == s)
+                .map(|r| r.count)
+                .unwrap_or(0);
+            metrics::gauge!("amohook_accounts_by_hook_state", "state" => s).set(n as f64);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

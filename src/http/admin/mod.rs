@@ -225,6 +225,19 @@ async fn act(state: &AppState, id: i64, action: &str) -> Result<String, AppError
             None => Ok("subscribed".into()),
             Some(reason) => Err(AppError::new(StatusCode::BAD_GATEWAY, reason)),
         },
+        "check-hook" => {
+            let found = state
+                .installer
+                .check_hook(&state.tokens, id)
+                .await
+                .map_err(|e| {
+                    AppError::new(
+                        StatusCode::BAD_GATEWAY,
+                        format!("amoCRM could not be asked: {e}"),
+                    )
+                })?;
+            Ok(found.as_str().replace('_', " "))
+        }
         "rotate-hook-key" => match state
             .installer
             .rotate_hook_key(&state.tokens, id, state.settings.security.old_hook_key_for)
