@@ -12,7 +12,7 @@ use crate::amocrm::hooks::{EntityKind, Snapshot};
 pub mod changes;
 pub mod words;
 
-pub use changes::{changes, History, Outcome};
+pub use changes::{changes, History, Outcome, Said};
 pub use words::Words;
 
 /// Russian for amocrm.ru accounts, English for Kommo and amocrm.com.

@@ -15,7 +15,7 @@ use crate::{
         events::{self, CardChange},
         hooks::{Action, EntityKind, Snapshot},
     },
-    notes::{self, History, Lang, Outcome, Words},
+    notes::{self, History, Lang, Outcome, Said, Words},
 };
 
 type Card = (EntityKind, i64);
@@ -23,8 +23,8 @@ type Card = (EntityKind, i64);
 /// What a round's notes are rendered from.
 pub(super) struct Known {
     dir: Directory,
-    /// Each card's last seen state and its time.
-    states: HashMap<Card, (i64, Snapshot)>,
+    /// Each card's last seen state, its time, and what notes said of it.
+    states: HashMap<Card, (i64, Snapshot, Said)>,
     /// For updates of cards seen for the first time: amoCRM's events of
     /// the change, or `None` when they could not be asked.
     events: HashMap<Card, Option<Vec<CardChange>>>,
@@ -47,7 +47,7 @@ impl Worker {
         // the round (later ones follow the state the first leaves).
         let mut full: HashSet<Card> = states
             .iter()
-            .filter(|(_, (_, s))| !s.partial)
+            .filter(|(_, (_, s, _))| !s.partial)
             .map(|(k, _)| *k)
             .collect();
         let mut first_seen: HashMap<EntityKind, Vec<(i64, i64)>> = HashMap::new();
@@ -130,14 +130,14 @@ impl Worker {
         &self,
         account_id: i64,
         events: &[&Claimed],
-    ) -> sqlx::Result<HashMap<Card, (i64, Snapshot)>> {
+    ) -> sqlx::Result<HashMap<Card, (i64, Snapshot, Said)>> {
         let (types, ids): (Vec<&str>, Vec<i64>) = events
             .iter()
             .map(|e| (e.entity_type.as_str(), e.entity_id))
             .unzip();
         let rows = sqlx::query!(
             r#"select s.entity_type as "entity_type: EntityKind", s.entity_id, s.changed_at,
-                      s.snapshot as "snapshot: Json<Snapshot>"
+                      s.snapshot as "snapshot: Json<Snapshot>", s.said as "said: Json<Said>"
                from entity_states s
                join unnest($2::text[], $3::bigint[]) as k(entity_type, entity_id)
                  on s.entity_type = k.entity_type and s.entity_id = k.entity_id
@@ -152,7 +152,13 @@ impl Worker {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| ((r.entity_type, r.entity_id), (r.changed_at, r.snapshot.0)))
+            .map(|r| {
+                let said = r.said.map(|s| s.0).unwrap_or_default();
+                (
+                    (r.entity_type, r.entity_id),
+                    (r.changed_at, r.snapshot.0, said),
+                )
+            })
             .collect())
     }
 
@@ -187,14 +193,23 @@ impl Worker {
         let (mut skipped_ids, mut skipped_reasons) = (Vec::new(), Vec::new());
         for event in events.iter_mut().filter(|e| e.note_text.is_none()) {
             let key = (event.entity_type, event.entity_id);
-            let prev = states.get(&key).map(|(_, s)| s);
+            let prev = states.get(&key).map(|(_, s, _)| s);
+            let said = states
+                .get(&key)
+                .map(|(_, _, said)| *said)
+                .unwrap_or_default();
             let cur = &event.snapshot.0;
             let newer = states
                 .get(&key)
-                .is_none_or(|(at, _)| event.changed_at >= *at);
+                .is_none_or(|(at, _, _)| event.changed_at >= *at);
             let (kind, id, at) = (event.entity_type, event.entity_id, event.changed_at);
+            // What the note says, and what notes have said of the card after it.
+            let mut said_now = said;
             let outcome: Result<String, &str> = match event.action {
-                Action::Add => Ok(notes::added(&words, kind, id, cur, at)),
+                Action::Add => {
+                    said_now = said.after(Action::Add, &[], cur);
+                    Ok(notes::added(&words, kind, id, cur, at))
+                }
                 _ if !newer => Err("superseded: a newer change of this card was already handled"),
                 action => {
                     let history = match prev {
@@ -217,8 +232,9 @@ impl Worker {
                         }
                         _ => cur,
                     };
-                    match notes::changes(&words, kind, action, history, cur) {
+                    match notes::changes(&words, kind, action, history, &said, cur) {
                         Outcome::Changes(changes) => {
+                            said_now = said.after(action, &changes, cur);
                             Ok(notes::changed(&words, kind, id, shown, &changes, at))
                         }
                         Outcome::Unlisted => Ok(notes::changed(&words, kind, id, shown, &[], at)),
@@ -228,7 +244,7 @@ impl Worker {
             };
             if newer {
                 let next = next_state(prev, cur);
-                states.insert(key, (at, next));
+                states.insert(key, (at, next, said_now));
                 if !changed_cards.contains(&key) {
                     changed_cards.push(key);
                 }
@@ -248,14 +264,15 @@ impl Worker {
         }
 
         // Write it all back in three statements.
-        let (mut c_types, mut c_ids, mut c_ats, mut c_snaps) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut c_types, mut c_ids, mut c_ats, mut c_snaps, mut c_said) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for key in &changed_cards {
-            if let Some((at, snap)) = states.get(key) {
+            if let Some((at, snap, said)) = states.get(key) {
                 c_types.push(key.0.as_str());
                 c_ids.push(key.1);
                 c_ats.push(*at);
                 c_snaps.push(Json(snap.clone()));
+                c_said.push(Json(*said));
             }
         }
         // Each note's text and its `maybe_sent` mark (it is sent next) in
@@ -264,10 +281,11 @@ impl Worker {
         let mut tx = self.pool.begin().await?;
         if !c_ids.is_empty() {
             sqlx::query!(
-                "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot)
-                 select $1, * from unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[])
+                "insert into entity_states (account_id, entity_type, entity_id, changed_at, snapshot, said)
+                 select $1, * from unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[], $6::jsonb[])
                  on conflict (account_id, entity_type, entity_id) do update
-                 set changed_at = excluded.changed_at, snapshot = excluded.snapshot
+                 set changed_at = excluded.changed_at, snapshot = excluded.snapshot,
+                     said = excluded.said
                  where entity_states.changed_at <= excluded.changed_at",
                 account.account_id,
                 // `as _`: text[] from `&str`s and jsonb[] from `Json`s (see above).
@@ -275,6 +293,7 @@ impl Worker {
                 &c_ids,
                 &c_ats,
                 &c_snaps as _,
+                &c_said as _,
             )
             .execute(&mut *tx)
             .await?;

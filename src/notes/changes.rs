@@ -3,12 +3,68 @@
 //! state as amohook saw it, and for a card seen for the first time from
 //! amoCRM's events of that change. Nothing is listed that none of these
 //! shows.
+//!
+//! A stage move or a responsible change is left out only when a note
+//! already said it ([`Said`]), not when the stored state already shows the
+//! new value: a first-seen update whose note could list nothing stores the
+//! new stage, and the status hook of that very move, arriving next, must
+//! still be noted. And since `old_status_id` persists on later hooks of a
+//! card (Kommo's own examples show it on a responsible hook where the stage
+//! did not move), a move taken from it for a card seen for the first time
+//! is written only when amoCRM's events confirm it.
+
+use serde::{Deserialize, Serialize};
 
 use super::{words::Words, Change, EMPTY};
 use crate::amocrm::{
     events::CardChange,
     hooks::{Action, EntityKind, Snapshot},
 };
+
+/// What amohook's notes have said of a card so far: the stage and the
+/// responsible user its latest notes named (`entity_states.said`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Said {
+    #[serde(default)]
+    pub pipeline: Option<i64>,
+    #[serde(default)]
+    pub status: Option<i64>,
+    #[serde(default)]
+    pub responsible: Option<i64>,
+}
+
+impl Said {
+    /// As if a note had said `snap`'s stage and responsible (what the
+    /// migration assumes of cards noted before this was kept).
+    pub fn of(snap: &Snapshot) -> Said {
+        Said {
+            pipeline: snap.pipeline_id,
+            status: snap.status_id,
+            responsible: snap.responsible_user_id,
+        }
+    }
+
+    /// After a note about `cur`: an added card's note names its
+    /// responsible; a change note what it lists.
+    pub fn after(mut self, action: Action, changes: &[Change], cur: &Snapshot) -> Said {
+        let listed = |key| changes.iter().any(|c| c.key == key);
+        if action == Action::Add || listed("responsible") {
+            self.responsible = cur.responsible_user_id.or(self.responsible);
+        }
+        if listed("status") {
+            self.status = cur.status_id.or(self.status);
+            self.pipeline = cur.pipeline_id.or(self.pipeline);
+        }
+        self
+    }
+
+    fn stage(&self) -> Option<Stage> {
+        Some(Stage {
+            pipeline: self.pipeline,
+            status: self.status?,
+        })
+    }
+}
 
 /// What amohook knows of a card before this hook.
 #[derive(Debug, Clone, Copy)]
@@ -81,20 +137,20 @@ fn stage_change(w: &Words, old: Option<Stage>, new: Stage) -> Change {
 }
 
 /// The stage move this hook shows. The hook's `old_status_id` (with
-/// `old_pipeline_id`, else the same pipeline) is the old stage of this very
-/// change; without it, the last stage amohook saw. A move to the stage
-/// amohook already saw the card in is not repeated: a status hook and an
-/// update hook of the same move both arrive when both are subscribed (the
-/// digital pipeline's web-hook beside the integration's own).
+/// `old_pipeline_id`, else the same pipeline) is the old stage of this
+/// change, noted unless a note already said the card is at the new stage
+/// (a status hook and an update hook of one move both arrive when both are
+/// subscribed). Without it, the move from the last stage amohook saw, when
+/// there is one and no note said the new stage.
 fn stage_move(
     w: &Words,
     prev: Option<&Snapshot>,
+    said: &Said,
     cur: &Snapshot,
     new_only: bool,
 ) -> Option<Change> {
     let new = Stage::of(cur)?;
-    let seen = prev.and_then(Stage::of);
-    if seen.is_some_and(|s| s.same(new)) {
+    if said.stage().is_some_and(|s| s.same(new)) {
         return None;
     }
     let old = match cur.old_status_id {
@@ -102,7 +158,7 @@ fn stage_move(
             pipeline: cur.old_pipeline_id.or(cur.pipeline_id),
             status,
         }),
-        None => seen,
+        None => prev.and_then(Stage::of),
     };
     match old {
         Some(old) if old.same(new) => None,
@@ -115,15 +171,18 @@ fn stage_move(
 fn responsible_move(
     w: &Words,
     prev: Option<&Snapshot>,
+    said: &Said,
     cur: &Snapshot,
     new_only: bool,
 ) -> Option<Change> {
     let new = cur.responsible_user_id?;
-    let seen = prev.and_then(|p| p.responsible_user_id);
-    if seen == Some(new) {
+    if said.responsible == Some(new) {
         return None;
     }
-    match cur.old_responsible_user_id.or(seen) {
+    match cur
+        .old_responsible_user_id
+        .or(prev.and_then(|p| p.responsible_user_id))
+    {
         Some(old) if old == new => None,
         None if !new_only => None,
         old => Some(change(
@@ -146,12 +205,14 @@ fn price(w: &Words, p: Option<&str>) -> String {
     w.money(p.filter(|p| !p.is_empty()).unwrap_or("0"), None)
 }
 
-/// The note's changes for a `status`, `responsible` or `update` hook.
+/// The note's changes for a `status`, `responsible` or `update` hook;
+/// `said` is what notes said of the card so far.
 pub fn changes(
     w: &Words,
     kind: EntityKind,
     action: Action,
     history: History,
+    said: &Said,
     cur: &Snapshot,
 ) -> Outcome {
     let prev = match history {
@@ -169,21 +230,33 @@ pub fn changes(
         // A status hook says the stage move, a responsible hook the
         // responsible change, and nothing else (their bodies may be short).
         Action::Status => listed(
-            stage_move(w, prev, cur, true).into_iter().collect(),
+            stage_move(w, prev, said, cur, true).into_iter().collect(),
             "the stage did not change, or its change was already noted",
         ),
         Action::Responsible => listed(
-            responsible_move(w, prev, cur, true).into_iter().collect(),
+            responsible_move(w, prev, said, cur, true)
+                .into_iter()
+                .collect(),
             "the responsible user did not change, or the change was already noted",
         ),
         Action::Add | Action::Update => match history {
-            History::Known(prev) => listed(diff(w, kind, prev, cur), "nothing visible changed"),
+            History::Known(prev) => {
+                listed(diff(w, kind, prev, said, cur), "nothing visible changed")
+            }
             History::New { events, .. } => {
                 let mut changes = Vec::new();
                 if kind == EntityKind::Lead {
-                    changes.extend(stage_move(w, prev, cur, false));
+                    // `old_status_id` may be a move of an earlier change:
+                    // only amoCRM's events of this change confirm it.
+                    let confirmed = cur.old_status_id.is_none()
+                        || events.is_some_and(|events| {
+                            events.iter().any(|e| matches!(e, CardChange::Stage { .. }))
+                        });
+                    if confirmed {
+                        changes.extend(stage_move(w, prev, said, cur, false));
+                    }
                 }
-                changes.extend(responsible_move(w, prev, cur, false));
+                changes.extend(responsible_move(w, prev, said, cur, false));
                 match events {
                     Some(events) => changes = with_events(w, kind, cur, changes, events),
                     None if changes.is_empty() => return Outcome::Unlisted,
@@ -202,7 +275,7 @@ pub fn changes(
 }
 
 /// The visible differences between the card's last full state and `cur`.
-fn diff(w: &Words, kind: EntityKind, prev: &Snapshot, cur: &Snapshot) -> Vec<Change> {
+fn diff(w: &Words, kind: EntityKind, prev: &Snapshot, said: &Said, cur: &Snapshot) -> Vec<Change> {
     let mut changes = Vec::new();
     if prev.name != cur.name {
         changes.push(change(
@@ -219,9 +292,9 @@ fn diff(w: &Words, kind: EntityKind, prev: &Snapshot, cur: &Snapshot) -> Vec<Cha
         if old != new {
             changes.push(change("price", Some(old), new));
         }
-        changes.extend(stage_move(w, Some(prev), cur, false));
+        changes.extend(stage_move(w, Some(prev), said, cur, false));
     }
-    changes.extend(responsible_move(w, Some(prev), cur, false));
+    changes.extend(responsible_move(w, Some(prev), said, cur, false));
     // Fields in the new state, then fields that disappeared (a hook leaves
     // out emptied fields).
     for field in &cur.custom_fields {

@@ -106,11 +106,28 @@ fn field(id: &str, name: &str, values: Vec<FieldItem>) -> FieldValue {
     }
 }
 
-/// The note for an update of `cur` after `prev`.
+/// The note for an update of `cur` after `prev`, whose stage and
+/// responsible a note already said (as for every card noted before notes
+/// kept what they said).
 fn update_note(lang: Lang, action: Action, prev: History, cur: &Snapshot) -> String {
+    let said = match prev {
+        History::Known(prev) => Said::of(prev),
+        History::New { partial, .. } => partial.map(Said::of).unwrap_or_default(),
+    };
+    update_note_said(lang, action, prev, &said, cur)
+}
+
+/// The note for an update of `cur` after `prev`, notes having said `said`.
+fn update_note_said(
+    lang: Lang,
+    action: Action,
+    prev: History,
+    said: &Said,
+    cur: &Snapshot,
+) -> String {
     let dir = dir();
     let w = words(lang, &dir);
-    match changes(&w, EntityKind::Lead, action, prev, cur) {
+    match changes(&w, EntityKind::Lead, action, prev, said, cur) {
         Outcome::Changes(c) => changed(&w, EntityKind::Lead, 1, cur, &c, 1712332931),
         Outcome::Unlisted => changed(&w, EntityKind::Lead, 1, cur, &[], 1712332931),
         Outcome::Skip(reason) => format!("skipped: {reason}"),
@@ -339,12 +356,13 @@ fn a_first_seen_update_lists_what_the_events_say_not_every_field() {
         partial: None,
         events: Some(&events),
     };
+    // The hook's old stage may be an earlier change's (`old_status_id`
+    // persists on a card's later hooks): no stage event, no stage move.
     assert_eq!(
         update_note(Lang::Ru, Action::Update, history, &cur),
-        "Изменена сделка «Заказ #87856»: Этап: Новая → Переговоры; Оплачено: — → да. \
-         Изменена: 05.04.2024 19:02:11"
+        "Изменена сделка «Заказ #87856»: Оплачено: — → да. Изменена: 05.04.2024 19:02:11"
     );
-    // The events of the stage move itself are not listed twice.
+    // The events of the stage move confirm it, and are not listed twice.
     let events = [
         CardChange::Stage {
             before: Some((Some(5723341), 1)),
@@ -398,12 +416,104 @@ fn without_events_a_first_seen_update_invents_nothing() {
         update_note(Lang::Ru, Action::Update, none, &cur),
         "Изменена сделка «Заказ #87856». Изменена: 05.04.2024 19:02:11"
     );
-    // The hook's own facts are facts, events or not.
+    // The hook's old stage of a card seen for the first time is not
+    // written unconfirmed (it may be an earlier change's); the old
+    // responsible is this change's.
     let mut moved = lead();
     moved.old_status_id = Some(2);
     assert_eq!(
         update_note(Lang::Ru, Action::Update, unavailable, &moved),
-        "Изменена сделка «Заказ #87856»: Этап: Переговоры → Новая. Изменена: 05.04.2024 19:02:11"
+        "Изменена сделка «Заказ #87856». Изменена: 05.04.2024 19:02:11"
+    );
+    moved.old_responsible_user_id = Some(2);
+    assert_eq!(
+        update_note(Lang::Ru, Action::Update, unavailable, &moved),
+        "Изменена сделка «Заказ #87856»: Ответственный: Мария Иванова → Иван Петров. \
+         Изменена: 05.04.2024 19:02:11"
+    );
+}
+
+/// The real sequence: a first-seen update whose note could list nothing
+/// (it stored the new stage and responsible), then the status hook and the
+/// responsible hook of that very change. Neither move was said by a note:
+/// both are noted, though the stored state already shows them.
+#[test]
+fn moves_no_note_said_are_noted_though_the_stored_state_shows_them() {
+    let mut stored = lead();
+    stored.status_id = Some(2);
+    stored.responsible_user_id = Some(2);
+    let nothing = Said::default();
+    let mut status = stored.clone();
+    status.old_status_id = Some(1);
+    assert_eq!(
+        update_note_said(
+            Lang::Ru,
+            Action::Status,
+            History::Known(&stored),
+            &nothing,
+            &status
+        ),
+        "Изменена сделка «Заказ #87856»: Этап: Новая → Переговоры. Изменена: 05.04.2024 19:02:11"
+    );
+    let mut responsible = stored.clone();
+    responsible.old_responsible_user_id = Some(9750914);
+    assert_eq!(
+        update_note_said(
+            Lang::Ru,
+            Action::Responsible,
+            History::Known(&stored),
+            &nothing,
+            &responsible
+        ),
+        "Изменена сделка «Заказ #87856»: Ответственный: Иван Петров → Мария Иванова. \
+         Изменена: 05.04.2024 19:02:11"
+    );
+    // Once a note said them, the same facts again are not repeated.
+    let said = Said::default()
+        .after(
+            Action::Status,
+            &[Change {
+                key: "status",
+                field: String::new(),
+                old: None,
+                new: String::new(),
+            }],
+            &status,
+        )
+        .after(
+            Action::Responsible,
+            &[Change {
+                key: "responsible",
+                field: String::new(),
+                old: None,
+                new: String::new(),
+            }],
+            &responsible,
+        );
+    assert_eq!(said.status, Some(2));
+    assert_eq!(said.responsible, Some(2));
+    assert!(update_note_said(
+        Lang::Ru,
+        Action::Status,
+        History::Known(&stored),
+        &said,
+        &status
+    )
+    .starts_with("skipped"));
+    // A later hook of the card still carrying `old_status_id` (Kommo's
+    // examples show it persist): the stage is not repeated, the new change
+    // is noted.
+    let mut later = status.clone();
+    later.price = Some("2000".into());
+    assert_eq!(
+        update_note_said(
+            Lang::Ru,
+            Action::Update,
+            History::Known(&stored),
+            &said,
+            &later
+        ),
+        "Изменена сделка «Заказ #87856»: Бюджет: 1000 ₽ → 2000 ₽. Изменена: 05.04.2024 19:02:11"
     );
 }
 

@@ -419,7 +419,9 @@ async fn without_events_a_first_seen_update_lists_only_the_hooks_facts() {
     };
     app.fake.fail_next(RU, "/api/v4/events", refused.clone(), 1);
     app.fake.fail_next(RU, "/api/v4/events", refused, 1);
-    // A pure stage move: the hook's own old stage is a fact.
+    // A stage move of a card seen for the first time: `old_status_id`
+    // persists on a card's later hooks, so without amoCRM's events it is
+    // not written; the note says the card changed.
     let moved = encode(
         full_update("1", "59936202", "59936198", "1695482894", &[]),
         RU,
@@ -427,8 +429,56 @@ async fn without_events_a_first_seen_update_lists_only_the_hooks_facts() {
     let notes = notes_after(&app, &key, moved).await;
     assert_eq!(
         notes,
-        ["Изменена сделка «Сделка по оптовому заказу»: Этап: Первичный контакт → Счёт выставлен. \
-          Изменена: 23.09.2023 18:28:14"]
+        ["Изменена сделка «Сделка по оптовому заказу». Изменена: 23.09.2023 18:28:14"]
+    );
+    // Then the status and responsible hooks of that very change (as a real
+    // account sends them after the update): the stored state already shows
+    // the new stage and responsible, but no note said them, so both are
+    // noted.
+    let status = |action: &str, extra: &[(&str, &str)]| {
+        let mut pairs = full_update("1", "59936202", "59936198", "1695482894", extra);
+        for (k, _) in pairs.iter_mut() {
+            *k = k.replace("[update]", &format!("[{action}]"));
+        }
+        encode(pairs, RU)
+    };
+    let notes = notes_after(&app, &key, status("status", &[])).await;
+    assert_eq!(
+        notes[1],
+        "Изменена сделка «Сделка по оптовому заказу»: Этап: Первичный контакт → Счёт выставлен. \
+         Изменена: 23.09.2023 18:28:14"
+    );
+    let notes = notes_after(
+        &app,
+        &key,
+        status("responsible", &[("old_responsible_user_id", "100")]),
+    )
+    .await;
+    assert_eq!(
+        notes[2],
+        "Изменена сделка «Сделка по оптовому заказу»: Ответственный: Иван Петров → Анна Смирнова. \
+         Изменена: 23.09.2023 18:28:14"
+    );
+    // A later update still carrying the old stage: the move is not said
+    // twice; its own change is.
+    let later = encode(
+        full_update("1", "59936202", "59936198", "1695483000", &[])
+            .into_iter()
+            .map(|(k, v)| {
+                if k.ends_with("[price]") {
+                    (k, "50000".into())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect(),
+        RU,
+    );
+    let notes = notes_after(&app, &key, later).await;
+    assert_eq!(
+        notes[3],
+        "Изменена сделка «Сделка по оптовому заказу»: Бюджет: 45000 ₽ → 50000 ₽. \
+         Изменена: 23.09.2023 18:30:00"
     );
     // Nothing the hook can tell: the note says the card changed.
     let other = encode(
@@ -437,7 +487,7 @@ async fn without_events_a_first_seen_update_lists_only_the_hooks_facts() {
     );
     let notes = notes_after(&app, &key, other).await;
     assert_eq!(
-        notes[1],
+        notes[4],
         "Изменена сделка «Сделка по оптовому заказу». Изменена: 23.09.2023 18:28:14"
     );
 }
