@@ -211,6 +211,22 @@ pub async fn set_webhooks_result(
     Ok(())
 }
 
+/// Sets the language of the account's notes; `None`: by its domain.
+pub async fn set_note_lang(
+    db: &PgPool,
+    account_id: i64,
+    lang: Option<crate::notes::Lang>,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query!(
+        "update accounts set note_lang = $2, updated_at = now() where account_id = $1",
+        account_id,
+        lang.map(crate::notes::Lang::as_str),
+    )
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// Today's web-hook events, as the `text[]` stored in `webhooks_events`.
 fn webhook_events() -> Vec<String> {
     crate::amocrm::WEBHOOK_EVENTS

@@ -194,6 +194,10 @@ impl Installer {
         if unbudgeted > 0 {
             self.api.count_calls(domain, unbudgeted).await?;
         }
+        if !reinstall {
+            self.take_installers_language(domain, &tokens, &info)
+                .await?;
+        }
         let hook_url = self.hook_url(account.account_id).await?;
 
         let webhooks_error = match subscription::subscribe(
@@ -279,6 +283,50 @@ impl Installer {
             tracing::warn!(account.id = account_id, error = %e, "the old hook URL could not be unsubscribed");
         }
         Ok(None)
+    }
+
+    /// A new account's notes take the language of the user who installed
+    /// amohook (`lang` of `GET /api/v4/users/{id}`: an admin-only method,
+    /// and the installer is an admin to subscribe web-hooks anyway). When
+    /// amoCRM does not say, the account's domain decides.
+    async fn take_installers_language(
+        &self,
+        domain: &str,
+        tokens: &TokenSet,
+        info: &crate::amocrm::AccountInfo,
+    ) -> sqlx::Result<()> {
+        #[derive(serde::Deserialize)]
+        struct User {
+            #[serde(default)]
+            lang: Option<String>,
+        }
+        let Some(user_id) = info.current_user_id else {
+            return Ok(());
+        };
+        let path = format!("/api/v4/users/{user_id}");
+        let user: Result<Option<User>, AmoError> = self
+            .api
+            .call(
+                domain,
+                &tokens.access_token,
+                reqwest::Method::GET,
+                &path,
+                None::<&()>,
+            )
+            .await;
+        let lang = match user {
+            Ok(user) => user
+                .and_then(|u| u.lang)
+                .and_then(|lang| crate::notes::Lang::parse(&lang)),
+            Err(e) => {
+                tracing::info!(error = %e, "the installing user's language was not read; notes follow the domain");
+                None
+            }
+        };
+        if let Some(lang) = lang {
+            accounts::set_note_lang(&self.pool, info.id, Some(lang)).await?;
+        }
+        Ok(())
     }
 
     /// `{public_url}/hooks/{key}`.

@@ -10,27 +10,12 @@ use chrono_tz::Tz;
 use crate::amocrm::hooks::{EntityKind, Snapshot};
 
 pub mod changes;
+pub mod lang;
 pub mod words;
 
 pub use changes::{changes, History, Outcome, Said};
+pub use lang::Lang;
 pub use words::Words;
-
-/// Russian for amocrm.ru accounts, English for Kommo and amocrm.com.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Ru,
-    En,
-}
-
-impl Lang {
-    pub fn for_domain(domain: &str) -> Lang {
-        if domain.ends_with(".amocrm.ru") {
-            Lang::Ru
-        } else {
-            Lang::En
-        }
-    }
-}
 
 /// One changed field. `key` is `name`, `price`, `status` (the stage, with
 /// pipeline names when the pipeline changed), `responsible` or `custom`
@@ -55,11 +40,12 @@ pub fn format_time(unix: i64, tz: Tz) -> String {
 }
 
 /// An added card's note; `notes/added.txt` includes the wording of the
-/// account's language (`added.ru.txt`, `added.en.txt`).
+/// account's language (`added.ru.txt`, `added.en.txt`, `added.es.txt`,
+/// `added.pt.txt`).
 #[derive(Template)]
 #[template(path = "notes/added.txt")]
 struct Added<'a> {
-    ru: bool,
+    lang: &'a str,
     kind: &'a str,
     id: i64,
     name: &'a str,
@@ -67,11 +53,11 @@ struct Added<'a> {
     time: &'a str,
 }
 
-/// A changed card's note, likewise (`changed.ru.txt`, `changed.en.txt`).
+/// A changed card's note, likewise (`changed.{ru,en,es,pt}.txt`).
 #[derive(Template)]
 #[template(path = "notes/changed.txt")]
 struct Changed<'a> {
-    ru: bool,
+    lang: &'a str,
     kind: &'a str,
     id: i64,
     name: &'a str,
@@ -86,7 +72,7 @@ pub fn added(w: &Words, kind: EntityKind, id: i64, snap: &Snapshot, at: i64) -> 
     let time = format_time(snap.created_at.unwrap_or(at), w.tz);
     finish(
         Added {
-            ru: w.lang == Lang::Ru,
+            lang: w.lang.as_str(),
             kind: kind.as_str(),
             id,
             name: snap.name.trim(),
@@ -110,7 +96,7 @@ pub fn changed(
     let time = format_time(at, w.tz);
     finish(
         Changed {
-            ru: w.lang == Lang::Ru,
+            lang: w.lang.as_str(),
             kind: kind.as_str(),
             id,
             name: snap.name.trim(),

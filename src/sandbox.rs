@@ -104,6 +104,7 @@ pub fn demo_accounts() -> Vec<Demo> {
         currency_symbol: "$".into(),
         date_pattern: "d.m.Y".into(),
         time_pattern: "H:i".into(),
+        lang: Some("en".into()),
     };
     vec![
         Demo {

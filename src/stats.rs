@@ -241,6 +241,8 @@ pub struct AccountRow {
     /// or refused (see `install::subscription`).
     pub webhook_state: Option<String>,
     pub webhook_checked_at: Option<DateTime<Utc>>,
+    /// The notes' language: ru, en, es, pt; null: by the domain.
+    pub note_lang: Option<String>,
     pub timezone: Option<String>,
     pub connected_at: DateTime<Utc>,
     pub token_expires_at: Option<DateTime<Utc>>,
@@ -270,7 +272,7 @@ macro_rules! with_row_sql {
                 else a.status end as display_status,
            a.status_reason, a.pause_reason, a.paused_until, a.manual_pause,
            a.webhooks_subscribed, a.webhooks_error, a.webhook_state, a.webhook_checked_at,
-           a.timezone, a.connected_at,
+           a.note_lang, a.timezone, a.connected_at,
            t.expires_at as token_expires_at,
            coalesce(h.hooks_24h, 0)::bigint as hooks_24h,
            coalesce(s.hooks_received, 0) as hooks_total,
@@ -369,7 +371,7 @@ pub async fn one(pool: &PgPool, account_id: i64) -> sqlx::Result<Option<AccountR
                   display_status as "display_status!",
                   status_reason, pause_reason, paused_until, manual_pause,
                   webhooks_subscribed, webhooks_error, webhook_state, webhook_checked_at,
-                  timezone, connected_at, token_expires_at, hooks_24h as "hooks_24h!", hooks_total as "hooks_total!",
+                  note_lang, timezone, connected_at, token_expires_at, hooks_24h as "hooks_24h!", hooks_total as "hooks_total!",
                   delivered as "delivered!", pending as "pending!", failed as "failed!",
                   last_hook_at, last_error, last_error_at
            from ("# +

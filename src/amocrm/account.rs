@@ -15,6 +15,9 @@ pub struct AccountInfo {
     pub currency: Option<String>,
     #[serde(default)]
     pub currency_symbol: Option<String>,
+    /// The user the token speaks for: at an install, the installing user.
+    #[serde(default)]
+    pub current_user_id: Option<i64>,
     #[serde(default, rename = "_embedded")]
     embedded: AccountEmbedded,
 }

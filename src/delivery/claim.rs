@@ -119,7 +119,7 @@ impl Worker {
              set lease_owner = $1, lease_until = now() + $2, last_served_at = now()
              from candidate where a.account_id = candidate.account_id
              returning a.account_id, a.domain, a.status as "status: AccountStatus", a.timezone,
-                       a.paused_until is not null as "paused!""#,
+                       a.note_lang, a.paused_until is not null as "paused!""#,
             &self.owner,
             claim_ttl() as _,
             among.as_deref(),

@@ -94,6 +94,8 @@ struct AccountRef {
     domain: String,
     status: AccountStatus,
     timezone: Option<String>,
+    /// `ru`, `en`, `es` or `pt`; unset: by the domain (`notes::Lang`).
+    note_lang: Option<String>,
     /// A pause had been set (and has run out): the first delivered note
     /// clears it.
     paused: bool,

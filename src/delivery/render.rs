@@ -182,7 +182,7 @@ impl Worker {
             .and_then(|t| t.parse::<Tz>().ok())
             .unwrap_or(self.fallback_tz);
         let words = Words {
-            lang: Lang::for_domain(&account.domain),
+            lang: Lang::of_account(account.note_lang.as_deref(), &account.domain),
             tz,
             dir: &dir,
         };

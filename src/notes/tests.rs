@@ -715,3 +715,86 @@ fn language_follows_the_account_domain() {
     assert_eq!(Lang::for_domain("acme.kommo.com"), Lang::En);
     assert_eq!(Lang::for_domain("acme.amocrm.com"), Lang::En);
 }
+
+#[test]
+fn notes_read_in_spanish_and_portuguese() {
+    let dir = dir();
+    let added_in = |lang, kind, snap: &Snapshot| added(&words(lang, &dir), kind, 5, snap, 0);
+    assert_eq!(
+        added_in(Lang::Es, EntityKind::Lead, &lead()),
+        "Lead creado: «Заказ #87856». Responsable: Иван Петров. Creado: 05.04.2024 18:42:08"
+    );
+    assert_eq!(
+        added_in(Lang::Pt, EntityKind::Lead, &lead()),
+        "Lead criado: “Заказ #87856”. Responsável: Иван Петров. Criado em: 05.04.2024 18:42:08"
+    );
+    let nobody = Snapshot {
+        name: "Acme".into(),
+        responsible_user_id: Some(0),
+        created_at: Some(1712331728),
+        ..Snapshot::default()
+    };
+    assert_eq!(
+        added_in(Lang::Es, EntityKind::Company, &nobody),
+        "Empresa creada: «Acme». Responsable: sin asignar. Creada: 05.04.2024 18:42:08"
+    );
+    assert_eq!(
+        added_in(Lang::Pt, EntityKind::Contact, &nobody),
+        "Contato criado: “Acme”. Responsável: não atribuído. Criado em: 05.04.2024 18:42:08"
+    );
+    let mut cur = lead();
+    cur.price = Some("2500".into());
+    cur.status_id = Some(2);
+    cur.responsible_user_id = Some(2);
+    cur.custom_fields.push(field("502", "", vec!["1".into()]));
+    assert_eq!(
+        update_note(Lang::Es, Action::Update, History::Known(&lead()), &cur),
+        "Lead modificado: «Заказ #87856»: Venta: 1000 ₽ → 2500 ₽; Etapa: Новая → Переговоры; \
+         Responsable: Иван Петров → Мария Иванова; Оплачено: — → sí. Modificado: 05.04.2024 19:02:11"
+    );
+    assert_eq!(
+        update_note(Lang::Pt, Action::Update, History::Known(&lead()), &cur),
+        "Lead alterado: “Заказ #87856”: Venda: 1000 ₽ → 2500 ₽; Etapa: Новая → Переговоры; \
+         Responsável: Иван Петров → Мария Иванова; Оплачено: — → sim. Alterado em: 05.04.2024 19:02:11"
+    );
+    // Value words: yes/no, phone types, birthdays.
+    let contact = |id: &str, values: Vec<FieldItem>| field(id, "", values);
+    let choice = |value: &str, enum_id| FieldItem::Choice {
+        value: value.into(),
+        enum_id,
+    };
+    for (lang, no, phone, birthday) in [
+        (
+            Lang::Es,
+            "no",
+            "+1 555 (móvil), +1 556 (trabajo)",
+            "13 de enero",
+        ),
+        (
+            Lang::Pt,
+            "não",
+            "+1 555 (celular), +1 556 (trabalho)",
+            "13 de janeiro",
+        ),
+    ] {
+        let w = words(lang, &dir);
+        assert_eq!(
+            w.field(EntityKind::Lead, &contact("502", vec!["0".into()])),
+            no
+        );
+        assert_eq!(
+            w.field(
+                EntityKind::Contact,
+                &contact("601", vec![choice("+1 555", 7002), choice("+1 556", 7001)])
+            ),
+            phone
+        );
+        assert_eq!(
+            w.field(
+                EntityKind::Contact,
+                &contact("602", vec!["1673560800".into()])
+            ),
+            birthday
+        );
+    }
+}

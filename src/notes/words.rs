@@ -25,10 +25,7 @@ impl Words<'_> {
     pub fn user(&self, id: Option<i64>) -> String {
         match id {
             None => EMPTY.into(),
-            Some(0) => match self.lang {
-                Lang::Ru => "не назначен".into(),
-                Lang::En => "not assigned".into(),
-            },
+            Some(0) => self.lang.words().not_assigned.into(),
             Some(id) => self
                 .dir
                 .user(id)
@@ -184,20 +181,16 @@ impl Words<'_> {
         else {
             return text.to_owned();
         };
-        let month = month0 as usize;
-        match self.lang {
-            Lang::Ru => format!("{day} {}", MONTHS_RU[month]),
-            Lang::En => format!("{} {day}", MONTHS_EN[month]),
-        }
+        let words = self.lang.words();
+        (words.birthday)(day, words.months[month0 as usize])
     }
 
     fn checkbox(&self, text: &str) -> String {
-        let on = matches!(text, "1" | "true" | "Y" | "y");
-        match (self.lang, on) {
-            (Lang::Ru, true) => "да",
-            (Lang::Ru, false) => "нет",
-            (Lang::En, true) => "yes",
-            (Lang::En, false) => "no",
+        let words = self.lang.words();
+        if matches!(text, "1" | "true" | "Y" | "y") {
+            words.yes
+        } else {
+            words.no
         }
         .into()
     }
@@ -205,53 +198,12 @@ impl Words<'_> {
     /// The type of a phone or e-mail, from its choice's code (the codes of
     /// amoCRM's built-in PHONE and EMAIL fields; others show as they are).
     fn contact_kind(&self, code: &str) -> String {
-        let (ru, en) = match code {
-            "WORK" => ("рабочий", "work"),
-            "WORKDD" => ("рабочий прямой", "work direct"),
-            "MOB" => ("мобильный", "mobile"),
-            "FAX" => ("факс", "fax"),
-            "HOME" => ("домашний", "home"),
-            "PRIV" => ("личный", "private"),
-            "OTHER" => ("другой", "other"),
-            other => return other.to_owned(),
-        };
-        match self.lang {
-            Lang::Ru => ru,
-            Lang::En => en,
-        }
-        .into()
+        self.lang
+            .words()
+            .contact_kind(code)
+            .map_or_else(|| code.to_owned(), str::to_owned)
     }
 }
-
-const MONTHS_RU: [&str; 12] = [
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
-];
-
-const MONTHS_EN: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
 
 /// amoCRM's date patterns are PHP `date()` patterns (`d.m.Y`, `m/d/Y`,
 /// `H:i`); this turns the letters amoCRM uses into chrono's. Written here:

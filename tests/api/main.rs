@@ -13,6 +13,7 @@ mod install;
 mod install_limits;
 mod isolation;
 mod keys;
+mod languages;
 mod lifecycle;
 mod platforms;
 mod real_bodies;

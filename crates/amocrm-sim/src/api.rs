@@ -55,6 +55,7 @@ pub(crate) fn route(
                 "id": account.id,
                 "name": account.name,
                 "subdomain": domain.split('.').next().unwrap_or_default(),
+                "current_user_id": account.users.first().map(|u| u.0),
                 "currency": account.currency, "currency_symbol": account.currency_symbol,
                 "_embedded": {"datetime_settings": {
                     "date_pattern": format!("{} {}", account.date_pattern, account.time_pattern),
@@ -148,6 +149,29 @@ pub(crate) fn route(
                 .map(|(id, name)| json!({"id": id, "name": name}))
                 .collect();
             page_answer(domain, path, query, "users", all, page, limit)
+        }
+        ("GET", p) if p.starts_with("/api/v4/users/") => {
+            // One user: admin-only too (developers.kommo.com users-list).
+            if !account.admin {
+                return problem(403, "Forbidden", "Access denied", None);
+            }
+            let id: Option<i64> = p.trim_start_matches("/api/v4/users/").parse().ok();
+            let Some((id, name)) = account.users.iter().find(|u| Some(u.0) == id) else {
+                return problem(404, "Not Found", "User not found", None);
+            };
+            let lang = account.lang.clone().unwrap_or_else(|| {
+                if domain.ends_with(".amocrm.ru") {
+                    "ru"
+                } else {
+                    "en"
+                }
+                .into()
+            });
+            json_ok(
+                StatusCode::OK,
+                json!({"id": id, "name": name, "email": format!("user{id}@example.test"),
+                       "lang": lang, "rights": {"is_admin": true, "is_active": true}}),
+            )
         }
         ("GET", "/api/v4/leads/pipelines") => {
             let pipelines: Vec<Value> = account

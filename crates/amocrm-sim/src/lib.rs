@@ -133,6 +133,9 @@ pub struct SimAccount {
     /// PHP date() patterns, as `datetime_settings` gives them.
     pub date_pattern: String,
     pub time_pattern: String,
+    /// The `lang` of the account's users (the first of `users` is the one
+    /// tokens speak for): None answers `ru` on amocrm.ru, `en` elsewhere.
+    pub lang: Option<String>,
 }
 
 /// (pipeline id, name, [(status id, name)])
@@ -161,6 +164,7 @@ impl SimAccount {
             currency_symbol: "₽".into(),
             date_pattern: "d.m.Y".into(),
             time_pattern: "H:i".into(),
+            lang: None,
         }
     }
 }

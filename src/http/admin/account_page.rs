@@ -41,6 +41,8 @@ pub(super) struct EventView {
 pub(super) struct AccountPage {
     t: &'static Texts,
     row: RowView,
+    /// The note language's choices, the account's marked.
+    languages: Vec<LangChoice>,
     subscribed: bool,
     /// `switched_off` and `missing` show as a badge.
     hook_state: String,
@@ -58,6 +60,28 @@ pub(super) struct AccountPage {
     installs: Vec<super::status_page::InstallLink>,
     /// `amohook sandbox` only: the simulated account's panel.
     sandbox: Option<super::sandbox::Panel>,
+}
+
+pub(super) struct LangChoice {
+    value: &'static str,
+    label: String,
+    selected: bool,
+}
+
+/// `auto` (by the domain, naming the language it gives) and the four.
+fn lang_choices(stored: Option<&str>, domain: &str, t: &Texts) -> Vec<LangChoice> {
+    let by_domain = crate::notes::Lang::for_domain(domain);
+    std::iter::once(LangChoice {
+        value: "auto",
+        label: format!("{} ({})", t.by_domain, by_domain.name()),
+        selected: stored.is_none(),
+    })
+    .chain(crate::notes::Lang::ALL.into_iter().map(|lang| LangChoice {
+        value: lang.as_str(),
+        label: lang.name().to_owned(),
+        selected: stored == Some(lang.as_str()),
+    }))
+    .collect()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -110,6 +134,7 @@ pub(super) async fn account_page(
         .collect();
     let page = AccountPage {
         t,
+        languages: lang_choices(row.note_lang.as_deref(), &row.domain, t),
         subscribed: row.webhooks_subscribed,
         hook_state: row.webhook_state.clone().unwrap_or_default(),
         hook_checked: if row.webhook_checked_at.is_some() {
@@ -142,6 +167,8 @@ pub(super) async fn account_page(
 #[derive(Debug, Deserialize)]
 pub(super) struct ActionForm {
     csrf: String,
+    /// The language form's choice.
+    lang: Option<String>,
 }
 
 pub(super) async fn account_action_form(
@@ -159,7 +186,7 @@ pub(super) async fn account_action_form(
         )
         .into());
     }
-    let message = act(&state, id, &action).await?;
+    let message = act(&state, id, &action, form.lang.as_deref()).await?;
     Ok(Redirect::to(&format!(
         "/status/accounts/{id}?done={}",
         url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()

@@ -71,11 +71,18 @@ pub(super) async fn api_events(
     Ok(Json(json!({ "events": events })).into_response())
 }
 
+/// The language action's choice: `?lang=pt`.
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct ActionParams {
+    lang: Option<String>,
+}
+
 pub(super) async fn api_action(
     _: Admin,
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, action)): Path<(i64, String)>,
+    Query(params): Query<ActionParams>,
 ) -> Result<Response, AppError> {
     if cross_site(&headers) {
         return Err(AppError::new(
@@ -83,6 +90,6 @@ pub(super) async fn api_action(
             "Cross-site requests are refused.",
         ));
     }
-    let message = act(&state, id, &action).await?;
+    let message = act(&state, id, &action, params.lang.as_deref()).await?;
     Ok(Json(json!({ "status": 200, "message": message })).into_response())
 }

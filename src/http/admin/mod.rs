@@ -189,8 +189,15 @@ impl ListParams {
     }
 }
 
-/// Runs an action; returns a short message of what was done.
-async fn act(state: &AppState, id: i64, action: &str) -> Result<String, AppError> {
+/// Runs an action; returns a short message of what was done. `lang` is
+/// the language action's choice (`ru`, `en`, `es`, `pt`; empty or `auto`:
+/// by the account's domain).
+async fn act(
+    state: &AppState,
+    id: i64,
+    action: &str,
+    lang: Option<&str>,
+) -> Result<String, AppError> {
     sqlx::query_scalar!("select account_id from accounts where account_id = $1", id)
         .fetch_optional(&state.pool)
         .await?
@@ -225,6 +232,33 @@ async fn act(state: &AppState, id: i64, action: &str) -> Result<String, AppError
             None => Ok("subscribed".into()),
             Some(reason) => Err(AppError::new(StatusCode::BAD_GATEWAY, reason)),
         },
+        "language" => {
+            let chosen = match lang.map(str::trim) {
+                None => {
+                    return Err(AppError::bad_request(
+                        "lang is required: ru, en, es, pt, or auto",
+                    ))
+                }
+                Some("" | "auto") => None,
+                Some(code) => Some(
+                    crate::notes::Lang::parse(code)
+                        .filter(|l| l.as_str() == code)
+                        .ok_or_else(|| {
+                            AppError::bad_request("lang must be ru, en, es, pt, or auto")
+                        })?,
+                ),
+            };
+            crate::accounts::set_note_lang(&state.pool, id, chosen).await?;
+            tracing::info!(
+                account.id = id,
+                lang = chosen.map(|l| l.as_str()),
+                "note language set by an admin"
+            );
+            Ok(match chosen {
+                Some(lang) => format!("notes from now on in {}", lang.name()),
+                None => "notes from now on in the domain's language".into(),
+            })
+        }
         "check-hook" => {
             let found = state
                 .installer
