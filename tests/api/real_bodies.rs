@@ -587,22 +587,37 @@ async fn a_contact_update_reads_phones_with_their_type_in_both_languages() {
 
 /// Kommo's official contact example (N16 in the reference): a radiobutton
 /// whose values come as one object, and a birthday as `dd.mm.yyyy` text,
-/// read in both languages.
+/// read in each language of notes.
 #[tokio::test]
 async fn kommos_radiobutton_object_and_text_birthday_are_read() {
-    for (domain, expected) in [
+    for (domain, lang, expected) in [
         (
             RU,
+            None,
             "Изменён контакт «Contact Name»: Birthday: 12 января → 13 января; \
              Any radiobutton: Второй → Третий. Изменён: 17.09.2024 14:40:00",
         ),
         (
             KOMMO,
+            None,
             "Contact changed: “Contact Name”: Birthday: January 12 → January 13; \
              Any radiobutton: Второй → Третий. Changed: 17.09.2024 14:40:00",
         ),
+        (
+            KOMMO,
+            Some("es"),
+            "Contacto modificado: «Contact Name»: Birthday: 12 de enero → 13 de enero; \
+             Any radiobutton: Второй → Третий. Modificado: 17.09.2024 14:40:00",
+        ),
+        (
+            KOMMO,
+            Some("pt"),
+            "Contato alterado: “Contact Name”: Birthday: 12 de janeiro → 13 de janeiro; \
+             Any radiobutton: Второй → Третий. Alterado em: 17.09.2024 14:40:00",
+        ),
     ] {
         let mut kommo = account(ID);
+        kommo.lang = lang.map(str::to_owned);
         kommo.fields.push((
             "contacts".into(),
             SimField::new(782_386, "Birthday", "birthday"),
