@@ -671,6 +671,49 @@ async fn kommos_radiobutton_object_and_text_birthday_are_read() {
     }
 }
 
+/// API v4's object values, as a hook carries them (`[value][name]=...` of
+/// a legal entity; no capture of one is known, so this is the shape the
+/// official SDK's value models give), read as their name in each language.
+#[tokio::test]
+async fn an_object_value_is_read_by_its_name() {
+    for (lang, expected) in [
+        ("ru", "Изменена компания «Acme»: Юрлицо: ООО «Ромашка» → ООО «Лютик». Изменена: 17.09.2024 15:40:00"),
+        ("en", "Company changed: “Acme”: Юрлицо: ООО «Ромашка» → ООО «Лютик». Changed: 17.09.2024 15:40:00"),
+        ("es", "Empresa modificada: «Acme»: Юрлицо: ООО «Ромашка» → ООО «Лютик». Modificada: 17.09.2024 15:40:00"),
+        ("pt", "Empresa alterada: “Acme”: Юрлицо: ООО «Ромашка» → ООО «Лютик». Alterada em: 17.09.2024 15:40:00"),
+    ] {
+        let mut with_entity = account(ID);
+        with_entity.lang = Some(lang.into());
+        with_entity.fields.push((
+            "companies".into(),
+            SimField::new(771_950, "Юрлицо", "legal_entity"),
+        ));
+        let app = TestApp::spawn_without_worker().await;
+        let key = app.connected_as(KOMMO, with_entity).await;
+        let company = |action: &str, name: &str, at: &str| {
+            let p = |k: &str| format!("contacts[{action}][0][{k}]");
+            let pairs = [
+                (p("id"), "17612521"),
+                (p("name"), "Acme"),
+                (p("responsible_user_id"), "100"),
+                (p("custom_fields][0][id"), "771950"),
+                (p("custom_fields][0][name"), "Юрлицо"),
+                (p("custom_fields][0][values][0][value][name"), name),
+                (p("custom_fields][0][values][0][value][vat_id"), "7701234567"),
+                (p("created_at"), "1726576533"),
+                (p("updated_at"), at),
+                (p("type"), "company"),
+            ];
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            body(&pairs, KOMMO)
+        };
+        notes_after(&app, &key, company("add", "ООО «Ромашка»", "1726576533")).await;
+        let notes = notes_after(&app, &key, company("update", "ООО «Лютик»", "1726576800")).await;
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(notes[1], expected);
+    }
+}
+
 #[tokio::test]
 async fn bodies_about_nothing_amohook_notes_are_answered_200_and_note_nothing() {
     let (app, key) = app_with(KOMMO).await;
