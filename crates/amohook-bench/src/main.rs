@@ -30,6 +30,8 @@ const CLIENT_ID: &str = "bench-client";
 const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
+mod baselines;
+mod bodies;
 mod drills;
 mod spread;
 
@@ -46,6 +48,10 @@ struct Args {
     /// Hooks to send in the ingest phase.
     #[arg(long, default_value_t = 20000)]
     hooks: usize,
+    /// The ingest phase's hooks: shaped like amoCRM's (a 1.9 KB lead update
+    /// by default), or the old bare lead add.
+    #[arg(long, value_enum, default_value_t = bodies::Body::Lead)]
+    body: bodies::Body,
     /// Concurrent senders in the ingest and INSERT phases.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -80,6 +86,10 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure ingest and the baselines only, with the server's delivery
+    /// switched off (`worker.concurrency = 0`): what intake alone costs.
+    #[arg(long)]
+    ingest_only: bool,
 }
 
 pub(crate) struct Server {
@@ -186,11 +196,14 @@ async fn main() -> anyhow::Result<()> {
     ];
     // The drills run on the server's defaults, except that those that
     // install many accounts need the faster gate.
-    let env: &[(&str, String)] = match &args.drill {
-        Some(drill) if !drill.installs_many() => &[],
-        _ => &install_gate,
+    let mut env: Vec<(&str, String)> = match &args.drill {
+        Some(drill) if !drill.installs_many() => Vec::new(),
+        _ => install_gate.to_vec(),
     };
-    let server = Server::spawn_with(&amohook, db_url.as_str(), &sim, args.rps, port, env)?;
+    if args.ingest_only {
+        env.push(("AMOHOOK_WORKER__CONCURRENCY", "0".to_owned()));
+    }
+    let server = Server::spawn_with(&amohook, db_url.as_str(), &sim, args.rps, port, &env)?;
     let http = client(args.concurrency);
     wait_ready(&http, &server.base).await?;
     eprintln!("amohook is up on {}", server.base);
@@ -467,136 +480,6 @@ pub(crate) async fn send_all(
     (secs, latencies, errors, answered)
 }
 
-/// The row the raw INSERT baselines write: a stored event of the ingest
-/// phase's hooks, its snapshot as amohook stores it.
-fn event_snapshot() -> anyhow::Result<String> {
-    let hook = amohook::amocrm::hooks::parse(hook_body(1, 1_000_000).as_bytes())
-        .map_err(|e| anyhow::anyhow!("the bench's own hook does not parse: {e}"))?;
-    let event = hook
-        .events
-        .first()
-        .context("the bench's hook holds a card")?;
-    Ok(serde_json::to_string(&event.snapshot)?)
-}
-
-/// A table shaped like `hook_events` (its columns, checks, unique key and
-/// indexes; not its foreign key), for the baselines to insert into.
-async fn create_raw_table(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query("drop table if exists bench_raw")
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "create table bench_raw (like hook_events including defaults including constraints including indexes)",
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Single-row INSERTs of stored-event rows from `concurrency` connections
-/// (one each: the pool holds exactly that many, checked), `rows` in all.
-async fn raw_insert_rate(db_url: &str, concurrency: usize, rows: usize) -> anyhow::Result<f64> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(concurrency as u32)
-        .min_connections(concurrency as u32)
-        .connect(db_url)
-        .await?;
-    // The baseline runs at the stated concurrency, not at a default pool
-    // size: a smaller pool would make a weaker baseline.
-    for _ in 0..50 {
-        if pool.size() as usize >= concurrency {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if pool.size() as usize != concurrency {
-        bail!(
-            "the raw INSERT pool holds {} connections, not {concurrency}",
-            pool.size()
-        );
-    }
-    create_raw_table(&pool).await?;
-    let snapshot = Arc::new(event_snapshot()?);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (pool, next, snapshot) = (pool.clone(), next.clone(), snapshot.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= rows {
-                    break;
-                }
-                sqlx::query(
-                    "insert into bench_raw (account_id, entity_type, entity_id, action, changed_at,
-                                            snapshot, snapshot_digest)
-                     values ($1, 'lead', $2, 'add', 1712331728, $3::jsonb, $4)",
-                )
-                .bind(60_000_000_i64 + (n % 100) as i64)
-                .bind(1_000_000_i64 + n as i64)
-                .bind(snapshot.as_str())
-                .bind(n as i64)
-                .execute(&pool)
-                .await?;
-            }
-            Ok::<_, sqlx::Error>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let rate = rows as f64 / started.elapsed().as_secs_f64();
-    pool.close().await;
-    Ok(rate)
-}
-
-/// PostgreSQL's own `pgbench` doing the same single-row INSERT from
-/// `concurrency` clients for `seconds`, when it is installed: the standard
-/// tool's figure beside the bench's own. None when there is no pgbench.
-fn pgbench_rate(db_url: &str, concurrency: usize, seconds: u64) -> anyhow::Result<Option<f64>> {
-    if Command::new("pgbench").arg("--version").output().is_err() {
-        eprintln!("pgbench is not installed: its baseline is left out");
-        return Ok(None);
-    }
-    let snapshot = event_snapshot()?.replace('\'', "''");
-    let script = std::env::temp_dir().join(format!("amohook-bench-{}.sql", std::process::id()));
-    std::fs::write(
-        &script,
-        format!(
-            "\\set id random(1, 1000000000000)\n\
-             insert into bench_raw (account_id, entity_type, entity_id, action, changed_at, \
-             snapshot, snapshot_digest) values (60000000 + :id % 100, 'lead', :id, 'add', \
-             1712331728, '{snapshot}'::jsonb, :id) on conflict do nothing;\n"
-        ),
-    )?;
-    let output = Command::new("pgbench")
-        .args(["-n", "-c", &concurrency.to_string(), "-j", "2", "-T"])
-        .arg(seconds.max(5).to_string())
-        .arg("-f")
-        .arg(&script)
-        .arg(db_url)
-        .output()
-        .context("running pgbench")?;
-    let _ = std::fs::remove_file(&script);
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "pgbench failed: {}{}",
-            text,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    // "tps = 5123.45 (without initial connection time)"
-    let tps = text
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse::<f64>().ok())
-        .context("pgbench printed no tps")?;
-    Ok(Some(tps))
-}
-
 /// Waits until the simulator holds notes for every entity in `entities`; returns
 /// each one's arrival.
 pub(crate) async fn wait_notes(
@@ -786,16 +669,25 @@ async fn run(
     );
     let rss_after_install = server.rss_kib("VmRSS:");
 
-    // Ingest: hooks spread over every account.
+    // Ingest: hooks spread over every account, of the chosen shape.
     let bodies: Vec<(String, String, i64)> = (0..args.hooks)
         .map(|i| {
-            let (id, _, url) = &accounts[i % accounts.len()];
+            let (id, domain, url) = &accounts[i % accounts.len()];
             let entity = 1_000_000 + i as i64;
-            (url.clone(), hook_body(*id, entity), entity)
+            let subdomain = domain.split('.').next().unwrap_or_default();
+            (
+                url.clone(),
+                args.body.make(*id, subdomain, entity, i),
+                entity,
+            )
         })
         .collect();
     let entities: Vec<i64> = bodies.iter().map(|b| b.2).collect();
+    let (body_min, body_mean, body_max) = bodies::sizes(bodies.iter().map(|b| b.1.as_str()));
+    // The baselines store the first hook's body (its bytes, its event).
+    let sample = bodies.first().map(|b| b.1.clone()).unwrap_or_default();
     let cpu_before = server.cpu_seconds();
+    eprintln!("ingest: sending {} hooks", args.hooks);
     let ingest_started = Instant::now();
     let (secs, lat, errors, _) = send_all(http, args.concurrency, bodies).await;
     let cpu_after = server.cpu_seconds();
@@ -807,7 +699,11 @@ async fn run(
     let cpu_system_us = (cpu_after.1 - cpu_before.1) * 1e6 / args.hooks as f64;
     eprintln!("ingest: {ingest_rate:.0} hooks/s");
     let ingest_done = Instant::now();
-    let notes = wait_notes(sim, &entities, Duration::from_secs(1800)).await;
+    let notes = if args.ingest_only {
+        Vec::new()
+    } else {
+        wait_notes(sim, &entities, Duration::from_secs(1800)).await
+    };
     // From the ingest's end to its last note: how long the delivery of
     // hooks spread over every account takes.
     let ingest_delivered_secs = notes
@@ -825,9 +721,15 @@ async fn run(
     // The baselines, on the same machine and database, once amohook has
     // delivered the ingest's notes and is idle: nothing of amohook's slows
     // them down.
-    let insert_rate = raw_insert_rate(db_url, args.concurrency, args.hooks).await?;
+    let seconds = secs.ceil() as u64;
+    let plain = baselines::pgbench_plain_rate(db_url, args.concurrency, seconds, &sample).await?;
+    if let Some(tps) = plain {
+        eprintln!("pgbench plain insert: {tps:.0} rows/s");
+    }
+    let insert_rate =
+        baselines::raw_insert_rate(db_url, args.concurrency, args.hooks, &sample).await?;
     eprintln!("raw insert: {insert_rate:.0} rows/s");
-    let pgbench = pgbench_rate(db_url, args.concurrency, secs.ceil() as u64)?;
+    let pgbench = baselines::pgbench_schema_rate(db_url, args.concurrency, seconds, &sample)?;
     if let Some(tps) = pgbench {
         eprintln!("pgbench insert: {tps:.0} rows/s");
     }
@@ -849,7 +751,12 @@ async fn run(
     // Light load: one hook at a time to different accounts.
     let mut light_answered = Vec::new();
     let mut light_entities = Vec::new();
-    for i in 0..args.light {
+    let (light_hooks, saturate) = if args.ingest_only {
+        (0, 0)
+    } else {
+        (args.light, args.saturate)
+    };
+    for i in 0..light_hooks {
         let (id, _, url) = &accounts[i % accounts.len()];
         let entity = 2_000_000 + i as i64;
         let (_, _, _, answered) =
@@ -862,7 +769,7 @@ async fn run(
     let light = e2e_ms(&light_answered, &light_notes);
 
     // Saturation: one account gets a burst.
-    let bodies: Vec<(String, String, i64)> = (0..args.saturate)
+    let bodies: Vec<(String, String, i64)> = (0..saturate)
         .map(|i| {
             let entity = 3_000_000 + i as i64;
             (sat.2.clone(), hook_body(sat.0, entity), entity)
@@ -885,6 +792,8 @@ async fn run(
                       "saturate": args.saturate, "fake_latency_ms": args.latency_ms, "rps": args.rps },
         "install": { "accounts": accounts.len() + 1, "seconds": install_secs,
                      "install_rate": args.install_rate },
+        "body": { "shape": format!("{:?}", args.body).to_lowercase(), "min_bytes": body_min,
+                  "mean_bytes": body_mean, "max_bytes": body_max },
         "ingest": { "hooks_per_second": ingest_rate, "p50_ms": percentile(&lat, 50.0),
                     "p99_ms": percentile(&lat, 99.0), "max_ms": lat.last().copied().unwrap_or(0.0),
                     "errors": errors, "notes_delivered": notes.len(),
@@ -893,6 +802,9 @@ async fn run(
                     "amohook_cpu_user_us_per_hook": cpu_user_us,
                     "amohook_cpu_system_us_per_hook": cpu_system_us,
                     "notes_sent_during": during.notes, "note_requests_during": during.requests },
+        "plain_insert": { "rows_per_second": plain, "clients": args.concurrency,
+                          "bytes": sample.len(),
+                          "ingest_ratio": plain.map(|tps| ingest_rate / tps) },
         "raw_insert": { "rows_per_second": insert_rate, "connections": args.concurrency,
                         "ingest_ratio": ingest_rate / insert_rate },
         "pgbench_insert": { "rows_per_second": pgbench, "clients": args.concurrency,
@@ -914,10 +826,12 @@ fn print_report(r: &serde_json::Value) {
     let f = |v: &serde_json::Value| match v.as_f64() {
         Some(x) if x.fract() != 0.0 => format!("{x:.2}"),
         Some(x) => format!("{x:.0}"),
-        None => v.to_string(),
+        None => v.as_str().map_or_else(|| v.to_string(), str::to_owned),
     };
     let rows = [
         ("accounts installed", &r["install"]["accounts"]),
+        ("hook body", &r["body"]["shape"]),
+        ("body bytes (mean)", &r["body"]["mean_bytes"]),
         ("ingest hooks/s", &r["ingest"]["hooks_per_second"]),
         ("ingest p50 ms", &r["ingest"]["p50_ms"]),
         ("ingest p99 ms", &r["ingest"]["p99_ms"]),
@@ -939,14 +853,16 @@ fn print_report(r: &serde_json::Value) {
             "amohook CPU per hook, µs",
             &r["ingest"]["amohook_cpu_us_per_hook"],
         ),
-        ("raw INSERT rows/s", &r["raw_insert"]["rows_per_second"]),
-        ("ingest / raw INSERT", &r["raw_insert"]["ingest_ratio"]),
+        ("plain INSERT rows/s", &r["plain_insert"]["rows_per_second"]),
+        ("ingest / plain INSERT", &r["plain_insert"]["ingest_ratio"]),
+        ("schema INSERT rows/s", &r["raw_insert"]["rows_per_second"]),
+        ("ingest / schema INSERT", &r["raw_insert"]["ingest_ratio"]),
         (
-            "pgbench INSERT rows/s",
+            "pgbench schema rows/s",
             &r["pgbench_insert"]["rows_per_second"],
         ),
         (
-            "ingest / pgbench INSERT",
+            "ingest / pgbench schema",
             &r["pgbench_insert"]["ingest_ratio"],
         ),
         (
