@@ -95,6 +95,27 @@ pub struct Row {
     pub event: HookEvent,
     /// `Pending`, or `Dropped` for a disconnected account.
     pub state: EventState,
+    /// The snapshot as stored, and the first 64 bits of its SHA-256: made
+    /// where the hook is read, on its request's own task, so that the
+    /// committer (one for every account's hooks) only binds them.
+    snapshot: String,
+    digest: i64,
+}
+
+impl Row {
+    pub fn new(account_id: i64, mut event: HookEvent, state: EventState) -> Row {
+        event.snapshot.without_nul();
+        // The snapshot is a struct with a fixed field order and lists in
+        // the hook's order: the same body always encodes the same way.
+        let snapshot = serde_json::to_string(&event.snapshot).expect("a snapshot always encodes");
+        Row {
+            account_id,
+            digest: snapshot_digest(&snapshot),
+            snapshot,
+            event,
+            state,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -292,15 +313,14 @@ pub async fn write_group(
     hooks: &[&[Row]],
     waiting: impl Fn(usize) -> bool,
 ) -> Vec<Result<u64, StoreError>> {
-    let prepared: Vec<Vec<Prepared>> = hooks.iter().map(|rows| prepare(rows)).collect();
-    let all: Vec<&[Prepared]> = prepared.iter().map(Vec::as_slice).collect();
-    match write(pool, &all).await {
+    let all = hooks;
+    match write(pool, all).await {
         Ok(counts) => counts.into_iter().map(Ok).collect(),
         Err(e) if all.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, hooks = all.len(), "group commit failed; storing its hooks one by one");
             let mut results = Vec::with_capacity(all.len());
-            for (index, one) in all.into_iter().enumerate() {
+            for (index, one) in all.iter().enumerate() {
                 results.push(if waiting(index) {
                     write(pool, &[one]).await.map(|counts| counts[0])
                 } else {
@@ -312,29 +332,6 @@ pub async fn write_group(
     }
 }
 
-/// A row ready for the statement: the snapshot encoded once, and its digest.
-struct Prepared<'a> {
-    row: &'a Row,
-    snapshot: String,
-    digest: i64,
-}
-
-fn prepare(rows: &[Row]) -> Vec<Prepared<'_>> {
-    rows.iter()
-        .map(|row| {
-            // The snapshot is a struct with a fixed field order and lists in
-            // the hook's order: the same body always encodes the same way.
-            let snapshot =
-                serde_json::to_string(&row.event.snapshot).expect("a snapshot always encodes");
-            Prepared {
-                row,
-                digest: snapshot_digest(&snapshot),
-                snapshot,
-            }
-        })
-        .collect()
-}
-
 /// The first 64 bits of the snapshot's SHA-256.
 fn snapshot_digest(encoded: &str) -> i64 {
     let hash = Sha256::digest(encoded.as_bytes());
@@ -343,7 +340,7 @@ fn snapshot_digest(encoded: &str) -> i64 {
 
 /// Writes every job's rows in one statement (with one NOTIFY per account
 /// that got something to deliver) and counts the new rows per job.
-async fn write(pool: &PgPool, jobs: &[&[Prepared<'_>]]) -> Result<Vec<u64>, StoreError> {
+async fn write(pool: &PgPool, jobs: &[&[Row]]) -> Result<Vec<u64>, StoreError> {
     let n: usize = jobs.iter().map(|j| j.len()).sum();
     let mut accounts = Vec::with_capacity(n);
     let mut kinds = Vec::with_capacity(n);
@@ -355,15 +352,15 @@ async fn write(pool: &PgPool, jobs: &[&[Prepared<'_>]]) -> Result<Vec<u64>, Stor
     let mut states = Vec::with_capacity(n);
     let mut owner: HashMap<Key, usize> = HashMap::with_capacity(n);
     for (index, job) in jobs.iter().enumerate() {
-        for p in job.iter() {
-            let (row, e) = (p.row, &p.row.event);
+        for row in job.iter() {
+            let e = &row.event;
             accounts.push(row.account_id);
             kinds.push(e.entity.as_str());
             ids.push(e.entity_id);
             actions.push(e.action.as_str());
             times.push(e.changed_at);
-            snapshots.push(p.snapshot.as_str());
-            digests.push(p.digest);
+            snapshots.push(row.snapshot.as_str());
+            digests.push(row.digest);
             states.push(row.state.as_str());
             owner
                 .entry((
@@ -372,7 +369,7 @@ async fn write(pool: &PgPool, jobs: &[&[Prepared<'_>]]) -> Result<Vec<u64>, Stor
                     e.entity_id,
                     e.action.as_str().into(),
                     e.changed_at,
-                    p.digest,
+                    row.digest,
                 ))
                 .or_insert(index);
         }
@@ -381,7 +378,7 @@ async fn write(pool: &PgPool, jobs: &[&[Prepared<'_>]]) -> Result<Vec<u64>, Stor
         "with stored as (
              insert into hook_events (account_id, entity_type, entity_id, action, changed_at, snapshot,
                                       snapshot_digest, state, last_error, finished_at)
-             select t.account_id, t.kind, t.id, t.action, t.at, t.snapshot::jsonb, t.digest, t.state,
+             select t.account_id, t.kind, t.id, t.action, t.at, t.snapshot::json, t.digest, t.state,
                     case when t.state = 'dropped' then 'account disconnected' end,
                     case when t.state = 'dropped' then now() end
              from unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[],
@@ -452,16 +449,15 @@ mod tests {
     fn job(account_id: i64, rows: usize) -> (Job, oneshot::Receiver<Result<u64, StoreError>>) {
         let (reply, answer) = oneshot::channel();
         let rows = (0..rows)
-            .map(|i| Row {
-                account_id,
-                state: EventState::Pending,
-                event: HookEvent {
+            .map(|i| {
+                let event = HookEvent {
                     entity: EntityKind::Lead,
                     action: Action::Add,
                     entity_id: i as i64,
                     changed_at: 1,
                     snapshot: Snapshot::default(),
-                },
+                };
+                Row::new(account_id, event, EventState::Pending)
             })
             .collect();
         let job = Job {

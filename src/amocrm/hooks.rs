@@ -148,6 +148,32 @@ pub struct Snapshot {
     pub custom_fields: Vec<FieldValue>,
 }
 
+impl Snapshot {
+    /// Removes NUL characters from every text (PostgreSQL stores none, and
+    /// `json` would keep them as `\u0000`, which no `jsonb` later takes).
+    /// The parser already leaves none; this holds for snapshots made
+    /// otherwise too. Cheap: a scan, and a copy only where one is found.
+    pub fn without_nul(&mut self) {
+        fn clean(text: &mut String) {
+            if text.contains('\0') {
+                text.retain(|c| c != '\0');
+            }
+        }
+        clean(&mut self.name);
+        self.price.iter_mut().for_each(clean);
+        for field in &mut self.custom_fields {
+            clean(&mut field.id);
+            clean(&mut field.name);
+            field.code.iter_mut().for_each(clean);
+            for item in &mut field.values {
+                match item {
+                    FieldItem::Text(t) | FieldItem::Choice { value: t, .. } => clean(t),
+                }
+            }
+        }
+    }
+}
+
 /// One added or changed card.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookEvent {
@@ -200,7 +226,12 @@ pub fn parse(body: &[u8]) -> Result<Hook, HookError> {
 pub fn parse_at(body: &[u8], received_at: i64) -> Result<Hook, HookError> {
     let text = std::str::from_utf8(body).map_err(|_| HookError::Malformed("not UTF-8".into()))?;
     // serde_qs's form mode decodes only upper-case %5B/%5D (serde_qs#176).
-    let text = text.replace("%5b", "%5B").replace("%5d", "%5D");
+    // amoCRM sends upper case: the body is copied only when it has any.
+    let text = if text.contains("%5b") || text.contains("%5d") {
+        std::borrow::Cow::Owned(text.replace("%5b", "%5B").replace("%5d", "%5D"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     let raw: RawHook = serde_qs::Config::new()
         .max_depth(10)
         .use_form_encoding(true)

@@ -239,11 +239,7 @@ async fn store(intake: &Intake, account: &Account, hook: Hook) -> Result<u64, St
     let rows = hook
         .events
         .into_iter()
-        .map(|event| Row {
-            account_id: account.account_id,
-            event,
-            state: initial,
-        })
+        .map(|event| Row::new(account.account_id, event, initial))
         .collect();
     intake.inbox.store(rows).await
 }

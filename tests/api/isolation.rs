@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use amohook::{
     amocrm::hooks::{Action, EntityKind, HookEvent, Snapshot},
-    inbox::{self, EventState, Row, StoreError},
+    inbox::{self, EventState, Row},
 };
 use proptest::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -64,26 +64,23 @@ async fn one_accounts_nul_bytes_never_fail_another_accounts_hooks() {
 }
 
 fn row(account_id: i64, entity_id: i64, name: String, field: String) -> Row {
-    Row {
-        account_id,
-        state: EventState::Pending,
-        event: HookEvent {
-            entity: EntityKind::Lead,
-            action: Action::Add,
-            entity_id,
-            changed_at: 1,
-            snapshot: Snapshot {
-                name,
-                custom_fields: vec![amohook::amocrm::hooks::FieldValue {
-                    id: "1".into(),
-                    name: field,
-                    code: None,
-                    values: vec!["v".into()],
-                }],
-                ..Snapshot::default()
-            },
+    let event = HookEvent {
+        entity: EntityKind::Lead,
+        action: Action::Add,
+        entity_id,
+        changed_at: 1,
+        snapshot: Snapshot {
+            name,
+            custom_fields: vec![amohook::amocrm::hooks::FieldValue {
+                id: "1".into(),
+                name: field,
+                code: None,
+                values: vec!["v".into()],
+            }],
+            ..Snapshot::default()
         },
-    }
+    };
+    Row::new(account_id, event, EventState::Pending)
 }
 
 /// Any text, often with NUL characters in it.
@@ -148,11 +145,7 @@ fn a_poison_hook_never_fails_the_hooks_beside_it_in_a_batch() {
                     .map(|mut event| {
                         // Fresh changes each case, so nothing is a duplicate.
                         event.changed_at = first;
-                        Row {
-                            account_id: POISON.1,
-                            event,
-                            state: EventState::Pending,
-                        }
+                        Row::new(POISON.1, event, EventState::Pending)
                     })
                     .collect();
                 let parsed_len = parsed.len() as u64;
@@ -167,11 +160,13 @@ fn a_poison_hook_never_fails_the_hooks_beside_it_in_a_batch() {
                         Some(r) if r.account_id != POISON.1 => {
                             prop_assert_eq!(result, &Ok(1), "a valid hook of another account")
                         }
-                        Some(r) if r.event.entity_id == first + 9 => match result {
-                            Ok(1) => prop_assert!(!raw_name.contains('\0')),
-                            Err(StoreError::Rejected(_)) => prop_assert!(raw_name.contains('\0')),
-                            other => prop_assert!(false, "injected text: {other:?}"),
-                        },
+                        // A row made outside the parser is stored too:
+                        // its NUL characters are removed as the parser's
+                        // are (`Row::new`).
+                        Some(r) if r.event.entity_id == first + 9 => {
+                            prop_assert_eq!(result, &Ok(1), "injected text");
+                            prop_assert!(!r.event.snapshot.name.contains('\0'));
+                        }
                         Some(_) => prop_assert_eq!(result, &Ok(parsed_len), "parsed: {}", body),
                     }
                 }
