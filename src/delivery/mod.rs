@@ -87,6 +87,8 @@ const RETRY_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 const BLOCK_PAUSE: Duration = Duration::from_secs(10 * 60);
 /// An idle dispatcher looks for due retries this often.
 const POLL: Duration = Duration::from_secs(1);
+/// While intake is busy, accounts are claimed at most this often.
+const BUSY_CLAIM_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 struct AccountRef {
@@ -224,6 +226,18 @@ impl Worker {
                 }
             }
             metrics::gauge!("amohook_delivery_turns").set(running.len() as f64);
+            if self.hooks.busy() {
+                // Intake is busy: every stored hook announces itself, and a
+                // claim on each announcement would cost PostgreSQL more than
+                // the hooks' own statements, while only one round at a time
+                // goes on anyway (see `gate.rs`). Accounts are claimed at
+                // most every BUSY_CLAIM_EVERY meanwhile.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(BUSY_CLAIM_EVERY) => {}
+                }
+                continue;
+            }
             if claimed == free && free > 0 {
                 // Every free turn found an account: more may be due.
                 continue;
