@@ -2,6 +2,7 @@
 //! card whenever a lead, contact or company is added or changed, for many
 //! accounts at once.
 
+pub mod account_settings;
 pub mod accounts;
 pub mod amocrm;
 pub mod backoff;

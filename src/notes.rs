@@ -11,6 +11,7 @@ use crate::amocrm::hooks::{EntityKind, Snapshot};
 
 pub mod changes;
 pub mod lang;
+pub mod template;
 pub mod words;
 
 pub use changes::{changes, History, Outcome, Said};
@@ -24,6 +25,8 @@ pub use words::Words;
 pub struct Change {
     pub key: &'static str,
     pub field: String,
+    /// A custom field's id.
+    pub field_id: Option<String>,
     pub old: Option<String>,
     pub new: String,
 }
@@ -105,6 +108,108 @@ pub fn changed(
         }
         .render(),
     )
+}
+
+/// A change's label in the notes' language: the built-in fields' words,
+/// a custom field's name.
+pub fn label<'a>(w: &Words, change: &'a Change) -> &'a str {
+    let labels = &w.lang.words().labels;
+    match change.key {
+        "name" => labels[0],
+        "price" => labels[1],
+        "status" => labels[2],
+        "responsible" => labels[3],
+        _ => &change.field,
+    }
+}
+
+/// The changes as the built-in notes list them: `Stage: A → B; Budget: 2`.
+pub fn change_list(w: &Words, changes: &[Change]) -> String {
+    let mut out = String::new();
+    for (i, c) in changes.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(label(w, c));
+        out.push_str(": ");
+        if let Some(old) = &c.old {
+            out.push_str(old);
+            out.push_str(" → ");
+        }
+        out.push_str(&c.new);
+    }
+    out
+}
+
+/// The card a note speaks of, for an account's own template.
+pub struct Card<'a> {
+    pub kind: EntityKind,
+    pub id: i64,
+    /// The card as the note shows it (a short body's, named as last seen).
+    pub snap: &'a Snapshot,
+    /// Its responsible user after the change.
+    pub responsible: Option<i64>,
+    /// The account's host, for `{link}`.
+    pub domain: &'a str,
+}
+
+/// A note written by the account's own template; `at` is the time it
+/// shows. An empty result (a template of only `{changes}` when none are
+/// known) is `None`: the built-in wording is used instead.
+pub fn by_template(
+    w: &Words,
+    t: &template::Template,
+    card: &Card,
+    changes: &[Change],
+    at: i64,
+) -> Option<String> {
+    let words = w.lang.words();
+    let kind = match card.kind {
+        EntityKind::Lead => words.kinds[0],
+        EntityKind::Contact => words.kinds[1],
+        EntityKind::Company => words.kinds[2],
+    };
+    let name = card.snap.name.trim();
+    let name = if name.is_empty() {
+        format!("#{}", card.id)
+    } else {
+        name.to_owned()
+    };
+    let link = format!(
+        "https://{}/{}/detail/{}",
+        card.domain,
+        card.kind.plural(),
+        card.id
+    );
+    let author = match card.snap.modified_user_id {
+        Some(0) => words.automation.to_owned(),
+        other => w.user(other),
+    };
+    let field = |wanted: &str| {
+        let wanted = wanted.trim();
+        card.snap
+            .custom_fields
+            .iter()
+            .find(|f| {
+                f.id == wanted
+                    || w.field_name(card.kind, &f.id, Some(&f.name))
+                        .eq_ignore_ascii_case(wanted)
+                    || f.name.trim().to_lowercase() == wanted.to_lowercase()
+            })
+            .map(|f| w.field(card.kind, f))
+    };
+    let text = t.render(&template::Values {
+        card: &name,
+        kind,
+        id: card.id,
+        link: &link,
+        responsible: &w.user(card.responsible),
+        author: &author,
+        time: &format_time(at, w.tz),
+        changes: &change_list(w, changes),
+        field: &field,
+    });
+    (!text.is_empty()).then_some(text)
 }
 
 fn finish(rendered: askama::Result<String>) -> String {

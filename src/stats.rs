@@ -241,7 +241,8 @@ pub struct AccountRow {
     /// or refused (see `install::subscription`).
     pub webhook_state: Option<String>,
     pub webhook_checked_at: Option<DateTime<Utc>>,
-    /// The notes' language: ru, en, es, pt; null: by the domain.
+    /// The notes' language: ru, en, es, pt (the account's settings, else
+    /// the installer's); null: by the domain.
     pub note_lang: Option<String>,
     pub timezone: Option<String>,
     pub connected_at: DateTime<Utc>,
@@ -272,7 +273,10 @@ macro_rules! with_row_sql {
                 else a.status end as display_status,
            a.status_reason, a.pause_reason, a.paused_until, a.manual_pause,
            a.webhooks_subscribed, a.webhooks_error, a.webhook_state, a.webhook_checked_at,
-           a.note_lang, a.timezone, a.connected_at,
+           coalesce((select st.settings->>'lang' from account_settings st
+                     where st.account_id = a.account_id and st.version = a.settings_version),
+                    a.note_lang) as note_lang,
+           a.timezone, a.connected_at,
            t.expires_at as token_expires_at,
            coalesce(h.hooks_24h, 0)::bigint as hooks_24h,
            coalesce(s.hooks_received, 0) as hooks_total,

@@ -146,6 +146,10 @@ pub struct Snapshot {
     pub created_at: Option<i64>,
     pub updated_at: Option<i64>,
     pub custom_fields: Vec<FieldValue>,
+    /// Who made the change: a user's id, or 0 for amoCRM itself (robots,
+    /// forms, the API). Left out of the stored JSON when the body has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_user_id: Option<i64>,
 }
 
 impl Snapshot {
@@ -366,6 +370,7 @@ fn event(
             created_at,
             updated_at: updated_at.or(last_modified),
             custom_fields,
+            modified_user_id: reader.number(raw.modified_user_id),
         },
     })
 }

@@ -119,7 +119,7 @@ impl Worker {
              set lease_owner = $1, lease_until = now() + $2, last_served_at = now()
              from candidate where a.account_id = candidate.account_id
              returning a.account_id, a.domain, a.status as "status: AccountStatus", a.timezone,
-                       a.note_lang, a.paused_until is not null as "paused!""#,
+                       a.note_lang, a.settings_version, a.paused_until is not null as "paused!""#,
             &self.owner,
             claim_ttl() as _,
             among.as_deref(),
@@ -161,7 +161,7 @@ impl Worker {
              from due where e.event_id = due.event_id
              returning e.event_id, e.entity_type as "entity_type: EntityKind", e.entity_id,
                        e.action as "action: Action", e.changed_at,
-                       e.snapshot as "snapshot: Json<Snapshot>", e.note_text, e.maybe_sent,
+                       e.snapshot as "snapshot: Json<Snapshot>", e.received_at, e.note_text, e.maybe_sent,
                        e.sent_at, false as "marked!""#,
             account_id,
             ROUND,

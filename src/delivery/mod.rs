@@ -98,6 +98,8 @@ struct AccountRef {
     timezone: Option<String>,
     /// `ru`, `en`, `es` or `pt`; unset: by the domain (`notes::Lang`).
     note_lang: Option<String>,
+    /// The account's latest settings version; 0: it never saved any.
+    settings_version: i32,
     /// A pause had been set (and has run out): the first delivered note
     /// clears it.
     paused: bool,
@@ -111,6 +113,8 @@ struct Claimed {
     action: Action,
     changed_at: i64,
     snapshot: Json<Snapshot>,
+    /// When it was stored: it follows the settings in force then.
+    received_at: DateTime<Utc>,
     note_text: Option<String>,
     maybe_sent: bool,
     sent_at: Option<DateTime<Utc>>,

@@ -10,12 +10,16 @@ use sqlx::types::Json;
 
 use super::{gate::RoundSlot, retry::stops_the_account, AccountRef, Claimed, Next, Worker};
 use crate::{
+    account_settings::{
+        apply::{next_state, Note, Skipped},
+        store::InForce,
+    },
     amocrm::{
         directory::{self, Directory, Needs},
         events::{self, CardChange},
         hooks::{Action, EntityKind, Snapshot},
     },
-    notes::{self, History, Lang, Outcome, Said, Words},
+    notes::{History, Said, Words},
 };
 
 type Card = (EntityKind, i64);
@@ -28,6 +32,8 @@ pub(super) struct Known {
     /// For updates of cards seen for the first time: amoCRM's events of
     /// the change, or `None` when they could not be asked.
     events: HashMap<Card, Option<Vec<CardChange>>>,
+    /// The account's settings each event follows.
+    settings: InForce,
 }
 
 impl Worker {
@@ -95,8 +101,21 @@ impl Worker {
             }
         }
 
+        let settings = match todo.iter().map(|e| e.received_at).min() {
+            Some(since) if account.settings_version > 0 => {
+                InForce::load(&self.pool, account.account_id, since).await?
+            }
+            _ => InForce::default(),
+        };
         let mut dir = directory::load(&self.pool, account.account_id).await?;
-        let needs = needs_of(&todo, &card_events);
+        let mut needs = needs_of(&todo, &card_events);
+        if settings.names_authors() {
+            needs.users.extend(
+                todo.iter()
+                    .filter_map(|e| e.snapshot.0.modified_user_id)
+                    .filter(|u| *u != 0),
+            );
+        }
         if let Err(e) = slot
             .away(directory::refresh_for(
                 &self.pool,
@@ -122,6 +141,7 @@ impl Worker {
             dir,
             states,
             events: card_events,
+            settings,
         }))
     }
 
@@ -175,23 +195,25 @@ impl Worker {
             dir,
             mut states,
             events: card_events,
+            settings,
         } = known;
         let tz = account
             .timezone
             .as_deref()
             .and_then(|t| t.parse::<Tz>().ok())
             .unwrap_or(self.fallback_tz);
-        let words = Words {
-            lang: Lang::of_account(account.note_lang.as_deref(), &account.domain),
-            tz,
-            dir: &dir,
-        };
 
         // Render in order, moving each card's state forward in memory.
         let mut changed_cards: Vec<Card> = Vec::new();
         let (mut note_ids, mut note_texts) = (Vec::new(), Vec::new());
         let (mut skipped_ids, mut skipped_reasons) = (Vec::new(), Vec::new());
         for event in events.iter_mut().filter(|e| e.note_text.is_none()) {
+            let chosen = settings.at(event.received_at);
+            let words = Words {
+                lang: chosen.lang(account.note_lang.as_deref(), &account.domain),
+                tz,
+                dir: &dir,
+            };
             let key = (event.entity_type, event.entity_id);
             let prev = states.get(&key).map(|(_, s, _)| s);
             let said = states
@@ -202,49 +224,37 @@ impl Worker {
             let newer = states
                 .get(&key)
                 .is_none_or(|(at, _, _)| event.changed_at >= *at);
-            let (kind, id, at) = (event.entity_type, event.entity_id, event.changed_at);
+            let next = next_state(prev, cur);
+            let note = Note {
+                words: &words,
+                settings: chosen,
+                domain: &account.domain,
+                kind: event.entity_type,
+                id: event.entity_id,
+                at: event.changed_at,
+                cur,
+                state: &next,
+            };
             // What the note says, and what notes have said of the card after it.
-            let mut said_now = said;
-            let outcome: Result<String, &str> = match event.action {
-                Action::Add => {
-                    said_now = said.after(Action::Add, &[], cur);
-                    Ok(notes::added(&words, kind, id, cur, at))
-                }
-                _ if !newer => Err("superseded: a newer change of this card was already handled"),
-                action => {
-                    let history = match prev {
-                        Some(prev) if !prev.partial => History::Known(prev),
-                        partial => History::New {
-                            partial,
-                            events: card_events.get(&key).and_then(|e| e.as_deref()),
-                        },
-                    };
-                    // A short body names no card: the note uses the name
-                    // amohook last saw.
-                    let named;
-                    let shown = match prev {
-                        Some(prev) if cur.partial => {
-                            named = Snapshot {
-                                name: prev.name.clone(),
-                                ..cur.clone()
-                            };
-                            &named
-                        }
-                        _ => cur,
-                    };
-                    match notes::changes(&words, kind, action, history, &said, cur) {
-                        Outcome::Changes(changes) => {
-                            said_now = said.after(action, &changes, cur);
-                            Ok(notes::changed(&words, kind, id, shown, &changes, at))
-                        }
-                        Outcome::Unlisted => Ok(notes::changed(&words, kind, id, shown, &[], at)),
-                        Outcome::Skip(reason) => Err(reason),
-                    }
-                }
+            let (outcome, said_now) = if !newer && event.action != Action::Add {
+                (
+                    Err(Skipped::Reason(
+                        "superseded: a newer change of this card was already handled",
+                    )),
+                    said,
+                )
+            } else {
+                let history = match prev {
+                    Some(prev) if !prev.partial => History::Known(prev),
+                    partial => History::New {
+                        partial,
+                        events: card_events.get(&key).and_then(|e| e.as_deref()),
+                    },
+                };
+                note.write(event.action, history, said, prev)
             };
             if newer {
-                let next = next_state(prev, cur);
-                states.insert(key, (at, next, said_now));
+                states.insert(key, (event.changed_at, next, said_now));
                 if !changed_cards.contains(&key) {
                     changed_cards.push(key);
                 }
@@ -256,9 +266,13 @@ impl Worker {
                     event.note_text = Some(text);
                     event.marked = true;
                 }
-                Err(reason) => {
+                Err(skipped) => {
+                    if let Skipped::Filtered(filter) = skipped {
+                        metrics::counter!("amohook_events_filtered_total", "filter" => filter.label())
+                            .increment(1);
+                    }
                     skipped_ids.push(event.event_id);
-                    skipped_reasons.push(reason);
+                    skipped_reasons.push(skipped.reason());
                 }
             }
         }
@@ -325,31 +339,6 @@ impl Worker {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// The card's state after a hook: a full body is the card's state; a short
-/// one (the digital pipeline's) moves only the stage and responsible it
-/// names, and stays short while amohook has no full state.
-fn next_state(prev: Option<&Snapshot>, cur: &Snapshot) -> Snapshot {
-    if !cur.partial {
-        return cur.clone();
-    }
-    let mut next = prev.cloned().unwrap_or_else(|| Snapshot {
-        partial: true,
-        ..Snapshot::default()
-    });
-    if cur.status_id.is_some() {
-        next.status_id = cur.status_id;
-        next.pipeline_id = cur.pipeline_id.or(next.pipeline_id);
-    }
-    if cur.responsible_user_id.is_some() {
-        next.responsible_user_id = cur.responsible_user_id;
-    }
-    // The hook's own old values describe this change, not the card.
-    next.old_status_id = None;
-    next.old_pipeline_id = None;
-    next.old_responsible_user_id = None;
-    next
 }
 
 /// What the round's notes will name: users, stages and custom fields.

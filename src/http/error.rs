@@ -13,6 +13,7 @@ use axum::{
 use serde_json::json;
 
 use super::pages::{ErrorPage, Page};
+use crate::account_settings::store::SaveError;
 
 #[derive(Debug)]
 pub struct AppError {
@@ -117,6 +118,22 @@ impl AppError {
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> AppError {
         AppError::unavailable(e)
+    }
+}
+
+impl From<SaveError> for AppError {
+    fn from(e: SaveError) -> AppError {
+        match e {
+            SaveError::Invalid(invalid) => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("Settings not saved: {invalid}."),
+            ),
+            SaveError::Conflict(_) => {
+                AppError::new(StatusCode::CONFLICT, format!("Settings not saved: {e}."))
+            }
+            SaveError::NoAccount => AppError::not_found("No such account."),
+            SaveError::Db(e) => AppError::unavailable(e),
+        }
     }
 }
 

@@ -120,6 +120,7 @@ fn change(key: &'static str, old: Option<String>, new: String) -> Change {
     Change {
         key,
         field: String::new(),
+        field_id: None,
         old,
         new,
     }
@@ -304,6 +305,7 @@ fn diff(w: &Words, kind: EntityKind, prev: &Snapshot, said: &Said, cur: &Snapsho
             changes.push(Change {
                 key: "custom",
                 field: w.field_name(kind, &field.id, Some(&field.name)),
+                field_id: Some(field.id.clone()),
                 old: Some(w.items(kind, &field.id, old_values)),
                 new: w.field(kind, field),
             });
@@ -315,6 +317,7 @@ fn diff(w: &Words, kind: EntityKind, prev: &Snapshot, said: &Said, cur: &Snapsho
             changes.push(Change {
                 key: "custom",
                 field: w.field_name(kind, &field.id, Some(&field.name)),
+                field_id: Some(field.id.clone()),
                 old: Some(w.field(kind, field)),
                 new: EMPTY.into(),
             });
@@ -385,6 +388,7 @@ fn with_events(
                 changes.push(Change {
                     key: "custom",
                     field: w.field_name(kind, &id, given),
+                    field_id: Some(id.clone()),
                     old: Some(w.items(kind, &id, before)),
                     new: w.items(kind, &id, after),
                 });

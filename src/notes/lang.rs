@@ -85,6 +85,15 @@ pub(crate) struct Vocabulary {
     /// The types of phones and e-mails, by the codes of amoCRM's built-in
     /// PHONE and EMAIL fields.
     pub contact_kinds: [(&'static str, &'static str); 7],
+    /// A lead, a contact, a company, as a template's `{kind}` names them.
+    pub kinds: [&'static str; 3],
+    /// The built-in fields as a change list names them: name, the lead's
+    /// budget, stage, responsible (the words of the sentences in
+    /// `templates/notes/changed.*.txt`).
+    pub labels: [&'static str; 4],
+    /// Who made a change that amoCRM credits to user 0: robots, forms,
+    /// integrations.
+    pub automation: &'static str,
 }
 
 impl Vocabulary {
@@ -136,6 +145,9 @@ static RU: Vocabulary = Vocabulary {
         ("PRIV", "личный"),
         ("OTHER", "другой"),
     ],
+    kinds: ["сделка", "контакт", "компания"],
+    labels: ["Название", "Бюджет", "Этап", "Ответственный"],
+    automation: "робот или интеграция",
 };
 
 static EN: Vocabulary = Vocabulary {
@@ -166,6 +178,9 @@ static EN: Vocabulary = Vocabulary {
         ("PRIV", "private"),
         ("OTHER", "other"),
     ],
+    kinds: ["lead", "contact", "company"],
+    labels: ["Name", "Budget", "Stage", "Responsible"],
+    automation: "a robot or an integration",
 };
 
 /// Spanish as Kommo's Spanish-speaking users write it (Latin America).
@@ -197,6 +212,9 @@ static ES: Vocabulary = Vocabulary {
         ("PRIV", "personal"),
         ("OTHER", "otro"),
     ],
+    kinds: ["lead", "contacto", "empresa"],
+    labels: ["Nombre", "Venta", "Etapa", "Responsable"],
+    automation: "un robot o una integración",
 };
 
 /// Portuguese as Kommo's Brazilian users write it.
@@ -228,6 +246,9 @@ static PT: Vocabulary = Vocabulary {
         ("PRIV", "pessoal"),
         ("OTHER", "outro"),
     ],
+    kinds: ["lead", "contato", "empresa"],
+    labels: ["Nome", "Venda", "Etapa", "Responsável"],
+    automation: "um robô ou uma integração",
 };
 
 #[cfg(test)]

@@ -475,6 +475,7 @@ fn moves_no_note_said_are_noted_though_the_stored_state_shows_them() {
             &[Change {
                 key: "status",
                 field: String::new(),
+                field_id: None,
                 old: None,
                 new: String::new(),
             }],
@@ -485,6 +486,7 @@ fn moves_no_note_said_are_noted_though_the_stored_state_shows_them() {
             &[Change {
                 key: "responsible",
                 field: String::new(),
+                field_id: None,
                 old: None,
                 new: String::new(),
             }],

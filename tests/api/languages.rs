@@ -65,7 +65,7 @@ async fn notes_take_the_installers_language_and_the_admin_can_change_it() {
     // The note already written keeps its words.
     assert!(app.fake.notes()[0].text.starts_with("Lead criado"));
 
-    // On the account page: back to the domain's language (English).
+    // On the account page: back to the default, the installer's language.
     let page = app
         .admin_get(&format!("/status/accounts/{ID}"))
         .await
@@ -88,7 +88,7 @@ async fn notes_take_the_installers_language_and_the_admin_can_change_it() {
     assert_eq!(form.status(), 303);
     assert_eq!(
         app.admin_json(&format!("/api/accounts/{ID}")).await["note_lang"],
-        serde_json::Value::Null
+        "pt"
     );
     let note = last_note(
         &app,
@@ -96,7 +96,7 @@ async fn notes_take_the_installers_language_and_the_admin_can_change_it() {
         lead_hook(ID, "add", 2, "Order", 1_712_331_728, &[]),
     )
     .await;
-    assert!(note.starts_with("Lead added: “Order”."), "{note}");
+    assert!(note.starts_with("Lead criado: “Order”."), "{note}");
 
     // A language amohook has no words for is refused, and changes nothing.
     let bad = app
@@ -109,7 +109,7 @@ async fn notes_take_the_installers_language_and_the_admin_can_change_it() {
     assert_eq!(bad.status(), 400);
     assert_eq!(
         app.admin_json(&format!("/api/accounts/{ID}")).await["note_lang"],
-        serde_json::Value::Null
+        "pt"
     );
 }
 

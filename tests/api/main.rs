@@ -18,5 +18,6 @@ mod lifecycle;
 mod platforms;
 mod real_bodies;
 mod sandbox;
+mod settings;
 mod subscriptions;
 mod tokens;

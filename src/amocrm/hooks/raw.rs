@@ -116,6 +116,8 @@ pub(super) struct RawEntity {
     pub(super) updated_at: Field<Text>,
     #[serde(default)]
     pub(super) last_modified: Field<Text>,
+    #[serde(default)]
+    pub(super) modified_user_id: Field<Text>,
     #[serde(default, rename = "type")]
     pub(super) kind: Field<Text>,
     #[serde(default)]

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::{act, cross_site, csrf_token, status_page::RowView, Admin};
 use crate::{
+    account_settings::store,
     http::{
         error::{AppError, PageError},
         i18n::{self, Texts},
@@ -68,18 +69,18 @@ pub(super) struct LangChoice {
     selected: bool,
 }
 
-/// `auto` (by the domain, naming the language it gives) and the four.
-fn lang_choices(stored: Option<&str>, domain: &str, t: &Texts) -> Vec<LangChoice> {
-    let by_domain = crate::notes::Lang::for_domain(domain);
+/// `auto` (the installer's language, else the domain's, naming the one it
+/// gives) and the four; `chosen` is the settings' own choice.
+fn lang_choices(chosen: Option<&str>, default: crate::notes::Lang, t: &Texts) -> Vec<LangChoice> {
     std::iter::once(LangChoice {
         value: "auto",
-        label: format!("{} ({})", t.by_domain, by_domain.name()),
-        selected: stored.is_none(),
+        label: format!("{} ({})", t.by_domain, default.name()),
+        selected: chosen.is_none(),
     })
     .chain(crate::notes::Lang::ALL.into_iter().map(|lang| LangChoice {
         value: lang.as_str(),
         label: lang.name().to_owned(),
-        selected: stored == Some(lang.as_str()),
+        selected: chosen == Some(lang.as_str()),
     }))
     .collect()
 }
@@ -98,6 +99,9 @@ pub(super) async fn account_page(
 ) -> Result<Response, PageError> {
     let t = i18n::texts(&headers);
     let row = stats::one(&state.pool, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("No such account."))?;
+    let settings = store::current(&state.pool, id)
         .await?
         .ok_or_else(|| AppError::not_found("No such account."))?;
     let events = stats::events(&state.pool, id, None, 100).await?;
@@ -134,7 +138,11 @@ pub(super) async fn account_page(
         .collect();
     let page = AccountPage {
         t,
-        languages: lang_choices(row.note_lang.as_deref(), &row.domain, t),
+        languages: lang_choices(
+            settings.settings.lang.as_deref(),
+            crate::notes::Lang::of_account(settings.installer_lang.as_deref(), &row.domain),
+            t,
+        ),
         subscribed: row.webhooks_subscribed,
         hook_state: row.webhook_state.clone().unwrap_or_default(),
         hook_checked: if row.webhook_checked_at.is_some() {

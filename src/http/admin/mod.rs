@@ -23,12 +23,13 @@ use super::{
     error::{AppError, PageError},
     AppState,
 };
-use crate::stats::ListQuery;
+use crate::{account_settings::store, stats::ListQuery};
 
 mod account_page;
 mod api;
 mod metrics;
 pub mod sandbox;
+mod settings;
 mod status_page;
 
 pub fn router() -> Router<AppState> {
@@ -43,6 +44,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/accounts", get(api::api_accounts))
         .route("/api/accounts/{id}", get(api::api_account))
         .route("/api/accounts/{id}/events", get(api::api_events))
+        .route(
+            "/api/accounts/{id}/settings",
+            get(settings::get_settings).put(settings::put_settings),
+        )
+        .route(
+            "/api/accounts/{id}/settings/preview",
+            post(settings::preview_settings),
+        )
         .route("/api/accounts/{id}/{action}", post(api::api_action))
         .route("/metrics", get(metrics::metrics))
 }
@@ -248,15 +257,19 @@ async fn act(
                         })?,
                 ),
             };
-            crate::accounts::set_note_lang(&state.pool, id, chosen).await?;
+            let mut current = store::current(&state.pool, id)
+                .await?
+                .ok_or_else(|| AppError::not_found("No such account."))?;
+            current.settings.lang = chosen.map(|l| l.as_str().to_owned());
+            store::save(&state.pool, id, current.settings, "admin", None).await?;
             tracing::info!(
                 account.id = id,
                 lang = chosen.map(|l| l.as_str()),
                 "note language set by an admin"
             );
             Ok(match chosen {
-                Some(lang) => format!("notes from now on in {}", lang.name()),
-                None => "notes from now on in the domain's language".into(),
+                Some(lang) => format!("notes of hooks from now on in {}", lang.name()),
+                None => "notes of hooks from now on in the account's default language".into(),
             })
         }
         "check-hook" => {
