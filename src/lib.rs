@@ -25,5 +25,6 @@ pub mod sandbox;
 pub mod startup;
 pub mod stats;
 pub mod telemetry;
+pub mod tenant;
 pub mod tokens;
 pub mod uninstall;

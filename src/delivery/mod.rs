@@ -427,6 +427,29 @@ fn turn_ended(ended: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// Queues an account's failed events again, from their first attempt, and
+/// wakes delivery; returns how many.
+pub async fn requeue_failed(pool: &PgPool, account_id: i64) -> sqlx::Result<u64> {
+    let retried = sqlx::query!(
+        "update hook_events set state = 'pending', attempts = 0, first_failure_at = null,
+             next_attempt_at = now(), finished_at = null, last_error = null
+         where account_id = $1 and state = 'failed'",
+        account_id,
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    // Delivery also finds them on its next pass without the wake-up.
+    let _ = sqlx::query!(
+        "select pg_notify($1, $2)",
+        crate::listen::EVENTS,
+        account_id.to_string(),
+    )
+    .execute(pool)
+    .await;
+    Ok(retried)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ mod i18n;
 mod oauth;
 pub mod pages;
 pub mod server;
+mod tenant;
 
 use std::{sync::Arc, time::Duration};
 
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .merge(hooks::router())
         .merge(admin::router())
+        .merge(tenant::router())
         .merge(health::router())
         .route("/static/style.css", get(pages::stylesheet));
     // The sandbox's pages exist only in sandbox mode.

@@ -20,4 +20,5 @@ mod real_bodies;
 mod sandbox;
 mod settings;
 mod subscriptions;
+mod tenant;
 mod tokens;

@@ -58,6 +58,7 @@ mod oauth;
 mod records;
 mod server;
 mod webhook;
+pub mod widget;
 
 pub use cards::{CardChange, CardEdit, Entity, OutgoingHook, SimCard};
 pub use records::{SimEvent, SimField};

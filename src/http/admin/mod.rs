@@ -213,22 +213,7 @@ async fn act(
         .ok_or_else(|| AppError::not_found("No such account."))?;
     match action {
         "retry" => {
-            let retried = sqlx::query!(
-                "update hook_events set state = 'pending', attempts = 0, first_failure_at = null,
-                     next_attempt_at = now(), finished_at = null, last_error = null
-                 where account_id = $1 and state = 'failed'",
-                id,
-            )
-            .execute(&state.pool)
-            .await?
-            .rows_affected();
-            let _ = sqlx::query!(
-                "select pg_notify($1, $2)",
-                crate::listen::EVENTS,
-                id.to_string(),
-            )
-            .execute(&state.pool)
-            .await;
+            let retried = crate::delivery::requeue_failed(&state.pool, id).await?;
             tracing::info!(account.id = id, retried, "failed events queued again");
             Ok(format!("retried {retried}"))
         }

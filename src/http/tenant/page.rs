@@ -1,0 +1,443 @@
+//! The account's own page: what it shows, its form, and its words in
+//! English and Russian (by the browser's Accept-Language, as the admin
+//! pages).
+
+use askama::Template;
+use axum::http::HeaderMap;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::AppState;
+use crate::{
+    account_settings::{preview::Preview, store, NoteSettings},
+    http::{error::AppError, i18n},
+    inbox::EventState,
+    notes::Lang,
+    stats,
+    tenant::{self, Session},
+};
+
+/// The settings form as posted: checkboxes are present when ticked; ids
+/// and field names are lists in text.
+#[derive(Debug, Deserialize)]
+pub struct SettingsForm {
+    pub csrf: String,
+    /// The version the form was opened on: saving over a newer one is a
+    /// conflict, not a silent overwrite.
+    pub version: i32,
+    #[serde(default)]
+    leads: Option<String>,
+    #[serde(default)]
+    contacts: Option<String>,
+    #[serde(default)]
+    companies: Option<String>,
+    #[serde(default)]
+    added: Option<String>,
+    #[serde(default)]
+    changed: Option<String>,
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    responsible: Option<String>,
+    #[serde(default)]
+    skip_robots: Option<String>,
+    #[serde(default)]
+    pipelines: String,
+    #[serde(default)]
+    stages: String,
+    #[serde(default)]
+    only_fields: String,
+    #[serde(default)]
+    lang: String,
+    #[serde(default)]
+    added_template: String,
+    #[serde(default)]
+    changed_template: String,
+}
+
+fn ids(name: &str, text: &str) -> Result<Vec<i64>, String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<i64>()
+                .map_err(|_| format!("{name}: {part:?} is not an id"))
+        })
+        .collect()
+}
+
+impl SettingsForm {
+    pub fn settings(&self) -> Result<NoteSettings, String> {
+        let on = |field: &Option<String>| field.is_some();
+        let text = |t: &str| (!t.trim().is_empty()).then(|| t.replace("\r\n", "\n"));
+        Ok(NoteSettings {
+            leads: on(&self.leads),
+            contacts: on(&self.contacts),
+            companies: on(&self.companies),
+            added: on(&self.added),
+            changed: on(&self.changed),
+            stage: on(&self.stage),
+            responsible: on(&self.responsible),
+            skip_robots: on(&self.skip_robots),
+            pipelines: ids("pipelines", &self.pipelines)?,
+            stages: ids("stages", &self.stages)?,
+            only_fields: self.only_fields.lines().map(str::to_owned).collect(),
+            lang: text(&self.lang),
+            added_template: text(&self.added_template),
+            changed_template: text(&self.changed_template),
+        })
+    }
+}
+
+/// The form's fields as shown.
+pub struct FormView {
+    version: i32,
+    leads: bool,
+    contacts: bool,
+    companies: bool,
+    added: bool,
+    changed: bool,
+    stage: bool,
+    responsible: bool,
+    skip_robots: bool,
+    pipelines: String,
+    stages: String,
+    only_fields: String,
+    lang: String,
+    added_template: String,
+    changed_template: String,
+}
+
+impl FormView {
+    fn of(version: i32, s: &NoteSettings) -> FormView {
+        let join = |list: &[i64]| {
+            list.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        FormView {
+            version,
+            leads: s.leads,
+            contacts: s.contacts,
+            companies: s.companies,
+            added: s.added,
+            changed: s.changed,
+            stage: s.stage,
+            responsible: s.responsible,
+            skip_robots: s.skip_robots,
+            pipelines: join(&s.pipelines),
+            stages: join(&s.stages),
+            only_fields: s.only_fields.join("\n"),
+            lang: s.lang.clone().unwrap_or_default(),
+            added_template: s.added_template.clone().unwrap_or_default(),
+            changed_template: s.changed_template.clone().unwrap_or_default(),
+        }
+    }
+
+    fn posted(f: &SettingsForm) -> FormView {
+        FormView {
+            version: f.version,
+            leads: f.leads.is_some(),
+            contacts: f.contacts.is_some(),
+            companies: f.companies.is_some(),
+            added: f.added.is_some(),
+            changed: f.changed.is_some(),
+            stage: f.stage.is_some(),
+            responsible: f.responsible.is_some(),
+            skip_robots: f.skip_robots.is_some(),
+            pipelines: f.pipelines.clone(),
+            stages: f.stages.clone(),
+            only_fields: f.only_fields.clone(),
+            lang: f.lang.clone(),
+            added_template: f.added_template.clone(),
+            changed_template: f.changed_template.clone(),
+        }
+    }
+}
+
+pub struct LangOption {
+    value: &'static str,
+    label: String,
+}
+
+pub struct NoteRow {
+    card: String,
+    state: &'static str,
+    when: String,
+    when_abs: String,
+    text: String,
+}
+
+pub struct PreviewView {
+    card: String,
+    note: Option<String>,
+    skipped: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "my.html")]
+pub struct MyPage {
+    pub t: &'static MyTexts,
+    domain: String,
+    csrf: String,
+    hook_state: String,
+    subscribed: bool,
+    last_hook: String,
+    delivered: i64,
+    pending: i64,
+    failed: i64,
+    form: FormView,
+    languages: Vec<LangOption>,
+    message: Option<String>,
+    error: Option<String>,
+    preview: Option<Option<PreviewView>>,
+    notes: Vec<NoteRow>,
+}
+
+impl MyPage {
+    pub async fn load(
+        state: &AppState,
+        headers: &HeaderMap,
+        session: &Session,
+    ) -> Result<MyPage, AppError> {
+        let common = i18n::texts(headers);
+        let t = if common.lang == "ru" { &RU } else { &EN };
+        let id = session.account_id;
+        let row = stats::one(&state.pool, id)
+            .await?
+            .filter(|row| row.display_status != "disconnected")
+            .ok_or_else(|| AppError::not_found("This account is not connected to amohook."))?;
+        let current = store::current(&state.pool, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("This account is not connected to amohook."))?;
+        let default = Lang::of_account(current.installer_lang.as_deref(), &row.domain);
+        let languages = std::iter::once(LangOption {
+            value: "",
+            label: format!("{} ({})", t.default, default.name()),
+        })
+        .chain(Lang::ALL.into_iter().map(|l| LangOption {
+            value: l.as_str(),
+            label: l.name().to_owned(),
+        }))
+        .collect();
+        let now = Utc::now();
+        let notes = stats::events(&state.pool, id, None, 30)
+            .await?
+            .into_iter()
+            .map(|e| NoteRow {
+                card: format!("{} #{}", e.entity_type.as_str(), e.entity_id),
+                state: e.state.as_str(),
+                when: common.relative(Some(e.received_at), now),
+                when_abs: i18n::absolute(Some(e.received_at)),
+                text: match e.state {
+                    EventState::Delivered | EventState::Pending | EventState::Sending
+                        if e.last_error.is_none() =>
+                    {
+                        e.note_text.unwrap_or_default()
+                    }
+                    _ => e.last_error.or(e.note_text).unwrap_or_default(),
+                },
+            })
+            .collect();
+        Ok(MyPage {
+            t,
+            domain: row.domain.clone(),
+            csrf: tenant::csrf(&state.cipher, session),
+            hook_state: row.webhook_state.clone().unwrap_or_default(),
+            subscribed: row.webhooks_subscribed,
+            last_hook: common.relative(row.last_hook_at, now),
+            delivered: row.delivered,
+            pending: row.pending,
+            failed: row.failed,
+            form: FormView::of(current.version, &current.settings),
+            languages,
+            message: None,
+            error: None,
+            preview: None,
+            notes,
+        })
+    }
+
+    pub fn with_form(mut self, form: &SettingsForm) -> MyPage {
+        self.form = FormView::posted(form);
+        self
+    }
+
+    pub fn with_message(mut self, message: &str) -> MyPage {
+        self.message = Some(message.to_owned());
+        self
+    }
+
+    pub fn with_error(mut self, error: String) -> MyPage {
+        self.error = Some(error);
+        self
+    }
+
+    pub fn with_preview(mut self, shown: Option<Preview>) -> MyPage {
+        self.preview = Some(shown.map(|p| PreviewView {
+            card: format!(
+                "{} #{} ({})",
+                p.entity_type.as_str(),
+                p.entity_id,
+                p.action.as_str()
+            ),
+            note: p.note,
+            skipped: p.skipped,
+        }));
+        self
+    }
+}
+
+/// The page's words.
+pub struct MyTexts {
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub health: &'static str,
+    pub subscribed: &'static str,
+    pub not_subscribed: &'static str,
+    pub switched_off: &'static str,
+    pub missing: &'static str,
+    pub last_hook: &'static str,
+    pub delivered: &'static str,
+    pub pending: &'static str,
+    pub failed: &'static str,
+    pub retry: &'static str,
+    pub settings: &'static str,
+    pub cards: &'static str,
+    pub leads: &'static str,
+    pub contacts: &'static str,
+    pub companies: &'static str,
+    pub changes: &'static str,
+    pub added: &'static str,
+    pub changed: &'static str,
+    pub stage: &'static str,
+    pub responsible: &'static str,
+    pub filters: &'static str,
+    pub pipelines: &'static str,
+    pub stages: &'static str,
+    pub ids_hint: &'static str,
+    pub skip_robots: &'static str,
+    pub only_fields: &'static str,
+    pub only_fields_hint: &'static str,
+    pub language: &'static str,
+    pub default: &'static str,
+    pub added_template: &'static str,
+    pub changed_template: &'static str,
+    pub placeholders: &'static str,
+    pub preview: &'static str,
+    pub save: &'static str,
+    pub saved: &'static str,
+    pub retried: &'static str,
+    pub not_saved: &'static str,
+    pub conflict: &'static str,
+    pub preview_of: &'static str,
+    pub no_event: &'static str,
+    pub no_note: &'static str,
+    pub notes: &'static str,
+    pub card: &'static str,
+    pub state: &'static str,
+    pub received: &'static str,
+    pub note: &'static str,
+}
+
+static EN: MyTexts = MyTexts {
+    lang: "en",
+    title: "Notes by amohook",
+    health: "Web-hook",
+    subscribed: "amoCRM sends this account's changes",
+    not_subscribed: "not subscribed",
+    switched_off: "amoCRM switched this hook off",
+    missing: "the hook is missing in amoCRM",
+    last_hook: "Last hook",
+    delivered: "Notes written",
+    pending: "Waiting",
+    failed: "Failed",
+    retry: "Send the failed notes again",
+    settings: "What the notes say",
+    cards: "Cards",
+    leads: "Leads",
+    contacts: "Contacts",
+    companies: "Companies",
+    changes: "Changes",
+    added: "A card added",
+    changed: "Name, budget and fields",
+    stage: "Stage moves",
+    responsible: "A new responsible user",
+    filters: "Filters",
+    pipelines: "Only leads in these pipelines",
+    stages: "Only leads at these stages",
+    ids_hint: "ids, separated by commas; empty: all",
+    skip_robots: "Skip changes made by robots, forms and the API",
+    only_fields: "Only when one of these fields changed",
+    only_fields_hint: "one name or field id a line; empty: any",
+    language: "Language of the notes",
+    default: "default",
+    added_template: "Note of an added card",
+    changed_template: "Note of a change",
+    placeholders: "Empty: the built-in text. Placeholders: {card} {kind} {id} {link} {responsible} {author} {time} {changes} {field:NAME}; {{ and }} for braces.",
+    preview: "Preview",
+    save: "Save",
+    saved: "Saved: hooks from now on follow these settings.",
+    retried: "The failed notes are being sent again.",
+    not_saved: "Not saved:",
+    conflict: "Not saved: someone saved the settings meanwhile. Reload the page to see them.",
+    preview_of: "The latest event would give",
+    no_event: "No event yet to preview: change a card in amoCRM first.",
+    no_note: "no note:",
+    notes: "Latest events",
+    card: "Card",
+    state: "State",
+    received: "Received",
+    note: "Note",
+};
+
+static RU: MyTexts = MyTexts {
+    lang: "ru",
+    title: "Примечания amohook",
+    health: "Вебхук",
+    subscribed: "amoCRM присылает изменения аккаунта",
+    not_subscribed: "нет подписки",
+    switched_off: "amoCRM отключил этот вебхук",
+    missing: "вебхука нет в amoCRM",
+    last_hook: "Последний хук",
+    delivered: "Примечаний написано",
+    pending: "В очереди",
+    failed: "С ошибкой",
+    retry: "Отправить неотправленные снова",
+    settings: "Что пишут примечания",
+    cards: "Карточки",
+    leads: "Сделки",
+    contacts: "Контакты",
+    companies: "Компании",
+    changes: "Изменения",
+    added: "Создание карточки",
+    changed: "Название, бюджет и поля",
+    stage: "Смена этапа",
+    responsible: "Смена ответственного",
+    filters: "Фильтры",
+    pipelines: "Только сделки этих воронок",
+    stages: "Только сделки на этих этапах",
+    ids_hint: "id через запятую; пусто — все",
+    skip_robots: "Не писать об изменениях роботов, форм и API",
+    only_fields: "Только если изменилось одно из полей",
+    only_fields_hint: "по одному названию или id поля в строке; пусто — любые",
+    language: "Язык примечаний",
+    default: "по умолчанию",
+    added_template: "Примечание о создании",
+    changed_template: "Примечание об изменении",
+    placeholders: "Пусто — встроенный текст. Подстановки: {card} {kind} {id} {link} {responsible} {author} {time} {changes} {field:НАЗВАНИЕ}; {{ и }} — фигурные скобки.",
+    preview: "Предпросмотр",
+    save: "Сохранить",
+    saved: "Сохранено: новые хуки следуют этим настройкам.",
+    retried: "Неотправленные примечания отправляются снова.",
+    not_saved: "Не сохранено:",
+    conflict: "Не сохранено: кто-то уже изменил настройки. Обновите страницу, чтобы их увидеть.",
+    preview_of: "Последнее событие дало бы",
+    no_event: "Пока нет событий для предпросмотра: измените карточку в amoCRM.",
+    no_note: "без примечания:",
+    notes: "Последние события",
+    card: "Карточка",
+    state: "Состояние",
+    received: "Получено",
+    note: "Примечание",
+};
