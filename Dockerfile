@@ -18,6 +18,7 @@ COPY src ./src
 COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 COPY templates ./templates
+COPY assets ./assets
 COPY config ./config
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p amohook --bin amohook
 

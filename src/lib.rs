@@ -28,3 +28,4 @@ pub mod telemetry;
 pub mod tenant;
 pub mod tokens;
 pub mod uninstall;
+pub mod widget;

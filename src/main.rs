@@ -41,6 +41,23 @@ enum Command {
     /// security.old_encryption_keys the old ones), then exit. Safe while
     /// the service runs. Needs the service's configuration.
     Reencrypt,
+    /// Write the widget archive for amoMarket (amoCRM) or Kommo's
+    /// marketplace: manifest.json, script.js with this deployment's
+    /// http.public_url, the listing's languages and the logos. Upload it to
+    /// the integration's settings in amoCRM or Kommo. Needs the service's
+    /// configuration (the integration's client id and the public URL).
+    Widget {
+        /// The marketplace: amocrm (Russian and English) or kommo
+        /// (English, Spanish, Portuguese).
+        #[arg(long, value_name = "PLATFORM", default_value = "amocrm")]
+        platform: String,
+        /// The support e-mail the listing shows.
+        #[arg(long, value_name = "EMAIL")]
+        support_email: String,
+        /// Where to write the archive.
+        #[arg(long, value_name = "FILE", default_value = "amohook-widget.zip")]
+        out: std::path::PathBuf,
+    },
     /// amoCRM on your laptop: run the service against a built-in amoCRM
     /// simulator, install two demo accounts through the real install flow,
     /// and print the status page's address and login. Needs no other
@@ -114,6 +131,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.unreadable
                 );
             }
+            Ok(())
+        }
+        Command::Widget {
+            platform,
+            support_email,
+            out,
+        } => {
+            let platform = amohook::platform::Platform::parse(&platform)
+                .ok_or_else(|| anyhow::anyhow!("--platform must be amocrm or kommo"))?;
+            if !support_email.contains('@') {
+                anyhow::bail!("--support-email must be an e-mail address");
+            }
+            let settings = Settings::from_raw(raw)?;
+            let widget = amohook::widget::Widget::of(&settings, platform, &support_email);
+            let bytes = widget.archive()?;
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "{} ({} bytes): the {} widget for {} (client id {})",
+                out.display(),
+                bytes.len(),
+                platform.title(),
+                widget.base_url,
+                widget.client_id
+            );
             Ok(())
         }
         Command::Serve => {

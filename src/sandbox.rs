@@ -341,6 +341,27 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> anyhow::Res
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let settings = Settings::from_raw(RawSettings::from_sources(DEFAULT_TOML, None, env)?)?;
+    // The widget the demo accounts have installed: amohook's own, built for
+    // this address, as `amohook widget` packs it.
+    let widget = crate::widget::Widget::of(
+        &settings,
+        crate::platform::Platform::Amocrm,
+        "sandbox@example.com",
+    );
+    let integrations = settings.integrations();
+    sim.install_widget(amocrm_sim::widget::InstalledWidget {
+        script: widget.script(),
+        words: ["ru", "en", "es", "pt"]
+            .into_iter()
+            .filter_map(|lang| {
+                let words = serde_json::from_str(crate::widget::words(lang)?).ok()?;
+                Some((lang.to_owned(), words))
+            })
+            .collect(),
+        audience: crate::tenant::audience(
+            integrations.for_platform(crate::platform::Platform::Amocrm),
+        ),
+    });
     let http = crate::amocrm::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))

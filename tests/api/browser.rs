@@ -16,7 +16,7 @@ const ROW_IDS: &str =
     "[...document.querySelectorAll('#accounts tbody tr')].map(r => r.dataset.accountId)";
 
 /// Where screenshots go: `<target dir>/screenshots`, for a person to look at.
-fn screenshots() -> PathBuf {
+pub(crate) fn screenshots() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -99,7 +99,7 @@ async fn a_browser_logs_in_sees_the_accounts_sorts_and_opens_one() -> anyhow::Re
     Ok(())
 }
 
-fn chromium_or_skip(test: &str) -> Option<PathBuf> {
+pub(crate) fn chromium_or_skip(test: &str) -> Option<PathBuf> {
     let chromium = cdp::chromium();
     if chromium.is_none() {
         if std::env::var_os("CI").is_some() {
@@ -256,7 +256,7 @@ async fn a_user_tries_the_sandbox_a_lead_becomes_a_note_and_outlives_429s() -> a
 }
 
 /// Fills the sandbox form with a new lead and saves it.
-async fn add_lead(browser: &Browser, name: &str, price: &str) -> anyhow::Result<()> {
+pub(crate) async fn add_lead(browser: &Browser, name: &str, price: &str) -> anyhow::Result<()> {
     let (name, price) = (serde_json::to_string(name)?, serde_json::to_string(price)?);
     browser
         .eval(&format!(
@@ -277,7 +277,11 @@ async fn add_lead(browser: &Browser, name: &str, price: &str) -> anyhow::Result<
 
 /// Reloads the account page (up to a minute) until its notes show `text`;
 /// returns the notes' text.
-async fn notes_shown(browser: &Browser, base: &str, text: &str) -> anyhow::Result<String> {
+pub(crate) async fn notes_shown(
+    browser: &Browser,
+    base: &str,
+    text: &str,
+) -> anyhow::Result<String> {
     for _ in 0..120 {
         browser
             .navigate(&format!("{base}/status/accounts/31000001"))

@@ -21,4 +21,5 @@ mod sandbox;
 mod settings;
 mod subscriptions;
 mod tenant;
+mod tenant_browser;
 mod tokens;

@@ -403,3 +403,38 @@ async fn no_account_reaches_another_with_its_link_or_token() {
         200
     );
 }
+
+#[tokio::test]
+async fn the_page_shows_a_failed_note_and_its_retry_button_sends_it_again() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(A, A_ID).await;
+    let hook = lead_hook(A_ID, "add", 5, "Заказ", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, hook).await.status(), 200);
+    // amoCRM refuses the note (400): the event fails at once.
+    app.fake
+        .fail_next(A, "/api/v4/leads/notes", amocrm_sim::Fault::Status(400), 1);
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.events().await[0].2, "failed");
+
+    let cookie = app.session_cookie(A, &admin()).await;
+    let page = app.my("/my", &cookie).await.text().await.unwrap();
+    assert!(page.contains(r#"class="state-failed""#), "{page}");
+    assert!(page.contains(r#"action="/my/retry""#), "{page}");
+    // Without the page's form token: refused, nothing queued.
+    let forged = app.my_post("/my/retry", &cookie, &[("csrf", "0000")]).await;
+    assert_eq!(forged.status(), 403);
+    assert_eq!(app.events().await[0].2, "failed");
+
+    let (csrf, _) = form_of(&app, &cookie).await;
+    let retried = app.my_post("/my/retry", &cookie, &[("csrf", &csrf)]).await;
+    assert_eq!(retried.status(), 303);
+    assert_eq!(retried.headers()["location"], "/my?done=retried");
+    app.state.worker.drain().await.unwrap();
+    assert_eq!(app.events().await[0].2, "delivered");
+    assert!(app.fake.notes().last().unwrap().text.contains("Заказ"));
+    let page = app.my("/my", &cookie).await.text().await.unwrap();
+    assert!(
+        !page.contains(r#"action="/my/retry""#),
+        "no failed note, no button"
+    );
+}

@@ -233,6 +233,8 @@ pub(crate) struct Inner {
     holds: HashMap<String, (u16, Instant)>,
     /// (domain, card): the cards people made in the accounts.
     cards: Vec<(String, SimCard)>,
+    /// The widget the accounts have installed, for the widget frame.
+    widget: Option<widget::InstalledWidget>,
 }
 
 /// A running simulated amoCRM. Stops when dropped.
@@ -264,6 +266,9 @@ impl Simulator {
         let app = Router::new()
             .route("/oauth", get(oauth::grant_page))
             .route("/oauth/allow", get(oauth::allow))
+            .route("/widget-frame/{domain}", get(widget::frame))
+            .route("/widget-frame/{domain}/script.js", get(widget::script))
+            .route("/widget-frame/{domain}/token", get(widget::token))
             .route("/{domain}/{*rest}", any(server::handle))
             .with_state(inner.clone());
         let stop = CancellationToken::new();

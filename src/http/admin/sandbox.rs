@@ -59,6 +59,9 @@ pub(super) struct Words {
     pub change: &'static str,
     pub entity: [&'static str; 3],
     pub switches: [&'static str; 5],
+    pub widget_title: &'static str,
+    pub widget_hint: &'static str,
+    pub widget_open: &'static str,
 }
 
 const EN: Words = Words {
@@ -93,6 +96,12 @@ const EN: Words = Words {
         "Revoke the grant",
         "Clear faults",
     ],
+    widget_title: "The account's own page",
+    widget_hint: "What the account's administrator sees in amoCRM: the widget's settings \
+                  (amohook's own script.js, as `amohook widget` packs it) ask amohook for the \
+                  account's page with amoCRM's signed token. Open the link it gives to choose \
+                  what the notes say, preview them and save.",
+    widget_open: "Open amoCRM's widget settings",
 };
 
 const RU: Words = Words {
@@ -127,6 +136,12 @@ const RU: Words = Words {
         "Отозвать доступ",
         "Убрать сбои",
     ],
+    widget_title: "Собственная страница аккаунта",
+    widget_hint: "То, что видит администратор аккаунта в amoCRM: настройки виджета (собственный \
+                  script.js amohook, как его упаковывает `amohook widget`) запрашивают у amohook \
+                  страницу аккаунта с подписанным токеном amoCRM. Откройте выданную ссылку, чтобы \
+                  выбрать, что пишут примечания, посмотреть их и сохранить.",
+    widget_open: "Открыть настройки виджета в amoCRM",
 };
 
 fn words(t: &Texts) -> &'static Words {
@@ -171,6 +186,9 @@ pub(super) struct Panel {
     pub(super) cards: Vec<CardView>,
     pub(super) fault: Option<String>,
     pub(super) switches: Vec<Choice>,
+    /// The simulated amoCRM's widget settings for the account's first
+    /// user, an administrator.
+    pub(super) widget_frame: String,
 }
 
 impl Panel {
@@ -286,6 +304,15 @@ impl Panel {
             cards: views,
             fault,
             switches,
+            widget_frame: sim.widget_frame_url(
+                domain,
+                account
+                    .as_ref()
+                    .and_then(|a| a.users.first())
+                    .map_or(0, |u| u.0),
+                true,
+                t.lang,
+            ),
         }
     }
 }
