@@ -15,7 +15,7 @@ use amohook::{
 ///
 /// Configuration comes from config/default.toml, then the file given with
 /// --config, then environment variables AMOHOOK_<SECTION>__<KEY> (and
-/// DATABASE_URL). See README.md for every key.
+/// DATABASE_URL). See docs/configuration.md for every key.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {

@@ -25,7 +25,7 @@ use sqlx::PgPool;
 /// limit. Before slots were moved to when their call left (see
 /// [`Slot::leaving`]), the margin had to cover the slot's own commit and
 /// the time to the send as well: with both cores saturated a 25 ms margin
-/// let 8 requests reach one account within a second (README, Benchmark).
+/// let 8 requests reach one account within a second (docs/benchmark.md).
 const WINDOW: Duration = Duration::from_millis(1025);
 
 /// A call that leaves later than this after its slot was checked moves its

@@ -13,7 +13,7 @@
 //! ones wait in the listen backlog until one closes, rather than being
 //! refused. Per-client limits (connections and request rates by address)
 //! need the client's address as the network saw it, and belong to the
-//! proxy or load balancer in front (see the README's Security section).
+//! proxy or load balancer in front (see docs/security.md).
 
 use std::{sync::Arc, time::Duration};
 

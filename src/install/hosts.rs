@@ -42,7 +42,7 @@ pub(super) async fn at_limit(db: &PgPool, domain: &str, limit: u32) -> sqlx::Res
 /// when that host left more than `domain` will have with this one. A lone
 /// code (perhaps a real install) is never pushed out by another lone code;
 /// a flood spread over hosts of one code each is bounded by
-/// `install.waiting_max` and answered 503 (README, Security). A code whose
+/// `install.waiting_max` and answered 503 (docs/security.md). A code whose
 /// exchange is under way is not removed. Returns whether room was made.
 pub(super) async fn make_room(db: &mut PgConnection, domain: &str) -> sqlx::Result<bool> {
     let evicted = sqlx::query_scalar!(

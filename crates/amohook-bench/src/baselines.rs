@@ -3,7 +3,7 @@
 //!
 //! - **plain**: pgbench's single-row INSERT of a text column the size of a
 //!   hook body into a table with a primary key only: the plainest durable
-//!   store of the same bytes, and the figure the README leads with;
+//!   store of the same bytes, and the figure docs/benchmark.md leads with;
 //! - **schema**: single-row INSERTs (the bench's own, and pgbench's) of a
 //!   stored event into a table shaped like `hook_events` (its columns,
 //!   checks, unique key and indexes): amohook against its own schema.
