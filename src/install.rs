@@ -27,23 +27,6 @@ pub const CODE_TTL: Duration = Duration::from_secs(20 * 60);
 /// asks the user to try again.
 const BROWSER_WAITS: Duration = Duration::from_secs(10);
 
-/// Checks that `referer` is an account host directly under one of the
-/// allowed domains (`acme.amocrm.ru`), and returns it lowercased.
-///
-/// The referer decides where the client secret is sent, so anything else is
-/// refused: other hosts, look-alikes (`amocrm.ru.evil.com`), nested hosts
-/// (`a.b.amocrm.ru`), ports, paths, user info, schemes.
-pub fn account_host(referer: &str, allowed_domains: &[String]) -> Option<String> {
-    let host = referer.trim().to_ascii_lowercase();
-    let (label, parent) = host.split_once('.')?;
-    let label_ok = !label.is_empty()
-        && label.len() <= 63
-        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !label.starts_with('-')
-        && !label.ends_with('-');
-    (label_ok && allowed_domains.iter().any(|d| d == parent)).then_some(host)
-}
-
 /// Why an install did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -127,7 +110,7 @@ impl Installer {
 
     /// A browser install: exchanges the code, records the account and its
     /// tokens, and subscribes its web-hooks. `domain` must come from
-    /// [`account_host`], and `state` have passed
+    /// [`crate::platform::account_host`], and `state` have passed
     /// [`Installer::state_is_valid`]. The host's limit and a turn at the
     /// gate come before anything is written: a flood of forged callbacks
     /// (each with a state anyone can ask for) writes nothing past the gate's

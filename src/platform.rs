@@ -32,7 +32,7 @@ pub const KOMMO_DOMAINS: &[&str] = &["kommo.com", "amocrm.com"];
 
 impl Platform {
     /// The platform of an account host (`acme.kommo.com` → Kommo). Hosts
-    /// come checked by `install::account_host`.
+    /// come checked by [`account_host`].
     pub fn of_host(host: &str) -> Platform {
         let parent = host.split_once('.').map_or(host, |(_, parent)| parent);
         if KOMMO_DOMAINS.contains(&parent) {
@@ -65,6 +65,23 @@ impl Platform {
             Platform::Kommo => "Kommo",
         }
     }
+}
+
+/// Checks that `referer` (or any host amoCRM names) is an account host directly under one of the
+/// allowed domains (`acme.amocrm.ru`), and returns it lowercased.
+///
+/// The referer decides where the client secret is sent, so anything else is
+/// refused: other hosts, look-alikes (`amocrm.ru.evil.com`), nested hosts
+/// (`a.b.amocrm.ru`), ports, paths, user info, schemes.
+pub fn account_host(referer: &str, allowed_domains: &[String]) -> Option<String> {
+    let host = referer.trim().to_ascii_lowercase();
+    let (label, parent) = host.split_once('.')?;
+    let label_ok = !label.is_empty()
+        && label.len() <= 63
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    (label_ok && allowed_domains.iter().any(|d| d == parent)).then_some(host)
 }
 
 /// One registered integration: the configuration section it comes from

@@ -54,7 +54,7 @@ impl AmoApi {
         api_domain: &str,
         refresh_token: &SecretString,
     ) -> Option<String> {
-        if crate::install::account_host(api_domain, &self.allowed_domains).is_none() {
+        if crate::platform::account_host(api_domain, &self.allowed_domains).is_none() {
             tracing::warn!(api_domain, "the token's api_domain is not an amoCRM host");
             return None;
         }
@@ -87,7 +87,7 @@ impl AmoApi {
         };
         // The same check as an install's referer: it decides where the
         // refresh token goes next.
-        crate::install::account_host(&host, &self.allowed_domains)
+        crate::platform::account_host(&host, &self.allowed_domains)
     }
 }
 

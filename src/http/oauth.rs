@@ -22,7 +22,7 @@ use super::{
     AppState,
 };
 use crate::{
-    install::{self, InstallError, Installed, PendingInstall, Remembered},
+    install::{InstallError, Installed, PendingInstall, Remembered},
     platform::Platform,
 };
 
@@ -140,7 +140,7 @@ async fn callback(
     let domain = query
         .referer
         .as_deref()
-        .and_then(|r| install::account_host(r, &state.settings.amocrm.allowed_domains))
+        .and_then(|r| crate::platform::account_host(r, &state.settings.amocrm.allowed_domains))
         .ok_or_else(|| invalid_link("The address does not come from an amoCRM account."))?;
     let integration = state.api.integrations().for_host(&domain);
     if query

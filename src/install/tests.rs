@@ -1,4 +1,4 @@
-use super::account_host;
+use crate::platform::account_host;
 use proptest::prelude::*;
 
 proptest! {
