@@ -195,6 +195,11 @@ pub fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// Decodes a base64 key of exactly 32 bytes.
+pub fn decode_key(text: &str) -> Option<[u8; 32]> {
+    BASE64.decode(text.trim()).ok()?.try_into().ok()
+}
+
 /// Reads the key from `path`, or creates the file with a new random key
 /// (mode 0600) when it does not exist. Returns the key and whether it was
 /// created now.
@@ -202,7 +207,7 @@ pub fn load_or_create_key_file(path: &Path) -> anyhow::Result<([u8; 32], bool)> 
     use anyhow::Context as _;
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let key = crate::config::decode_key(&text).with_context(|| {
+            let key = decode_key(&text).with_context(|| {
                 format!(
                     "key file {} does not hold base64 of 32 bytes",
                     path.display()

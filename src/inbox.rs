@@ -30,7 +30,11 @@ use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{amocrm::hooks::HookEvent, listen::EVENTS};
+use crate::amocrm::hooks::HookEvent;
+
+/// The channel signalled with the account id when events wait for
+/// delivery (stored hooks, retried events); `listen.rs` wakes delivery.
+pub const EVENTS: &str = "amohook_events";
 
 /// Hooks written in one statement at most.
 const MAX_BATCH: usize = 256;

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::{accounts::keys::KeyCache, backoff::Backoff, delivery::Worker};
+use crate::{accounts::keys::KeyCache, backoff::Backoff, delivery::Worker, inbox::EVENTS};
 
-/// Signalled with the account id when a hook stored events to deliver.
-pub const EVENTS: &str = "amohook_events";
 /// Signalled with the account id by a trigger on `accounts` (see the
 /// migration `isolation`).
 pub const ACCOUNTS: &str = "amohook_accounts";

@@ -28,6 +28,9 @@
 //! database of the real service (sealed with another key) is refused at
 //! start rather than mixed with them.
 
+mod panel;
+mod words;
+
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use amocrm_sim::{CardChange, CardEdit, Fault, SimAccount, Simulator};
@@ -373,7 +376,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> anyhow::Res
     let app = Application::build(settings)
         .await
         .context("the sandbox's service cannot start")?
-        .with_sandbox(sandbox.clone());
+        .with_extension(sandbox.clone(), panel::router(sandbox.clone()));
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
     let mut accounts = Vec::new();

@@ -36,6 +36,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// An outer layer's routes (`with_extension`).
+    extra_routes: Option<axum::Router<AppState>>,
 }
 
 impl Application {
@@ -96,9 +98,13 @@ impl Application {
             tokens: Arc::new(tokens),
             installer: Arc::new(installer),
             worker,
-            sandbox: None,
+            panel: None,
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            extra_routes: None,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -109,10 +115,15 @@ impl Application {
         &self.state
     }
 
-    /// Sandbox mode: mounts the sandbox's pages. Only `amohook sandbox`
-    /// calls this; `serve` never does.
-    pub fn with_sandbox(mut self, sandbox: Arc<crate::sandbox::Sandbox>) -> Self {
-        self.state.sandbox = Some(sandbox);
+    /// What an outer layer adds (`amohook sandbox`; `serve` never calls
+    /// this): a panel on each account's page, and the routes its forms use.
+    pub fn with_extension(
+        mut self,
+        panel: Arc<dyn http::AccountPanel>,
+        routes: axum::Router<AppState>,
+    ) -> Self {
+        self.state.panel = Some(panel);
+        self.extra_routes = Some(routes);
         self
     }
 
@@ -133,7 +144,7 @@ impl Application {
                 .clone()
                 .run(self.state.settings.worker.concurrency, shutdown.clone()),
         );
-        let app = http::router(self.state.clone());
+        let app = http::router(self.state.clone(), self.extra_routes);
         let limits = http::server::Limits {
             max_connections: self.state.settings.http.max_connections,
             header_timeout: self.state.settings.http.header_timeout,

@@ -12,7 +12,6 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -447,14 +446,14 @@ impl Settings {
             .encryption_key
             .filter(|k| !k.expose_secret().trim().is_empty())
         {
-            Some(key) => Some(EncryptionKey(decode_key(key.expose_secret()).ok_or_else(
-                || {
+            Some(key) => Some(EncryptionKey(
+                crate::crypto::decode_key(key.expose_secret()).ok_or_else(|| {
                     ConfigError::invalid(
                         "security.encryption_key",
                         "must be base64 of exactly 32 bytes",
                     )
-                },
-            )?)),
+                })?,
+            )),
             None => None,
         };
         let old_encryption_keys = raw
@@ -465,7 +464,7 @@ impl Settings {
             .iter()
             .filter(|k| !k.expose_secret().trim().is_empty())
             .map(|k| {
-                decode_key(k.expose_secret())
+                crate::crypto::decode_key(k.expose_secret())
                     .map(EncryptionKey)
                     .ok_or_else(|| {
                         ConfigError::invalid(
@@ -552,11 +551,6 @@ impl Settings {
             retention_days,
         })
     }
-}
-
-/// Decodes a base64 key of exactly 32 bytes.
-pub fn decode_key(text: &str) -> Option<[u8; 32]> {
-    BASE64.decode(text.trim()).ok()?.try_into().ok()
 }
 
 fn required<'a>(key: &'static str, value: Option<&'a str>) -> Result<&'a str, ConfigError> {

@@ -442,7 +442,7 @@ pub async fn requeue_failed(pool: &PgPool, account_id: i64) -> sqlx::Result<u64>
     // Delivery also finds them on its next pass without the wake-up.
     let _ = sqlx::query!(
         "select pg_notify($1, $2)",
-        crate::listen::EVENTS,
+        crate::inbox::EVENTS,
         account_id.to_string(),
     )
     .execute(pool)

@@ -200,6 +200,15 @@ pub const RU: Texts = Texts {
     units: ["с", "мин", "ч", "д"],
 };
 
+/// The texts of `lang` (`ru`; English otherwise).
+pub fn by_lang(lang: &str) -> &'static Texts {
+    if lang == "ru" {
+        &RU
+    } else {
+        &EN
+    }
+}
+
 /// Russian when the browser prefers it, English otherwise.
 pub fn texts(headers: &HeaderMap) -> &'static Texts {
     let accept = headers

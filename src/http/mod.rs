@@ -1,10 +1,10 @@
 //! The HTTP side: one router, its layers, and the shared state.
 
-mod admin;
+pub mod admin;
 pub mod error;
 mod health;
 pub mod hooks;
-mod i18n;
+pub mod i18n;
 mod oauth;
 pub mod pages;
 pub mod server;
@@ -50,9 +50,16 @@ pub struct AppState {
     pub worker: Arc<Worker>,
     pub intake: Intake,
     pub metrics: PrometheusHandle,
-    /// `amohook sandbox` only: the simulated amoCRM behind the sandbox's
-    /// pages. None in `serve`, where those pages do not exist.
-    pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
+    /// `amohook sandbox` only: the panel an outer layer adds to each
+    /// account's page. None in `serve`.
+    pub panel: Option<Arc<dyn AccountPanel>>,
+}
+
+/// A panel an outer layer (`amohook sandbox`) adds to each account's page.
+pub trait AccountPanel: Send + Sync {
+    /// The panel's HTML for account `account_id` at `domain`, in `lang`;
+    /// its forms carry the page's `csrf` token.
+    fn render(&self, account_id: i64, domain: &str, csrf: &str, lang: &str) -> String;
 }
 
 /// What hook intake uses, and nothing else does.
@@ -75,7 +82,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// A request that takes longer than this is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn router(state: AppState) -> Router {
+/// The application's routes, with `extra` (an outer layer's) among them.
+pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
     let mut routes = Router::new()
         .merge(oauth::router())
@@ -84,9 +92,8 @@ pub fn router(state: AppState) -> Router {
         .merge(tenant::router())
         .merge(health::router())
         .route("/static/style.css", get(pages::stylesheet));
-    // The sandbox's pages exist only in sandbox mode.
-    if state.sandbox.is_some() {
-        routes = routes.merge(admin::sandbox::router());
+    if let Some(extra) = extra {
+        routes = routes.merge(extra);
     }
     routes
         .with_state(state)

@@ -32,6 +32,7 @@ use crate::{
 };
 
 mod page;
+mod texts;
 
 use page::{MyPage, SettingsForm};
 

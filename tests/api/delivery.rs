@@ -696,7 +696,7 @@ async fn a_stored_hook_wakes_the_workers_of_every_process() {
     let mut listener = sqlx::postgres::PgListener::connect(&app.db.url)
         .await
         .unwrap();
-    listener.listen(amohook::listen::EVENTS).await.unwrap();
+    listener.listen(amohook::inbox::EVENTS).await.unwrap();
     app.post_hook(&key, lead_hook(ID, "add", 1, "x", 1, &[]))
         .await;
     let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())

@@ -12,10 +12,9 @@ use axum::{
 use serde_json::{json, Value};
 
 use crate::{
+    answers::{html, json_ok, problem, query_param, unix_now},
     oauth::{oauth_helpers, token_endpoint},
-    records,
-    server::{html, json_ok, problem, query_param, unix_now},
-    Shared, SimNote, API_DOMAIN,
+    records, Shared, SimNote, API_DOMAIN,
 };
 
 pub(crate) fn route(

@@ -13,7 +13,7 @@ use axum::{
 use serde_json::{json, Value};
 
 use crate::{
-    server::{html, json_ok, problem, token_ok},
+    answers::{html, json_ok, problem, token_ok},
     Inner, Shared,
 };
 

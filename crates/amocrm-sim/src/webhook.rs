@@ -9,7 +9,7 @@
 //! ([`crate::Simulator::edit_card`]); the tests and the benchmark build
 //! theirs with the same builder.
 
-use crate::cards::{Entity, SimCard};
+use crate::card::{Entity, SimCard};
 
 /// A web-hook body under construction.
 ///

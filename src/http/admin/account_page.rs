@@ -59,8 +59,8 @@ pub(super) struct AccountPage {
     /// that must install again.
     install_url: String,
     installs: Vec<super::status_page::InstallLink>,
-    /// `amohook sandbox` only: the simulated account's panel.
-    sandbox: Option<super::sandbox::Panel>,
+    /// `amohook sandbox` only: the simulated account's panel, as HTML.
+    sandbox: Option<String>,
 }
 
 pub(super) struct LangChoice {
@@ -165,9 +165,9 @@ pub(super) async fn account_page(
         install_url: reinstall_url(&state, &row.domain),
         installs: super::status_page::install_links(&state, t),
         sandbox: state
-            .sandbox
+            .panel
             .as_deref()
-            .map(|sandbox| super::sandbox::Panel::new(sandbox, &row.domain, t)),
+            .map(|panel| panel.render(id, &row.domain, &csrf_token(&state, id), t.lang)),
     };
     Ok(Page(StatusCode::OK, page).into_response())
 }

@@ -28,7 +28,6 @@ use crate::{account_settings::store, stats::ListQuery};
 mod account_page;
 mod api;
 mod metrics;
-pub mod sandbox;
 mod settings;
 mod status_page;
 
@@ -140,7 +139,8 @@ fn same_secret(given: &str, token: &SecretString) -> bool {
 /// Forms carry a token only the holder of the admin token can make, and
 /// cross-site posts are refused outright (a browser would send Basic
 /// credentials along with them).
-fn csrf_token(state: &AppState, account_id: i64) -> String {
+/// The account page's CSRF token for its forms (the sandbox panel's too).
+pub fn csrf_token(state: &AppState, account_id: i64) -> String {
     let key = state
         .settings
         .admin
@@ -153,7 +153,8 @@ fn csrf_token(state: &AppState, account_id: i64) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn cross_site(headers: &HeaderMap) -> bool {
+/// Whether a browser says the request came from another site.
+pub fn cross_site(headers: &HeaderMap) -> bool {
     // A browser's own word first (scripts cannot set Sec-Fetch-Site). A
     // same-origin form post carries `Origin: null` here, because the pages
     // send `Referrer-Policy: no-referrer`, so Origin cannot decide it.

@@ -1,148 +1,47 @@
 //! The account page's sandbox panel (`amohook sandbox` only): save a card
 //! in the simulated amoCRM account (which sends its web-hook to the
 //! account's hook URL), see the notes the simulated amoCRM holds card by
-//! card, and switch faults on. The routes below are mounted by
-//! `http::router` only when the application has a sandbox; `serve` answers
-//! 404 for them.
+//! card, switch faults on, and open the account's own page from amoCRM's
+//! widget settings. The sandbox gives the application this panel and its
+//! routes (`startup::Application::with_extension`); `serve` has neither
+//! and answers 404 for the routes.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use amocrm_sim::{CardEdit, Entity, SimCard};
+use askama::Template;
 use axum::{
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::post,
-    Form, Router,
+    Extension, Form, Router,
 };
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 
-use super::{cross_site, csrf_token, Admin};
+use super::{
+    words::{Words, EN, RU},
+    FaultSwitch, Sandbox,
+};
 use crate::{
     http::{
+        admin::{cross_site, csrf_token, Admin},
         error::{AppError, PageError},
         i18n::{self, Texts},
-        AppState,
+        AccountPanel, AppState,
     },
-    sandbox::{FaultSwitch, Sandbox},
     stats,
 };
 
-pub fn router() -> Router<AppState> {
+/// The panel's routes, each with the sandbox at hand.
+pub fn router(sandbox: Arc<Sandbox>) -> Router<AppState> {
     Router::new()
         .route("/status/accounts/{id}/sandbox/card", post(save_card))
         .route("/status/accounts/{id}/sandbox/fault", post(switch_fault))
+        .layer(Extension(sandbox))
 }
-
-/// The panel's words.
-pub(super) struct Words {
-    pub heading: &'static str,
-    pub intro: &'static str,
-    pub change_title: &'static str,
-    pub card: &'static str,
-    pub name: &'static str,
-    pub price: &'static str,
-    pub stage: &'static str,
-    pub responsible: &'static str,
-    pub unchanged: &'static str,
-    pub leads_only: &'static str,
-    pub save: &'static str,
-    pub notes_title: &'static str,
-    pub no_notes: &'static str,
-    pub reload: &'static str,
-    pub faults_title: &'static str,
-    pub faults_hint: &'static str,
-    pub no_fault: &'static str,
-    pub new: [&'static str; 3],
-    pub change: &'static str,
-    pub entity: [&'static str; 3],
-    pub switches: [&'static str; 5],
-    pub widget_title: &'static str,
-    pub widget_hint: &'static str,
-    pub widget_open: &'static str,
-}
-
-const EN: Words = Words {
-    heading: "Sandbox: the simulated amoCRM account",
-    intro: "What you save here is saved in the simulated amoCRM, which then sends amoCRM's \
-            web-hook to this account's hook URL, exactly as amoCRM does.",
-    change_title: "Add or change a card",
-    card: "Card",
-    name: "Name",
-    price: "Budget",
-    stage: "Stage",
-    responsible: "Responsible",
-    unchanged: "(as it is)",
-    leads_only: "leads only",
-    save: "Save in amoCRM",
-    notes_title: "Notes in amoCRM",
-    no_notes: "No notes yet. amohook writes one for every change it receives.",
-    reload: "Reload",
-    faults_title: "Faults of the simulated amoCRM",
-    faults_hint: "Then save a card and watch the events: a 429 is tried again in 1 to 3 s; \
-                  5xx answers and outages back off from 5 s; a revoked grant turns the account \
-                  to “needs reinstall” at its next call, and the Install button at the top \
-                  installs it again.",
-    no_fault: "None: the simulated amoCRM answers normally (at most 7 calls a second).",
-    new: ["New lead", "New contact", "New company"],
-    change: "Change",
-    entity: ["Lead", "Contact", "Company"],
-    switches: [
-        "429 Too Many Requests for 10 s",
-        "502 for the next 2 calls",
-        "Outage: 503 for 30 s",
-        "Revoke the grant",
-        "Clear faults",
-    ],
-    widget_title: "The account's own page",
-    widget_hint: "What the account's administrator sees in amoCRM: the widget's settings \
-                  (amohook's own script.js, as `amohook widget` packs it) ask amohook for the \
-                  account's page with amoCRM's signed token. Open the link it gives to choose \
-                  what the notes say, preview them and save.",
-    widget_open: "Open amoCRM's widget settings",
-};
-
-const RU: Words = Words {
-    heading: "Песочница: имитация аккаунта amoCRM",
-    intro: "То, что вы сохраните здесь, сохраняется в имитации amoCRM, и она отправляет \
-            веб-хук amoCRM на адрес хука этого аккаунта, как это делает amoCRM.",
-    change_title: "Добавить или изменить карточку",
-    card: "Карточка",
-    name: "Название",
-    price: "Бюджет",
-    stage: "Этап",
-    responsible: "Ответственный",
-    unchanged: "(как есть)",
-    leads_only: "только для сделок",
-    save: "Сохранить в amoCRM",
-    notes_title: "Примечания в amoCRM",
-    no_notes: "Примечаний пока нет. amohook пишет одно на каждое полученное изменение.",
-    reload: "Обновить",
-    faults_title: "Сбои имитации amoCRM",
-    faults_hint: "Затем сохраните карточку и следите за событиями: на 429 запрос повторяется \
-                  через 1–3 с; на 5xx и при недоступности — с нарастающей паузой от 5 с; после \
-                  отзыва доступа аккаунт при следующем обращении станет «нужна переустановка», \
-                  а кнопка установки вверху установит его снова.",
-    no_fault: "Нет: имитация amoCRM отвечает как обычно (не больше 7 запросов в секунду).",
-    new: ["Новая сделка", "Новый контакт", "Новая компания"],
-    change: "Изменить",
-    entity: ["Сделка", "Контакт", "Компания"],
-    switches: [
-        "429 Too Many Requests на 10 с",
-        "502 на 2 следующих запроса",
-        "Недоступность: 503 на 30 с",
-        "Отозвать доступ",
-        "Убрать сбои",
-    ],
-    widget_title: "Собственная страница аккаунта",
-    widget_hint: "То, что видит администратор аккаунта в amoCRM: настройки виджета (собственный \
-                  script.js amohook, как его упаковывает `amohook widget`) запрашивают у amohook \
-                  страницу аккаунта с подписанным токеном amoCRM. Откройте выданную ссылку, чтобы \
-                  выбрать, что пишут примечания, посмотреть их и сохранить.",
-    widget_open: "Открыть настройки виджета в amoCRM",
-};
 
 fn words(t: &Texts) -> &'static Words {
     if t.lang == "ru" {
@@ -160,39 +59,49 @@ fn entity_index(entity: Entity) -> usize {
     }
 }
 
-pub(super) struct Choice {
-    pub(super) value: String,
-    pub(super) label: String,
+pub(crate) struct Choice {
+    pub(crate) value: String,
+    pub(crate) label: String,
 }
 
-pub(super) struct NoteView {
-    pub(super) rel: String,
-    pub(super) abs: String,
-    pub(super) text: String,
+pub(crate) struct NoteView {
+    pub(crate) rel: String,
+    pub(crate) abs: String,
+    pub(crate) text: String,
 }
 
-pub(super) struct CardView {
-    pub(super) kind: &'static str,
-    pub(super) title: String,
-    pub(super) notes: Vec<NoteView>,
+pub(crate) struct CardView {
+    pub(crate) kind: &'static str,
+    pub(crate) title: String,
+    pub(crate) notes: Vec<NoteView>,
 }
 
 /// The panel of one account's page.
-pub(super) struct Panel {
-    pub(super) w: &'static Words,
-    pub(super) choices: Vec<Choice>,
-    pub(super) users: Vec<Choice>,
-    pub(super) stages: Vec<Choice>,
-    pub(super) cards: Vec<CardView>,
-    pub(super) fault: Option<String>,
-    pub(super) switches: Vec<Choice>,
+#[derive(Template)]
+#[template(path = "sandbox_panel.html")]
+pub(crate) struct Panel {
+    pub(crate) account_id: i64,
+    pub(crate) csrf: String,
+    pub(crate) w: &'static Words,
+    pub(crate) choices: Vec<Choice>,
+    pub(crate) users: Vec<Choice>,
+    pub(crate) stages: Vec<Choice>,
+    pub(crate) cards: Vec<CardView>,
+    pub(crate) fault: Option<String>,
+    pub(crate) switches: Vec<Choice>,
     /// The simulated amoCRM's widget settings for the account's first
     /// user, an administrator.
-    pub(super) widget_frame: String,
+    pub(crate) widget_frame: String,
 }
 
 impl Panel {
-    pub(super) fn new(sandbox: &Sandbox, domain: &str, t: &Texts) -> Panel {
+    pub(crate) fn new(
+        sandbox: &Sandbox,
+        account_id: i64,
+        domain: &str,
+        csrf: &str,
+        t: &Texts,
+    ) -> Panel {
         let w = words(t);
         let sim = sandbox.simulator();
         let account = sim.account(domain);
@@ -297,6 +206,8 @@ impl Panel {
             })
             .collect();
         Panel {
+            account_id,
+            csrf: csrf.to_owned(),
             w,
             choices,
             users,
@@ -317,6 +228,17 @@ impl Panel {
     }
 }
 
+impl AccountPanel for Sandbox {
+    fn render(&self, account_id: i64, domain: &str, csrf: &str, lang: &str) -> String {
+        let panel = Panel::new(self, account_id, domain, csrf, i18n::by_lang(lang));
+        panel.render().unwrap_or_else(|e| {
+            // The template takes only strings and numbers: a bug, never input.
+            tracing::error!(error = %e, "the sandbox panel failed to render");
+            String::new()
+        })
+    }
+}
+
 /// The forms carry the account page's CSRF token; cross-site posts are
 /// refused.
 fn guard(state: &AppState, headers: &HeaderMap, id: i64, csrf: &str) -> Result<(), PageError> {
@@ -331,16 +253,12 @@ fn guard(state: &AppState, headers: &HeaderMap, id: i64, csrf: &str) -> Result<(
     Ok(())
 }
 
-/// The sandbox and the simulated account's host of account `id`.
-async fn sandbox_of(state: &AppState, id: i64) -> Result<(&Sandbox, String), PageError> {
-    // The routes exist only with a sandbox; without one this is a bug.
-    let sandbox = state.sandbox.as_deref().ok_or_else(|| {
-        AppError::internal(anyhow::anyhow!("sandbox routes mounted without a sandbox"))
-    })?;
+/// The simulated account's host of account `id`.
+async fn domain_of(state: &AppState, id: i64) -> Result<String, PageError> {
     let row = stats::one(&state.pool, id)
         .await?
         .ok_or_else(|| AppError::not_found("No such account."))?;
-    Ok((sandbox, row.domain))
+    Ok(row.domain)
 }
 
 fn back(id: i64, message: &str) -> Response {
@@ -353,7 +271,7 @@ fn back(id: i64, message: &str) -> Response {
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct CardForm {
+pub(crate) struct CardForm {
     csrf: String,
     /// `new-lead`, `new-contact`, `new-company`, or `{entity}-{id}`.
     card: String,
@@ -370,12 +288,13 @@ pub(super) struct CardForm {
 async fn save_card(
     _: Admin,
     State(state): State<AppState>,
+    Extension(sandbox): Extension<Arc<Sandbox>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(form): Form<CardForm>,
 ) -> Result<Response, PageError> {
     guard(&state, &headers, id, &form.csrf)?;
-    let (sandbox, domain) = sandbox_of(&state, id).await?;
+    let domain = domain_of(&state, id).await?;
     let bad = |what: &str| AppError::new(StatusCode::BAD_REQUEST, format!("{what} is not valid."));
     let (entity, card) = match form.card.strip_prefix("new-") {
         Some(entity) => (entity, None),
@@ -441,7 +360,7 @@ async fn save_card(
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct FaultForm {
+pub(crate) struct FaultForm {
     csrf: String,
     fault: String,
 }
@@ -449,12 +368,13 @@ pub(super) struct FaultForm {
 async fn switch_fault(
     _: Admin,
     State(state): State<AppState>,
+    Extension(sandbox): Extension<Arc<Sandbox>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(form): Form<FaultForm>,
 ) -> Result<Response, PageError> {
     guard(&state, &headers, id, &form.csrf)?;
-    let (sandbox, domain) = sandbox_of(&state, id).await?;
+    let domain = domain_of(&state, id).await?;
     let fault = FaultSwitch::parse(&form.fault)
         .ok_or_else(|| AppError::new(StatusCode::BAD_REQUEST, "No such fault."))?;
     sandbox.switch(&domain, fault);
