@@ -220,3 +220,5 @@ fn finish(rendered: askama::Result<String>) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_more;

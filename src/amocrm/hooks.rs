@@ -403,3 +403,5 @@ mod ignored;
 mod raw;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_more;

@@ -1,0 +1,420 @@
+//! Delivery's rounds and claims: plans, rounds that fail, claims among
+//! idle accounts, stepping back while intake is busy.
+
+use std::time::Duration;
+
+use amohook::delivery::Worker;
+
+use crate::helpers::{lead_hook, TestApp};
+
+const DOMAIN: &str = "notes.amocrm.ru";
+const ID: i64 = 35_000_001;
+
+/// Both pools keep PostgreSQL's generic plans (planning every statement of
+/// the main pool for its parameters spent 40% of delivery's statement time
+/// on planning; docs/scaling.md), except the account claim: it is planned
+/// for its parameters on every run, since a generic plan made while the
+/// tables were empty made it read every due event once per account (9.5 s
+/// a claim with 10,000 accounts).
+#[tokio::test]
+async fn only_the_account_claim_is_planned_for_its_parameters_every_time() {
+    let app = TestApp::spawn_without_worker().await;
+    let settings = crate::helpers::settings_from(crate::helpers::base_env(&app.db.url, &app.fake));
+    let pools = amohook::db::connect(&settings.database).await.unwrap();
+    for (pool, name) in [(&pools.main, "main"), (&pools.intake, "intake")] {
+        let mut conn = pool.acquire().await.unwrap();
+        // PostgreSQL tries a generic plan after the fifth run.
+        for account_id in 0..8_i64 {
+            sqlx::query("select count(*) from hook_events where account_id = $1")
+                .bind(account_id)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let (generic, custom): (i64, i64) = sqlx::query_as(
+            "select generic_plans, custom_plans from pg_prepared_statements
+             where statement = 'select count(*) from hook_events where account_id = $1'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert!(
+            generic > 0,
+            "{name}: {generic} generic, {custom} custom plans"
+        );
+    }
+
+    // A worker on one connection: its prepared statements tell every run.
+    let key = app.connected(DOMAIN, ID).await;
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.db.url)
+        .await
+        .unwrap();
+    let worker = Worker::new(
+        one.clone(),
+        (*app.state.api).clone(),
+        (*app.state.tokens).clone(),
+        chrono_tz::Europe::Moscow,
+    );
+    for n in 0..8_i64 {
+        let body = lead_hook(ID, "add", 600 + n, "Заказ", 1_712_331_728 + n, &[]);
+        assert_eq!(app.post_hook(&key, body).await.status(), 200);
+        worker.drain().await.unwrap();
+        // Within the account's budget: no round waits for it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.fake.notes().len(), 8);
+    let plans: Vec<(String, i64, i64)> =
+        sqlx::query_as("select statement, generic_plans, custom_plans from pg_prepared_statements")
+            .fetch_all(&one)
+            .await
+            .unwrap();
+    let plans_of = |start: &str| {
+        plans
+            .iter()
+            .find(|(s, ..)| s.trim_start().starts_with(start))
+            .map(|(_, generic, custom)| (*generic, *custom))
+            .unwrap_or_else(|| panic!("no statement starting {start:?}: {plans:?}"))
+    };
+    let (generic, custom) = plans_of("with candidate as");
+    assert!(
+        generic == 0 && custom >= 8,
+        "the account claim: {generic} generic, {custom} custom plans"
+    );
+    // Run with it, before it, on every claim.
+    let (generic, custom) = plans_of("with recursive waiting");
+    assert!(
+        generic > 0,
+        "the list of waiting accounts: {generic} generic, {custom} custom plans"
+    );
+}
+
+/// Makes PostgreSQL fail every update of `entity_id`'s events that matches
+/// `when` (a condition on `old` and `new`): a database failure in the middle
+/// of a round, as a deadlock makes one.
+pub(crate) async fn fail_updates_of(app: &TestApp, entity_id: i64, when: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "create function fail_round() returns trigger language plpgsql as $$
+         begin
+             if old.entity_id = {entity_id} and {when} then
+                 raise exception 'the database failed this statement';
+             end if;
+             return new;
+         end $$"
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "create trigger fail_round before update on hook_events
+         for each row execute function fail_round()",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+/// Polls the state and owner of `entity_id`'s event until `seen` holds
+/// them (10 s at most); whether it did.
+pub(crate) async fn event_reaches(
+    app: &TestApp,
+    entity_id: i64,
+    seen: impl Fn(&str, Option<&str>) -> bool,
+) -> bool {
+    for _ in 0..100 {
+        let (state, owner): (String, Option<String>) =
+            sqlx::query_as("select state, locked_by from hook_events where entity_id = $1")
+                .bind(entity_id)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        if seen(&state, owner.as_deref()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+pub(crate) async fn stop_failing(app: &TestApp) {
+    sqlx::query("drop trigger fail_round on hook_events")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+/// A round that fails half-way (here: rendering its notes) gives its events
+/// back at once, instead of leaving them claimed while the process renews
+/// their locks forever (the benchmark's hang: a deadlock failed a round,
+/// and its events never got their notes).
+#[tokio::test]
+async fn a_round_that_fails_gives_its_events_back() {
+    let app = TestApp::spawn().await;
+    let key = app.connected(DOMAIN, ID).await;
+    fail_updates_of(&app, 601, "new.note_text is distinct from old.note_text").await;
+    let body = lead_hook(ID, "add", 601, "Сделка 601", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+
+    // Claimed (it has an owner), failed, and given back: due again.
+    let given_back = event_reaches(&app, 601, |state, owner| {
+        state == "pending" && owner.is_some()
+    })
+    .await;
+    assert!(given_back, "the failed round's event is pending again");
+    assert!(app.fake.notes().is_empty());
+
+    stop_failing(&app).await;
+    let notes = app.wait_for_notes(DOMAIN, 1).await;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].entity_id, 601);
+}
+
+/// When even giving the events back fails, their locks run out (no process
+/// renews the lock of an event no round is working on), and the events are
+/// delivered once the database works again.
+#[tokio::test]
+async fn events_a_failed_round_could_not_give_back_are_delivered_after_their_lock() {
+    let app = TestApp::spawn().await;
+    let key = app.connected(DOMAIN, ID).await;
+    // Every update of the event once claimed fails: rendering, giving it
+    // back, and renewing its lock.
+    fail_updates_of(&app, 602, "old.state = 'sending'").await;
+    let body = lead_hook(ID, "add", 602, "Сделка 602", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+    assert!(event_reaches(&app, 602, |state, _| state == "sending").await);
+    // The round fails at once; stop failing after it did.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_failing(&app).await;
+
+    // The lock (15 s) runs out and the event is claimed again.
+    let notes = app.wait_for_notes(DOMAIN, 1).await;
+    assert_eq!(notes[0].entity_id, 602);
+    let delivered = event_reaches(&app, 602, |state, _| state == "delivered").await;
+    assert!(delivered, "the event is marked delivered");
+}
+
+/// One account due among many idle ones (the one just served, working off
+/// its backlog): the claim looks at the due account's events, not at every
+/// account. Walking every account in service order cost 21 ms a claim with
+/// 10,000 accounts, on every turn.
+#[tokio::test]
+async fn a_claim_among_idle_accounts_reads_only_the_due_ones() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(DOMAIN, ID).await;
+    sqlx::query(
+        "insert into accounts (account_id, domain, subdomain, hook_key_sha256, hook_key, last_served_at)
+         select i, 'idle' || i || '.amocrm.ru', 'idle' || i, 'idle' || i, decode('00', 'hex'),
+                now() - interval '1 hour'
+         from generate_series(1, 2000) i",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("update accounts set last_served_at = now() where account_id = $1")
+        .bind(ID)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // A backlog over every account, analyzed while pending, then worked
+    // off: PostgreSQL's statistics still say many events are due (as
+    // after the benchmark's ingest), which made the claim walk accounts.
+    for statement in [
+        "insert into hook_events (account_id, entity_type, entity_id, action, changed_at, snapshot)
+         select 1 + i % 2000, 'lead', i, 'add', 1, '{}' from generate_series(1, 4000) i",
+        "analyze hook_events",
+        "update hook_events set state = 'delivered', finished_at = now()",
+    ] {
+        sqlx::query(statement).execute(&app.pool).await.unwrap();
+    }
+    let body = lead_hook(ID, "add", 801, "Сделка 801", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, body).await.status(), 200);
+
+    // A worker on connections of its own: closing them makes PostgreSQL
+    // count their index scans.
+    let settings = crate::helpers::settings_from(crate::helpers::base_env(&app.db.url, &app.fake));
+    let pools = amohook::db::connect(&settings.database).await.unwrap();
+    let scans = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select idx_scan from pg_stat_user_indexes where indexrelname = 'hook_events_due'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+    let before = scans().await;
+    let worker = Worker::new(
+        pools.main.clone(),
+        (*app.state.api).clone(),
+        (*app.state.tokens).clone(),
+        chrono_tz::UTC,
+    );
+    assert!(worker.work_once().await.unwrap(), "the account was served");
+    assert_eq!(app.fake.notes().len(), 1);
+    pools.main.close().await;
+    pools.intake.close().await;
+    // A closed connection's counts arrive as its server process ends.
+    let mut most = 0;
+    for _ in 0..20 {
+        most = most.max(scans().await - before);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        most < 100,
+        "{most} scans of the due-events index for one account's turn"
+    );
+}
+
+/// While many hooks are in flight, one delivery round at a time is under
+/// way: intake's answers come first on a shared machine. Once the hooks
+/// calm down, rounds run up to the limit of turns again.
+#[tokio::test]
+async fn delivery_steps_back_while_many_hooks_are_in_flight() {
+    use amohook::hooks_in_flight::CALM_AFTER;
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    use std::time::Instant;
+
+    const BUSY_ID: i64 = 36_100_000;
+    const BUSY_TOO: i64 = 36_100_001;
+    // 8 turns at most.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("AMOHOOK_WORKER__CONCURRENCY".into(), "8".into());
+    })
+    .await;
+    let quiet: Vec<(String, i64)> = (1..=8)
+        .map(|n| (format!("quiet{n}.amocrm.ru"), 36_000_000 + n))
+        .collect();
+    let mut keys = Vec::new();
+    for (domain, id) in &quiet {
+        keys.push(app.connected(domain, *id).await);
+    }
+    // The busy accounts' hooks take a while to store (20 ms a row) and 12
+    // senders keep sending them: intake stays busy (it takes two accounts,
+    // see `hooks_in_flight::ACCOUNT_SHARE`). Their own events wait
+    // (paused), so that the turns are the quiet accounts' only.
+    let busy_keys = [
+        app.connected("busy.amocrm.ru", BUSY_ID).await,
+        app.connected("busy2.amocrm.ru", BUSY_TOO).await,
+    ];
+    sqlx::query("update accounts set manual_pause = true where account_id in ($1, $2)")
+        .bind(BUSY_ID)
+        .bind(BUSY_TOO)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "create function slow_busy_hooks() returns trigger language plpgsql as $$
+         begin
+             if new.account_id in (36100000, 36100001) then perform pg_sleep(0.02); end if;
+             return new;
+         end $$",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "create trigger slow_busy_hooks before insert on hook_events
+         for each row execute function slow_busy_hooks()",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for sender in 0..12i64 {
+        let (account, key) = if sender % 2 == 0 {
+            (BUSY_ID, &busy_keys[0])
+        } else {
+            (BUSY_TOO, &busy_keys[1])
+        };
+        let (http, url, stop) = (
+            app.http.clone(),
+            app.url(&format!("/hooks/{key}")),
+            stop.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = lead_hook(account, "add", sender * 100_000 + n, "Busy", 1, &[]);
+                let _ = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await;
+            }
+        }));
+    }
+    let in_flight = app.state.intake.in_flight.clone();
+    for _ in 0..100 {
+        if in_flight.busy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(in_flight.busy(), "12 slow senders make intake busy");
+
+    // Every request to amoCRM takes 300 ms: a turn has one under way at a
+    // time, so note requests that arrive close together come from as many
+    // turns.
+    app.fake.set_latency(Duration::from_millis(300));
+    let note_posts = || -> Vec<Instant> {
+        let mut at: Vec<_> = app
+            .fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/v4/leads/notes")
+            .filter(|r| quiet.iter().any(|(d, _)| *d == r.domain))
+            .map(|r| r.at)
+            .collect();
+        at.sort();
+        at
+    };
+    // The most note requests that arrived within 200 ms of one another.
+    let most_at_once = |at: &[Instant]| amocrm_sim::most_within(at, Duration::from_millis(200));
+    // One hook for each quiet account, sent together: they are stored in
+    // one commit, whose announcements wake the dispatcher at once.
+    let sends = quiet.iter().zip(&keys).map(|((_, id), key)| {
+        app.post_hook(key, lead_hook(*id, "add", 700, "Lead", 1_712_331_728, &[]))
+    });
+    for answer in futures_util::future::join_all(sends).await {
+        assert_eq!(answer.status(), 200);
+    }
+    for (domain, _) in &quiet {
+        app.wait_for_notes(domain, 1).await;
+    }
+    assert!(in_flight.busy(), "intake was busy throughout");
+    let busy_posts = note_posts();
+    assert_eq!(busy_posts.len(), 8, "one note request per quiet account");
+    assert!(
+        most_at_once(&busy_posts) <= 1,
+        "while intake is busy, one round at a time: {} note requests at once",
+        most_at_once(&busy_posts)
+    );
+
+    // Intake calms down: rounds run up to the limit of turns again.
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    tokio::time::sleep(CALM_AFTER * 2).await;
+    assert!(!in_flight.busy(), "calm once the senders stopped");
+    // Sent one after another: eight at once would make intake busy again.
+    for ((_, id), key) in quiet.iter().zip(&keys) {
+        let body = lead_hook(*id, "add", 701, "Lead", 1_712_331_728, &[]);
+        assert_eq!(app.post_hook(key, body).await.status(), 200);
+    }
+    for (domain, _) in &quiet {
+        app.wait_for_notes(domain, 2).await;
+    }
+    let calm_posts = note_posts().split_off(8);
+    assert!(
+        most_at_once(&calm_posts) > 2,
+        "once intake is calm, more than two turns deliver: {}",
+        most_at_once(&calm_posts)
+    );
+}
