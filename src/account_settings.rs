@@ -206,6 +206,14 @@ impl NoteSettings {
         self
     }
 
+    /// The settings as they are stored (normalized), when every setting
+    /// can work.
+    pub fn checked(self) -> Result<NoteSettings, Invalid> {
+        let settings = self.normalized();
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// The language the notes take: this setting, else the installer's
     /// (`accounts.note_lang`), else the domain's.
     pub fn lang(&self, installer: Option<&str>, domain: &str) -> Lang {

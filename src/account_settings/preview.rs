@@ -108,13 +108,7 @@ pub async fn preview(
         state: &state,
     };
     // As delivery would read it, had this event been the card's next one.
-    let history = match prev {
-        Some(prev) if !prev.partial => History::Known(prev),
-        partial => History::New {
-            partial,
-            events: None,
-        },
-    };
+    let history = History::of(prev, None);
     let (outcome, _) = note.write(event.action, history, Said::default(), prev);
     let (note, skipped) = match outcome {
         Ok(text) => (Some(text), None),

@@ -65,8 +65,7 @@ pub async fn save(
     saved_by: &str,
     expected: Option<i32>,
 ) -> Result<i32, SaveError> {
-    let settings = settings.normalized();
-    settings.validate()?;
+    let settings = settings.checked()?;
     let mut tx = pool.begin().await?;
     let latest = sqlx::query_scalar!(
         "select settings_version from accounts where account_id = $1 for update",

@@ -244,13 +244,8 @@ impl Worker {
                     said,
                 )
             } else {
-                let history = match prev {
-                    Some(prev) if !prev.partial => History::Known(prev),
-                    partial => History::New {
-                        partial,
-                        events: card_events.get(&key).and_then(|e| e.as_deref()),
-                    },
-                };
+                let events = card_events.get(&key).and_then(|e| e.as_deref());
+                let history = History::of(prev, events);
                 note.write(event.action, history, said, prev)
             };
             if newer {

@@ -204,8 +204,8 @@ async fn retry(
     Ok(Redirect::to("/my?done=retried").into_response())
 }
 
-/// Reads the settings form, or shows the page again with the form as sent
-/// and what is wrong with it (422).
+/// Reads the settings form (checked, as they would be stored), or shows
+/// the page again with the form as sent and what is wrong with it (422).
 async fn read_form(
     state: &AppState,
     headers: &HeaderMap,
@@ -214,28 +214,20 @@ async fn read_form(
 ) -> Result<Result<(SettingsForm, NoteSettings), Response>, PageError> {
     let Form(form) = form.map_err(|e| AppError::new(e.status(), e.body_text()))?;
     check_csrf(state, session, &form.csrf)?;
-    let page = MyPage::load(state, headers, session).await?;
-    match form.settings() {
-        Ok(settings) => match settings.clone().normalized().validate() {
-            Ok(()) => Ok(Ok((form, settings))),
-            Err(invalid) => {
-                let error = format!("{} {invalid}.", page.t.not_saved);
-                Ok(Err(Page(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    page.with_form(&form).with_error(error),
-                )
-                .into_response()))
-            }
+    let wrong = match form.settings() {
+        Ok(settings) => match settings.checked() {
+            Ok(settings) => return Ok(Ok((form, settings))),
+            Err(invalid) => invalid.to_string(),
         },
-        Err(wrong) => {
-            let error = format!("{} {wrong}.", page.t.not_saved);
-            Ok(Err(Page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page.with_form(&form).with_error(error),
-            )
-            .into_response()))
-        }
-    }
+        Err(wrong) => wrong,
+    };
+    let page = MyPage::load(state, headers, session).await?;
+    let error = format!("{} {wrong}.", page.t.not_saved);
+    Ok(Err(Page(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        page.with_form(&form).with_error(error),
+    )
+    .into_response()))
 }
 
 async fn save_settings(
@@ -294,7 +286,7 @@ async fn preview_settings(
         &state.pool,
         session.account_id,
         None,
-        &settings.normalized(),
+        &settings,
         state.settings.notes.timezone,
     )
     .await?;

@@ -81,6 +81,17 @@ pub enum History<'a> {
     },
 }
 
+impl<'a> History<'a> {
+    /// From the card's last seen state (`prev`): known when it is full,
+    /// else new, with amoCRM's `events` of the change when they were asked.
+    pub fn of(prev: Option<&'a Snapshot>, events: Option<&'a [CardChange]>) -> History<'a> {
+        match prev {
+            Some(prev) if !prev.partial => History::Known(prev),
+            partial => History::New { partial, events },
+        }
+    }
+}
+
 /// What the note of an update says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -19,7 +19,6 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use subtle::ConstantTimeEq as _;
 
 use super::{
     words::{Words, EN, RU},
@@ -27,7 +26,7 @@ use super::{
 };
 use crate::{
     http::{
-        admin::{cross_site, csrf_token, Admin},
+        admin::{page_form, Admin},
         error::{AppError, PageError},
         i18n::{self, Texts},
         AccountPanel, AppState,
@@ -239,20 +238,6 @@ impl AccountPanel for Sandbox {
     }
 }
 
-/// The forms carry the account page's CSRF token; cross-site posts are
-/// refused.
-fn guard(state: &AppState, headers: &HeaderMap, id: i64, csrf: &str) -> Result<(), PageError> {
-    let expected = csrf_token(state, id);
-    if cross_site(headers) || !bool::from(csrf.as_bytes().ct_eq(expected.as_bytes())) {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "This form was not sent from the status page.",
-        )
-        .into());
-    }
-    Ok(())
-}
-
 /// The simulated account's host of account `id`.
 async fn domain_of(state: &AppState, id: i64) -> Result<String, PageError> {
     let row = stats::one(&state.pool, id)
@@ -293,7 +278,7 @@ async fn save_card(
     Path(id): Path<i64>,
     Form(form): Form<CardForm>,
 ) -> Result<Response, PageError> {
-    guard(&state, &headers, id, &form.csrf)?;
+    page_form(&state, &headers, id, &form.csrf)?;
     let domain = domain_of(&state, id).await?;
     let bad = |what: &str| AppError::new(StatusCode::BAD_REQUEST, format!("{what} is not valid."));
     let (entity, card) = match form.card.strip_prefix("new-") {
@@ -373,7 +358,7 @@ async fn switch_fault(
     Path(id): Path<i64>,
     Form(form): Form<FaultForm>,
 ) -> Result<Response, PageError> {
-    guard(&state, &headers, id, &form.csrf)?;
+    page_form(&state, &headers, id, &form.csrf)?;
     let domain = domain_of(&state, id).await?;
     let fault = FaultSwitch::parse(&form.fault)
         .ok_or_else(|| AppError::new(StatusCode::BAD_REQUEST, "No such fault."))?;

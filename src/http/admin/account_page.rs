@@ -9,9 +9,8 @@ use axum::{
 };
 use chrono::Utc;
 use serde::Deserialize;
-use subtle::ConstantTimeEq as _;
 
-use super::{act, cross_site, csrf_token, status_page::RowView, Admin};
+use super::{act, csrf_token, page_form, status_page::RowView, Admin};
 use crate::{
     account_settings::store,
     http::{
@@ -186,14 +185,7 @@ pub(super) async fn account_action_form(
     Path((id, action)): Path<(i64, String)>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
-    let expected = csrf_token(&state, id);
-    if cross_site(&headers) || !bool::from(form.csrf.as_bytes().ct_eq(expected.as_bytes())) {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "This form was not sent from the status page.",
-        )
-        .into());
-    }
+    page_form(&state, &headers, id, &form.csrf)?;
     let message = act(&state, id, &action, form.lang.as_deref()).await?;
     Ok(Redirect::to(&format!(
         "/status/accounts/{id}?done={}",

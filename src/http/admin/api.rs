@@ -2,14 +2,14 @@
 
 use axum::{
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::{IntoResponse, Response},
     Json,
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{act, cross_site, Admin, ListParams};
+use super::{act, refuse_cross_site, Admin, ListParams};
 use crate::{
     http::{error::AppError, AppState},
     inbox::EventState,
@@ -84,12 +84,7 @@ pub(super) async fn api_action(
     Path((id, action)): Path<(i64, String)>,
     Query(params): Query<ActionParams>,
 ) -> Result<Response, AppError> {
-    if cross_site(&headers) {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "Cross-site requests are refused.",
-        ));
-    }
+    refuse_cross_site(&headers)?;
     let message = act(&state, id, &action, params.lang.as_deref()).await?;
     Ok(Json(json!({ "status": 200, "message": message })).into_response())
 }

@@ -153,6 +153,35 @@ pub fn csrf_token(state: &AppState, account_id: i64) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Refuses a form post that is not the account page's own: from another
+/// site, or without the page's CSRF token (the sandbox panel's forms too).
+pub fn page_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    account_id: i64,
+    csrf: &str,
+) -> Result<(), AppError> {
+    let expected = csrf_token(state, account_id);
+    if cross_site(headers) || !bool::from(csrf.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "This form was not sent from the status page.",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an API call a browser says came from another site.
+fn refuse_cross_site(headers: &HeaderMap) -> Result<(), AppError> {
+    if cross_site(headers) {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "Cross-site requests are refused.",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a browser says the request came from another site.
 pub fn cross_site(headers: &HeaderMap) -> bool {
     // A browser's own word first (scripts cannot set Sec-Fetch-Site). A

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{cross_site, Admin};
+use super::{refuse_cross_site, Admin};
 use crate::{
     account_settings::{preview, store, NoteSettings},
     http::{error::AppError, AppState},
@@ -59,16 +59,12 @@ pub(super) async fn preview_settings(
     refuse_cross_site(&headers)?;
     let Json(request) = body.map_err(unreadable)?;
     let settings = match request.settings {
-        Some(draft) => {
-            let draft = draft.normalized();
-            draft.validate().map_err(|e| {
-                AppError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("Settings not valid: {e}."),
-                )
-            })?;
-            draft
-        }
+        Some(draft) => draft.checked().map_err(|e| {
+            AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("Settings not valid: {e}."),
+            )
+        })?,
         None => {
             store::current(&state.pool, id)
                 .await?
@@ -128,16 +124,6 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i32>, AppError> {
                 "If-Match must be the settings' ETag, the version in quotes (\"3\").",
             )
         })
-}
-
-fn refuse_cross_site(headers: &HeaderMap) -> Result<(), AppError> {
-    if cross_site(headers) {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "Cross-site requests are refused.",
-        ));
-    }
-    Ok(())
 }
 
 /// A body that is not settings: its status (400 for broken JSON, 415
