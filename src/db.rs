@@ -77,7 +77,7 @@ pub struct Pools {
 ///
 /// The main pool is not sized by the delivery turns: a turn holds a
 /// connection only for the moment of each statement (none while it waits on
-/// amoCRM; token refreshes, which do, are bounded in `tokens.rs`), so a
+/// amoCRM; token refreshes, which do, are bounded in `tokens/`), so a
 /// few dozen connections serve hundreds of turns, and PostgreSQL's own
 /// connection limit is shared by every process.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pools> {

@@ -32,7 +32,7 @@ pub async fn holds_refreshes(pool: &PgPool, integration: &str) -> sqlx::Result<O
         "update integration_fault set retry_at = now() + $2::interval
          where integration = $1 and retry_at <= now() returning error",
         integration,
-        // `as _`: an interval (see tokens.rs).
+        // `as _`: an interval (see tokens/mod.rs).
         chrono::Duration::from_std(PROBE_EVERY).expect("small") as _,
     )
     .fetch_optional(pool)

@@ -46,7 +46,7 @@ pub const ACCOUNT_BYTES: usize = 1024 * 1024;
 /// Bodies up to this size are never refused, however many of one account
 /// are in flight: real hooks are a few KB (a lead with many custom fields,
 /// 2 to 10 KB), and a burst of them (a mass edit) must all be stored. Their
-/// share of the committer is kept by its turns (see `inbox.rs`).
+/// share of the committer is kept by its turns (see `inbox/`).
 pub const LARGE_BODY: usize = 32 * 1024;
 /// Intake counts as busy until this long after a hook last arrived to or
 /// left [`BUSY`] in flight: the count swings from one moment to the next, and a

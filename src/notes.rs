@@ -222,3 +222,5 @@ fn finish(rendered: askama::Result<String>) -> String {
 mod tests;
 #[cfg(test)]
 mod tests_more;
+#[cfg(test)]
+mod tests_values;

@@ -87,7 +87,7 @@ pub async fn handle_call(
            and uninstall_checked_at > now() - $2::interval
          returning account_id",
         account_id,
-        // `as _`: an interval (see tokens.rs).
+        // `as _`: an interval (see tokens/mod.rs).
         chrono::Duration::from_std(CHECK_EVERY).expect("small") as _,
     )
     .fetch_optional(pool)

@@ -1,7 +1,8 @@
-//! No import circles in the service or the simulator: drawn from each file's `crate::` and
-//! `super::` paths (test modules left out), no file reaches itself again.
-//! A circle means a lower layer knows a higher one (the README's Layout
-//! names the layers); the test prints the files of each circle.
+//! The house in order. No import circles in the service or the simulator:
+//! drawn from each file's `crate::` and `super::` paths (test modules left
+//! out), no file reaches itself again; a circle means a lower layer knows a
+//! higher one (the README's Layout names the layers), and the test prints
+//! the files of each circle. And no source file over 400 lines.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -213,4 +214,34 @@ fn a_circle_is_found_when_there_is_one() {
         found[0],
         ["a", "b", "c"].iter().map(|s| (*s).to_owned()).collect()
     );
+}
+
+/// Every `.rs` file under `dir` (target/ left out), with its line count.
+fn line_counts(dir: &Path, out: &mut Vec<(String, usize)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                line_counts(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+            out.push((path.display().to_string(), lines));
+        }
+    }
+}
+
+/// A file one reads in one sitting: over 400 lines, a file holds more than
+/// one subject and is split by subject.
+#[test]
+fn no_source_file_of_the_workspace_is_over_400_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut counts = Vec::new();
+    for dir in ["src", "tests", "crates"] {
+        line_counts(&root.join(dir), &mut counts);
+    }
+    assert!(counts.len() > 100, "the files were read: {}", counts.len());
+    let long: Vec<_> = counts.iter().filter(|(_, lines)| *lines > 400).collect();
+    assert!(long.is_empty(), "files over 400 lines: {long:?}");
 }

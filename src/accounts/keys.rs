@@ -50,7 +50,7 @@ pub async fn add_candidate(db: &PgPool, account_id: i64) -> sqlx::Result<SecretS
          values ($1, $2, 'candidate', now() + $3::interval)",
         crypto::sha256_hex(&key),
         account_id,
-        // `as _`: an interval (see tokens.rs).
+        // `as _`: an interval (see tokens/mod.rs).
         chrono::Duration::from_std(CANDIDATE_FOR).expect("small") as _,
     )
     .execute(db)

@@ -133,7 +133,7 @@ impl AmoApi {
 
     /// Trades a refresh token for a new pair. amoCRM revokes the old refresh
     /// token on success: callers must store the new one before anything else
-    /// can use the old one (see `tokens.rs`). The caller takes the budget
+    /// can use the old one (see `tokens/`). The caller takes the budget
     /// `slot` first ([`AmoApi::take_slot`]), before it locks the token row,
     /// so that no row lock is held while waiting for the budget.
     pub async fn refresh_token(

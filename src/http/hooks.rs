@@ -228,7 +228,7 @@ fn mismatch(account: &Account, hook: &Hook) -> Option<&'static str> {
     }
 }
 
-/// Stores the hook's events (group commit, see `inbox.rs`); a change
+/// Stores the hook's events (group commit, see `inbox/`); a change
 /// already stored is skipped. Returns how many were new.
 async fn store(intake: &Intake, account: &Account, hook: Hook) -> Result<u64, StoreError> {
     // A disconnected account's events are kept as a record, not delivered.

@@ -252,7 +252,7 @@ impl Installer {
                  limit $2
                  for update skip locked)
              returning account_id",
-            // `as _`: an interval (see tokens.rs).
+            // `as _`: an interval (see tokens/mod.rs).
             chrono::Duration::from_std(CHECK_EVERY).expect("small") as _,
             limit,
         )

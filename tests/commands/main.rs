@@ -1,11 +1,13 @@
 //! The commands a newcomer types, run as processes: the README's Quick-start
 //! command (read from the README itself), the hint when PostgreSQL refuses
-//! the password, and `amohook sandbox`. `.ci/run` also runs the Quick-start
-//! command exactly as printed, with `cargo run --release`.
+//! the password, the README's `amohook sandbox` command, and `amohook
+//! widget`. `.ci/run` also runs the Quick-start command exactly as printed,
+//! with `cargo run --release`.
 
 #[allow(dead_code)]
-#[path = "api/helpers.rs"]
+#[path = "../api/helpers.rs"]
 mod helpers;
+mod widget;
 
 use std::{process::Stdio, time::Duration};
 
@@ -19,7 +21,7 @@ use tokio::{
 /// The README's Quick-start command: its environment, and the arguments
 /// after `cargo run --release --`.
 fn quick_start() -> (Vec<(String, String)>, Vec<String>) {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let marker = readme
         .find("<!-- quick-start")
         .expect("the README marks its Quick-start command");
@@ -239,7 +241,7 @@ async fn a_refused_password_stops_the_quick_start_with_the_readmes_fix() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     for fix in [
         r#"sudo -u postgres psql -c "alter user postgres password 'postgres'""#,
         "postgres://postgres:postgres@127.0.0.1:5432/amohook",
@@ -260,8 +262,26 @@ async fn amohook_sandbox_prints_its_status_page_and_login_which_work_and_stops_o
     let db = TestDb::new();
     let port = free_port();
     let home = tempfile::tempdir().unwrap();
+    // The README's command, on this test's database and a free port.
+    let readme = include_str!("../../README.md");
+    let printed = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run --release -- sandbox "))
+        .expect("the README's sandbox command");
+    let args: Vec<String> = printed["cargo run --release -- ".len()..]
+        .split_whitespace()
+        .map(|word| {
+            if word.starts_with("postgres://") {
+                db.url.clone()
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(args.len(), 2, "{printed}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_amohook"))
-        .args(["sandbox", &db.url, "--listen", &format!("127.0.0.1:{port}")])
+        .args(&args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("HOME", home.path())
         .env("XDG_DATA_HOME", home.path())
         .current_dir(home.path())
@@ -313,139 +333,4 @@ async fn amohook_sandbox_prints_its_status_page_and_login_which_work_and_stops_o
     assert_eq!(accounts["total"], 2, "{accounts}");
     let status = terminate(&mut child).await;
     assert!(status.success(), "exit status {status}");
-}
-
-#[test]
-fn compose_takes_its_settings_and_key_from_the_env_file_the_readme_makes() {
-    let compose = include_str!("../docker-compose.yml");
-    let example = include_str!("../.env.example");
-    let readme = include_str!("../README.md");
-    let docker = &readme[readme.find("### Running with Docker").unwrap()..];
-    let start = docker
-        .find("cat > .env <<EOF\n")
-        .expect("the README makes .env");
-    let block = &docker[start..start + docker[start..].find("\nEOF\n").unwrap()];
-    // What compose refuses to start without: `${NAME:?...}`.
-    let required: Vec<&str> = compose
-        .split("${")
-        .skip(1)
-        .filter_map(|rest| rest.split_once(":?").map(|(name, _)| name))
-        .filter(|name| !name.contains('}'))
-        .collect();
-    assert!(
-        required.contains(&"AMOHOOK_SECURITY__ENCRYPTION_KEY"),
-        "{required:?}"
-    );
-    for name in required {
-        let set = |text: &str| text.lines().any(|l| l.starts_with(&format!("{name}=")));
-        assert!(set(example), ".env.example names {name}");
-        assert!(set(block), "the README's .env sets {name}");
-    }
-    assert!(
-        !docker.contains("export AMOHOOK_"),
-        "the Docker section keeps settings in .env, not in shell variables"
-    );
-    assert!(include_str!("../.gitignore").lines().any(|l| l == ".env"));
-}
-
-#[test]
-fn compose_publishes_plain_http_on_loopback_unless_told_otherwise() {
-    let compose = include_str!("../docker-compose.yml");
-    let ports: Vec<&str> = compose
-        .lines()
-        .skip_while(|l| l.trim() != "ports:")
-        .skip(1)
-        .take_while(|l| l.trim_start().starts_with('-'))
-        .map(|l| l.trim().trim_start_matches("- ").trim_matches('"'))
-        .collect();
-    assert_eq!(
-        ports,
-        ["${AMOHOOK_PUBLISH:-127.0.0.1}:8080:8080"],
-        "{ports:?}"
-    );
-    // The database is not published at all.
-    assert_eq!(compose.matches("ports:").count(), 1);
-    let readme = include_str!("../README.md");
-    assert!(
-        readme.contains("AMOHOOK_PUBLISH"),
-        "the README says how to change it"
-    );
-}
-
-#[test]
-fn the_widget_command_writes_the_platforms_archive_with_the_public_address() {
-    use std::io::Read as _;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("widget.zip");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_amohook"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AMOHOOK_") {
-            command.env_remove(key);
-        }
-    }
-    let output = command
-        .env(
-            "AMOHOOK_DATABASE__URL",
-            "postgres://postgres@127.0.0.1:5432/unused",
-        )
-        .env("AMOHOOK_HTTP__PUBLIC_URL", "https://hooks.example.com")
-        .env("AMOHOOK_AMOCRM__CLIENT_ID", "uuid-of-the-integration")
-        .env("AMOHOOK_AMOCRM__CLIENT_SECRET", "secret")
-        .args([
-            "widget",
-            "--platform",
-            "amocrm",
-            "--support-email",
-            "help@example.com",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(said.contains("uuid-of-the-integration"), "{said}");
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
-    let mut manifest = String::new();
-    zip.by_name("manifest.json")
-        .unwrap()
-        .read_to_string(&mut manifest)
-        .unwrap();
-    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-    assert_eq!(
-        manifest["widget"]["locale"],
-        serde_json::json!(["ru", "en"])
-    );
-    assert_eq!(
-        manifest["widget"]["support"]["link"],
-        "https://hooks.example.com"
-    );
-    let mut script = String::new();
-    zip.by_name("script.js")
-        .unwrap()
-        .read_to_string(&mut script)
-        .unwrap();
-    assert!(script.contains("https://hooks.example.com"));
-    assert!(zip.by_name("i18n/ru.json").is_ok() && zip.by_name("i18n/es.json").is_err());
-
-    // A platform amohook does not know is refused, and nothing is written.
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_amohook"))
-        .args([
-            "widget",
-            "--platform",
-            "bitrix",
-            "--support-email",
-            "help@example.com",
-            "--out",
-        ])
-        .arg(dir.path().join("other.zip"))
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--platform must be amocrm or kommo"));
-    assert!(!dir.path().join("other.zip").exists());
 }
