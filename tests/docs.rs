@@ -1,9 +1,11 @@
 //! The README and docs/ stay true: every link between them leads to a file
 //! and a heading that exist, every configuration key of
 //! `config/default.toml` is in the configuration reference and nothing else
-//! is, and every amohook command the sh blocks give is one the binary has.
-//! (The Quick-start command is run as printed by `tests/commands.rs` and
-//! `.ci/run`.)
+//! is, every amohook command the sh blocks give is one the binary has, and
+//! the README's Docker block writes the `.env` compose needs. (The
+//! Quick-start and sandbox commands are run as printed by
+//! `tests/commands/` and `.ci/run`, the admin API's curl commands by
+//! `tests/api/documented.rs`, the bench's by its own tests.)
 
 use std::{
     collections::BTreeSet,
@@ -237,4 +239,124 @@ fn every_amohook_command_in_the_readme_and_docs_exists() {
             String::from_utf8_lossy(&ran.stderr)
         );
     }
+}
+
+#[test]
+fn compose_takes_its_settings_and_key_from_the_env_file_the_readme_makes() {
+    let compose = include_str!("../docker-compose.yml");
+    let example = include_str!("../.env.example");
+    let readme = include_str!("../README.md");
+    let docker = &readme[readme.find("### Running with Docker").unwrap()..];
+    let start = docker
+        .find("cat > .env <<EOF\n")
+        .expect("the README makes .env");
+    let block = &docker[start..start + docker[start..].find("\nEOF\n").unwrap()];
+    // What compose refuses to start without: `${NAME:?...}`.
+    let required: Vec<&str> = compose
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(":?").map(|(name, _)| name))
+        .filter(|name| !name.contains('}'))
+        .collect();
+    assert!(
+        required.contains(&"AMOHOOK_SECURITY__ENCRYPTION_KEY"),
+        "{required:?}"
+    );
+    for name in required {
+        let set = |text: &str| text.lines().any(|l| l.starts_with(&format!("{name}=")));
+        assert!(set(example), ".env.example names {name}");
+        assert!(set(block), "the README's .env sets {name}");
+    }
+    assert!(
+        !docker.contains("export AMOHOOK_"),
+        "the Docker section keeps settings in .env, not in shell variables"
+    );
+    assert!(include_str!("../.gitignore").lines().any(|l| l == ".env"));
+}
+
+/// The README's Docker block, run as printed up to `docker compose up`
+/// (which needs a Docker daemon and builds the image for minutes): the
+/// `.env` it writes sets every value compose requires, with a fresh admin
+/// token and a key of 32 bytes, readable by its owner only.
+#[test]
+fn the_readmes_docker_block_writes_an_env_file_compose_takes() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let readme = include_str!("../README.md");
+    let docker = &readme[readme.find("### Running with Docker").unwrap()..];
+    let (_, code) = split(docker);
+    let block: Vec<&str> = code
+        .iter()
+        .filter(|(lang, _)| lang == "sh")
+        .map(|(_, line)| *line)
+        .take_while(|line| !line.starts_with("docker compose"))
+        .collect();
+    assert!(
+        code.iter().any(|(_, l)| *l == "docker compose up --build"),
+        "the block ends by starting compose"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ran = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &block.join("\n")])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let env_file = dir.path().join(".env");
+    let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let written = std::fs::read_to_string(&env_file).unwrap();
+    let value = |name: &str| {
+        written
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} is not in .env:\n{written}"))
+            .to_owned()
+    };
+    let compose = include_str!("../docker-compose.yml");
+    for name in compose
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(":?").map(|(name, _)| name))
+        .filter(|name| !name.contains('}'))
+    {
+        assert!(!value(name).trim().is_empty(), "{name} is empty");
+    }
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(value("AMOHOOK_SECURITY__ENCRYPTION_KEY"))
+        .expect("the key is base64");
+    assert_eq!(key.len(), 32);
+    let token = value("AMOHOOK_ADMIN__TOKEN");
+    assert!(
+        token.len() == 48 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "{token}"
+    );
+}
+
+#[test]
+fn compose_publishes_plain_http_on_loopback_unless_told_otherwise() {
+    let compose = include_str!("../docker-compose.yml");
+    let ports: Vec<&str> = compose
+        .lines()
+        .skip_while(|l| l.trim() != "ports:")
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with('-'))
+        .map(|l| l.trim().trim_start_matches("- ").trim_matches('"'))
+        .collect();
+    assert_eq!(
+        ports,
+        ["${AMOHOOK_PUBLISH:-127.0.0.1}:8080:8080"],
+        "{ports:?}"
+    );
+    // The database is not published at all.
+    assert_eq!(compose.matches("ports:").count(), 1);
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains("AMOHOOK_PUBLISH"),
+        "the README says how to change it"
+    );
 }

@@ -12,6 +12,7 @@ mod delivery_claims;
 mod delivery_faults;
 mod delivery_rounds;
 mod disable;
+mod documented;
 mod helpers;
 mod hooks;
 mod install;

@@ -26,6 +26,8 @@ const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
 mod baselines;
 mod bodies;
+#[cfg(test)]
+mod documented;
 mod drills;
 mod load;
 mod measure;
