@@ -64,11 +64,46 @@ pub struct Texts {
     pub integration_refused: &'static str,
     pub rotate_hook_key: &'static str,
     pub reinstall_link: &'static str,
-    pub ago: &'static str,
-    pub in_: &'static str,
+    pub time: TimeWords,
+}
+
+/// How a time is told relative to now: "5 min ago", "in 3 h".
+pub struct TimeWords {
+    /// `{}` is the amount and unit: "{} ago", "hace {}".
+    pub past: &'static str,
+    pub future: &'static str,
     pub just_now: &'static str,
+    /// Seconds, minutes, hours, days.
     pub units: [&'static str; 4],
 }
+
+pub const TIME_EN: TimeWords = TimeWords {
+    past: "{} ago",
+    future: "in {}",
+    just_now: "just now",
+    units: ["s", "min", "h", "d"],
+};
+
+pub const TIME_RU: TimeWords = TimeWords {
+    past: "{} назад",
+    future: "через {}",
+    just_now: "только что",
+    units: ["с", "мин", "ч", "д"],
+};
+
+pub const TIME_ES: TimeWords = TimeWords {
+    past: "hace {}",
+    future: "en {}",
+    just_now: "ahora mismo",
+    units: ["s", "min", "h", "d"],
+};
+
+pub const TIME_PT: TimeWords = TimeWords {
+    past: "há {}",
+    future: "em {}",
+    just_now: "agora mesmo",
+    units: ["s", "min", "h", "d"],
+};
 
 pub const EN: Texts = Texts {
     lang: "en",
@@ -129,10 +164,7 @@ pub const EN: Texts = Texts {
     rotate_hook_key: "New hook key",
     integration_refused: "amoCRM refuses an integration itself, so token refreshes of its accounts wait (check client_id, client_secret and redirect_uri in the section named, then restart)",
     reinstall_link: "To connect this account again, send its administrator this link",
-    ago: "ago",
-    in_: "in",
-    just_now: "just now",
-    units: ["s", "min", "h", "d"],
+    time: TIME_EN,
 };
 
 pub const RU: Texts = Texts {
@@ -194,10 +226,7 @@ pub const RU: Texts = Texts {
     rotate_hook_key: "Новый ключ хука",
     integration_refused: "amoCRM отказывает самой интеграции, поэтому обновление токенов её аккаунтов ждёт (проверьте client_id, client_secret и redirect_uri в названном разделе и перезапустите)",
     reinstall_link: "Чтобы подключить аккаунт снова, отправьте его администратору эту ссылку",
-    ago: "назад",
-    in_: "через",
-    just_now: "только что",
-    units: ["с", "мин", "ч", "д"],
+    time: TIME_RU,
 };
 
 /// The texts of `lang` (`ru`; English otherwise).
@@ -239,7 +268,14 @@ impl Texts {
         }
     }
 
-    /// "5 min ago" / "in 3 h"; empty for none.
+    /// "5 min ago" / "in 3 h"; a dash for none.
+    pub fn relative(&self, at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+        self.time.relative(at, now)
+    }
+}
+
+impl TimeWords {
+    /// "5 min ago" / "in 3 h"; a dash for none.
     pub fn relative(&self, at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
         let Some(at) = at else {
             return "—".into();
@@ -252,11 +288,9 @@ impl Texts {
             s if s < 86_400 => (s / 3600, self.units[2]),
             s => (s / 86_400, self.units[3]),
         };
-        if secs >= 0 {
-            format!("{n} {unit} {}", self.ago)
-        } else {
-            format!("{} {n} {unit}", self.in_)
-        }
+        let amount = format!("{n} {unit}");
+        let pattern = if secs >= 0 { self.past } else { self.future };
+        pattern.replace("{}", &amount)
     }
 }
 
@@ -289,5 +323,18 @@ mod tests {
             "через 3 ч"
         );
         assert_eq!(EN.relative(None, now), "—");
+        // Spanish and Portuguese put the word before the amount.
+        assert_eq!(
+            TIME_ES.relative(Some(now - chrono::Duration::days(2)), now),
+            "hace 2 d"
+        );
+        assert_eq!(
+            TIME_PT.relative(Some(now + chrono::Duration::seconds(30)), now),
+            "em 30 s"
+        );
+        assert_eq!(
+            TIME_PT.relative(Some(now - chrono::Duration::seconds(3)), now),
+            "agora mesmo"
+        );
     }
 }

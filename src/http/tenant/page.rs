@@ -1,6 +1,5 @@
-//! The account's own page: what it shows, its form, and its words in
-//! English and Russian (by the browser's Accept-Language, as the admin
-//! pages).
+//! The account's own page: what it shows, its form, and its words in the
+//! browser's language (see `texts.rs`).
 
 use askama::Template;
 use axum::http::HeaderMap;
@@ -8,7 +7,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::{
-    texts::{MyTexts, EN, RU},
+    texts::{self, MyTexts},
     AppState,
 };
 use crate::{
@@ -16,6 +15,7 @@ use crate::{
     http::{error::AppError, i18n},
     inbox::EventState,
     notes::Lang,
+    platform::Platform,
     stats,
     tenant::{self, Session},
 };
@@ -165,7 +165,9 @@ pub struct LangOption {
 
 pub struct NoteRow {
     card: String,
+    /// For the row's class.
     state: &'static str,
+    state_word: &'static str,
     when: String,
     when_abs: String,
     text: String,
@@ -183,8 +185,10 @@ pub struct MyPage {
     pub t: &'static MyTexts,
     domain: String,
     csrf: String,
-    hook_state: String,
-    subscribed: bool,
+    /// The web-hook's state in words, and whether it needs attention.
+    hook_line: String,
+    hook_alert: bool,
+    no_event: String,
     last_hook: String,
     delivered: i64,
     pending: i64,
@@ -203,8 +207,7 @@ impl MyPage {
         headers: &HeaderMap,
         session: &Session,
     ) -> Result<MyPage, AppError> {
-        let common = i18n::texts(headers);
-        let t = if common.lang == "ru" { &RU } else { &EN };
+        let t = texts::pick(headers);
         let id = session.account_id;
         let row = stats::one(&state.pool, id)
             .await?
@@ -228,9 +231,10 @@ impl MyPage {
             .await?
             .into_iter()
             .map(|e| NoteRow {
-                card: format!("{} #{}", e.entity_type.as_str(), e.entity_id),
+                card: format!("{} #{}", t.kind(e.entity_type), e.entity_id),
                 state: e.state.as_str(),
-                when: common.relative(Some(e.received_at), now),
+                state_word: t.state(e.state),
+                when: t.time.relative(Some(e.received_at), now),
                 when_abs: i18n::absolute(Some(e.received_at)),
                 text: match e.state {
                     EventState::Delivered | EventState::Pending | EventState::Sending
@@ -242,13 +246,21 @@ impl MyPage {
                 },
             })
             .collect();
+        let platform = Platform::of_host(&row.domain).title();
+        let (hook_line, hook_alert) = match row.webhook_state.as_deref() {
+            Some("switched_off") => (t.switched_off, true),
+            Some("missing") => (t.missing, true),
+            _ if row.webhooks_subscribed => (t.subscribed, false),
+            _ => (t.not_subscribed, false),
+        };
         Ok(MyPage {
             t,
             domain: row.domain.clone(),
             csrf: tenant::csrf(&state.cipher, session),
-            hook_state: row.webhook_state.clone().unwrap_or_default(),
-            subscribed: row.webhooks_subscribed,
-            last_hook: common.relative(row.last_hook_at, now),
+            hook_line: hook_line.replace("{platform}", platform),
+            hook_alert,
+            no_event: t.no_event.replace("{platform}", platform),
+            last_hook: t.time.relative(row.last_hook_at, now),
             delivered: row.delivered,
             pending: row.pending,
             failed: row.failed,
@@ -280,7 +292,7 @@ impl MyPage {
         self.preview = Some(shown.map(|p| PreviewView {
             card: format!(
                 "{} #{} ({})",
-                p.entity_type.as_str(),
+                self.t.kind(p.entity_type),
                 p.entity_id,
                 p.action.as_str()
             ),
