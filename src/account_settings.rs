@@ -19,9 +19,9 @@ pub mod preview;
 pub mod store;
 
 /// The most pipelines, stages and fields a filter names.
-const MAX_LIST: usize = 200;
+pub const MAX_LIST: usize = 200;
 /// The longest field name a filter takes.
-const MAX_NAME: usize = 200;
+pub const MAX_NAME: usize = 200;
 
 /// An account's note settings. Every field has its default, so a stored
 /// version written before a field existed reads with today's behaviour.

@@ -33,6 +33,7 @@ use crate::{
 
 mod page;
 mod texts;
+mod wrong;
 
 use page::{MyPage, SettingsForm};
 
@@ -215,14 +216,11 @@ async fn read_form(
     let Form(form) = form.map_err(|e| AppError::new(e.status(), e.body_text()))?;
     check_csrf(state, session, &form.csrf)?;
     let wrong = match form.settings() {
-        Ok(settings) => match settings.checked() {
-            Ok(settings) => return Ok(Ok((form, settings))),
-            Err(invalid) => invalid.to_string(),
-        },
+        Ok(settings) => return Ok(Ok((form, settings))),
         Err(wrong) => wrong,
     };
     let page = MyPage::load(state, headers, session).await?;
-    let error = format!("{} {wrong}.", page.t.not_saved);
+    let error = format!("{} {}.", page.t.not_saved, wrong.say(page.t));
     Ok(Err(Page(
         StatusCode::UNPROCESSABLE_ENTITY,
         page.with_form(&form).with_error(error),

@@ -36,5 +36,6 @@ mod subscriptions;
 mod tenant;
 mod tenant_browser;
 mod tenant_isolation;
+mod tenant_languages;
 mod token_failures;
 mod tokens;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{
     texts::{self, MyTexts},
+    wrong::Wrong,
     AppState,
 };
 use crate::{
@@ -58,21 +59,24 @@ pub struct SettingsForm {
     changed_template: String,
 }
 
-fn ids(name: &str, text: &str) -> Result<Vec<i64>, String> {
+fn ids(setting: &'static str, text: &str) -> Result<Vec<i64>, Wrong> {
     text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|part| !part.is_empty())
         .map(|part| {
-            part.parse::<i64>()
-                .map_err(|_| format!("{name}: {part:?} is not an id"))
+            part.parse::<i64>().map_err(|_| Wrong::NotAnId {
+                setting,
+                word: part.to_owned(),
+            })
         })
         .collect()
 }
 
 impl SettingsForm {
-    pub fn settings(&self) -> Result<NoteSettings, String> {
+    /// The settings as the form gives them, checked as they are stored.
+    pub fn settings(&self) -> Result<NoteSettings, Wrong> {
         let on = |field: &Option<String>| field.is_some();
         let text = |t: &str| (!t.trim().is_empty()).then(|| t.replace("\r\n", "\n"));
-        Ok(NoteSettings {
+        NoteSettings {
             leads: on(&self.leads),
             contacts: on(&self.contacts),
             companies: on(&self.companies),
@@ -87,7 +91,9 @@ impl SettingsForm {
             lang: text(&self.lang),
             added_template: text(&self.added_template),
             changed_template: text(&self.changed_template),
-        })
+        }
+        .checked()
+        .map_err(Wrong::Invalid)
     }
 }
 
