@@ -148,6 +148,8 @@ async fn an_administrator_opens_the_page_from_amocrm_and_changes_the_notes() {
     assert_eq!(page.status(), 200);
     let page = page.text().await.unwrap();
     assert!(page.contains(A), "{page}");
+    // No note has read the account's pipelines yet: no ids to show.
+    assert!(!page.contains("known-ids"), "{page}");
 
     // A lead's add and change, stored; the change not yet delivered.
     assert_eq!(
@@ -305,6 +307,7 @@ async fn the_page_shows_a_failed_note_and_its_retry_button_sends_it_again() {
     let cookie = app.session_cookie(A, &admin()).await;
     let page = app.my("/my", &cookie).await.text().await.unwrap();
     assert!(page.contains(r#"class="state-failed""#), "{page}");
+
     assert!(page.contains(r#"action="/my/retry""#), "{page}");
     // Without the page's form token: refused, nothing queued.
     let forged = app.my_post("/my/retry", &cookie, &[("csrf", "0000")]).await;
@@ -322,5 +325,38 @@ async fn the_page_shows_a_failed_note_and_its_retry_button_sends_it_again() {
     assert!(
         !page.contains(r#"action="/my/retry""#),
         "no failed note, no button"
+    );
+}
+
+#[tokio::test]
+async fn the_filters_show_the_pipelines_and_stages_the_notes_have_read_with_their_ids() {
+    let app = TestApp::spawn_without_worker().await;
+    let key = app.connected(A, A_ID).await;
+    let cookie = app.session_cookie(A, &admin()).await;
+    let page = app.my("/my", &cookie).await.text().await.unwrap();
+    assert!(!page.contains("known-ids"), "nothing read yet: {page}");
+
+    // A lead added, then moved on: the move's note names the stages, so
+    // its round reads them.
+    let added = lead_hook(A_ID, "add", 7, "Pedido", 1_712_331_700, &[]);
+    assert_eq!(app.post_hook(&key, added).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    let moved = lead_hook(
+        A_ID,
+        "update",
+        7,
+        "Pedido",
+        1_712_331_728,
+        &[("status_id", "2"), ("old_status_id", "1")],
+    )
+    .replace("leads%5Bupdate%5D%5B0%5D%5Bstatus_id%5D=1&", "");
+    assert_eq!(app.post_hook(&key, moved).await.status(), 200);
+    app.state.worker.drain().await.unwrap();
+    assert!(app.fake.notes().last().unwrap().text.contains("Переговоры"));
+
+    let page = app.my("/my", &cookie).await.text().await.unwrap();
+    assert!(
+        page.contains("<b>Продажи</b> 10: Новая 1, Переговоры 2, Успешно реализовано 142"),
+        "{page}"
     );
 }

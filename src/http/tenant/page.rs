@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     account_settings::{preview::Preview, store, NoteSettings},
+    amocrm::directory,
     http::{error::AppError, i18n},
     inbox::EventState,
     notes::Lang,
@@ -179,6 +180,13 @@ pub struct NoteRow {
     text: String,
 }
 
+/// A pipeline with its stages, by id.
+pub struct PipelineView {
+    id: i64,
+    name: String,
+    stages: Vec<(i64, String)>,
+}
+
 pub struct PreviewView {
     card: String,
     note: Option<String>,
@@ -195,6 +203,9 @@ pub struct MyPage {
     hook_line: String,
     hook_alert: bool,
     no_event: String,
+    /// The account's pipelines as amohook last read them (notes name
+    /// stages by them), for the filters' ids.
+    pipelines: Vec<PipelineView>,
     last_hook: String,
     delivered: i64,
     pending: i64,
@@ -253,6 +264,16 @@ impl MyPage {
             })
             .collect();
         let platform = Platform::of_host(&row.domain).title();
+        let pipelines = directory::load(&state.pool, id)
+            .await?
+            .pipelines
+            .into_iter()
+            .map(|(id, p)| PipelineView {
+                id,
+                name: p.name,
+                stages: p.statuses.into_iter().collect(),
+            })
+            .collect();
         let (hook_line, hook_alert) = match row.webhook_state.as_deref() {
             Some("switched_off") => (t.switched_off, true),
             Some("missing") => (t.missing, true),
@@ -266,6 +287,7 @@ impl MyPage {
             hook_line: hook_line.replace("{platform}", platform),
             hook_alert,
             no_event: t.no_event.replace("{platform}", platform),
+            pipelines,
             last_hook: t.time.relative(row.last_hook_at, now),
             delivered: row.delivered,
             pending: row.pending,
