@@ -10,8 +10,10 @@ use crate::{
 };
 
 impl Worker {
-    /// Pushes every lease this process holds, and the lock of every event
-    /// its rounds have in hand, [`CLAIM_TTL`] ahead.
+    /// Pushes the lease of every account whose turn is under way in this
+    /// process, and the lock of every event its rounds have in hand,
+    /// [`CLAIM_TTL`] ahead. Nothing else: a lease or a lock this process
+    /// failed to give back (the database gone at that moment) runs out.
     ///
     /// Rows a round is writing at that moment are skipped (`skip locked`):
     /// the round renews or finishes them itself. Waiting for them instead
@@ -20,21 +22,20 @@ impl Worker {
     /// the deadlock by failing the round's statement).
     pub async fn renew_claims(&self) -> sqlx::Result<()> {
         let ttl = claim_ttl();
-        let in_hand: Vec<i64> = self
-            .in_hand
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .copied()
-            .collect();
+        let ids = |set: &std::sync::Mutex<std::collections::HashSet<i64>>| -> Vec<i64> {
+            set.lock().expect("not poisoned").iter().copied().collect()
+        };
+        let (in_hand, turns) = (ids(&self.in_hand), ids(&self.turns));
         sqlx::query!(
             "update accounts set lease_until = now() + $2
-             where account_id in (select account_id from accounts where lease_owner = $1
+             where account_id in (select account_id from accounts
+                                  where account_id = any($3) and lease_owner = $1
                                   for update skip locked)",
             &self.owner,
             // `as _`: an interval. chrono's Duration encodes as one, but the macro's
             // type check knows only PgInterval for it.
             ttl as _,
+            &turns,
         )
         .execute(&self.pool)
         .await?;

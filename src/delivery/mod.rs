@@ -143,23 +143,38 @@ pub struct Worker {
     wake: Notify,
     /// The events this process's rounds are working on.
     in_hand: Mutex<HashSet<i64>>,
+    /// The accounts whose turn is under way in this process: the only
+    /// account leases the heartbeat renews. A lease whose give-back failed
+    /// (the database gone at that moment) runs out instead of being kept
+    /// for as long as the process lives.
+    turns: Mutex<HashSet<i64>>,
     /// This process's hooks in flight: while there are many, fewer rounds
     /// work the database at once (see `gate.rs`).
     hooks: Arc<HooksInFlight>,
     gate: RoundGate,
 }
 
-/// A round's claimed events, in hand until dropped.
+/// Ids this process works on (a round's events, a turn's account), in
+/// `set` until dropped: what the heartbeat keeps claimed.
 struct InHand<'a> {
-    worker: &'a Worker,
+    set: &'a Mutex<HashSet<i64>>,
     ids: Vec<i64>,
+}
+
+impl<'a> InHand<'a> {
+    fn new(set: &'a Mutex<HashSet<i64>>, ids: Vec<i64>) -> Self {
+        set.lock()
+            .expect("not poisoned")
+            .extend(ids.iter().copied());
+        InHand { set, ids }
+    }
 }
 
 impl Drop for InHand<'_> {
     fn drop(&mut self) {
-        let mut in_hand = self.worker.in_hand.lock().expect("not poisoned");
+        let mut set = self.set.lock().expect("not poisoned");
         for id in &self.ids {
-            in_hand.remove(id);
+            set.remove(id);
         }
     }
 }
@@ -174,6 +189,7 @@ impl Worker {
             fallback_tz,
             wake: Notify::new(),
             in_hand: Mutex::new(HashSet::new()),
+            turns: Mutex::new(HashSet::new()),
             hooks: Arc::default(),
             gate: RoundGate::new(BUSY_ROUNDS),
         }
@@ -189,12 +205,7 @@ impl Worker {
 
     /// Marks a round's events as in hand until the guard is dropped.
     fn hold(&self, events: &[Claimed]) -> InHand<'_> {
-        let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
-        self.in_hand
-            .lock()
-            .expect("not poisoned")
-            .extend(ids.iter().copied());
-        InHand { worker: self, ids }
+        InHand::new(&self.in_hand, events.iter().map(|e| e.event_id).collect())
     }
 
     /// Wakes the dispatcher (a hook was stored). Announcements that come
@@ -217,6 +228,8 @@ impl Worker {
     /// Serves a leased account, then gives its lease back (also when the
     /// turn failed).
     async fn work_on(&self, account: AccountRef, stop: &CancellationToken) -> anyhow::Result<()> {
+        // The heartbeat keeps the lease while the turn lasts, and no longer.
+        let _turn = InHand::new(&self.turns, vec![account.account_id]);
         let span = tracing::info_span!("deliver", account.id = account.account_id);
         let result = supervised(tracing::Instrument::instrument(
             self.serve_account(&account, stop),

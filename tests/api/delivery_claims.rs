@@ -231,3 +231,65 @@ async fn delivery_steps_back_while_many_hooks_are_in_flight() {
         most_at_once(&calm_posts)
     );
 }
+
+/// A turn whose lease could not be given back (the database failing at
+/// that moment, as during a PostgreSQL restart) keeps its account no longer
+/// than the lease lasts: the heartbeat renews only the leases of turns
+/// under way, so the lease runs out and the account's next hooks are noted.
+/// (Before, the heartbeat renewed every lease the process held, for as long
+/// as it lived: the `postgres` drill lost 790 notes that way.)
+#[tokio::test]
+async fn a_lease_that_could_not_be_given_back_runs_out_and_its_account_is_served_again() {
+    let app = TestApp::spawn().await;
+    let key = app.connected("lease.amocrm.ru", 35_000_101).await;
+    // The next give-back of a lease fails.
+    for statement in [
+        "create sequence give_backs",
+        "create function fail_give_back() returns trigger language plpgsql as $$
+         begin
+             if old.lease_owner is not null and new.lease_owner is null
+                and nextval('give_backs') = 1 then
+                 raise exception 'simulated database failure';
+             end if;
+             return new;
+         end $$",
+        "create trigger fail_give_back before update on accounts
+         for each row execute function fail_give_back()",
+    ] {
+        sqlx::query(statement).execute(&app.pool).await.unwrap();
+    }
+    let first = lead_hook(35_000_101, "add", 1, "Первая", 1_712_331_728, &[]);
+    assert_eq!(app.post_hook(&key, first).await.status(), 200);
+    app.wait_for_notes("lease.amocrm.ru", 1).await;
+    // The turn ended and its give-back failed: the lease is still held.
+    for _ in 0..100 {
+        let tried: bool = sqlx::query_scalar("select is_called from give_backs")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if tried {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held: Option<String> =
+        sqlx::query_scalar("select lease_owner from accounts where account_id = 35000101")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(held.is_some(), "the give-back failed");
+
+    // The next hook is noted once the lease has run out (15 s), not never.
+    let second = lead_hook(35_000_101, "add", 2, "Вторая", 1_712_331_790, &[]);
+    assert_eq!(app.post_hook(&key, second).await.status(), 200);
+    for _ in 0..400 {
+        if app.fake.notes().len() == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the account was never served again: {:?}",
+        app.events().await
+    );
+}
