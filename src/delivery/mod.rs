@@ -14,10 +14,12 @@
 //!   account lease cannot have an event sent twice at once.
 //! - Leases and locks are short ([`CLAIM_TTL`]) and kept alive by the
 //!   process's heartbeat: a process that dies leaves nothing locked for
-//!   longer than that. The heartbeat renews only the locks of events a
-//!   round is working on (`InHand`): a round that fails half-way gives its
-//!   events back, and if even that fails their locks run out, instead of
-//!   being renewed for as long as the process lives.
+//!   longer than that. The heartbeat renews only the lease of an account
+//!   whose turn is under way and the locks of events a round is working on
+//!   (`InHand`): a round that fails half-way gives its events back, a turn
+//!   that ends gives its lease back, and if even that fails (the database
+//!   gone at that moment) they run out, instead of being renewed for as
+//!   long as the process lives.
 //! - A note's text is rendered once, in the same transaction that moves the
 //!   card's last seen state forward; retries send exactly that text.
 //! - Before a request that may already have reached amoCRM is repeated (a
